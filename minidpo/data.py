@@ -1,0 +1,45 @@
+"""From text to tensors: render (prompt, response) as token ids with an exact response mask.
+
+Prompt and response are tokenized separately and concatenated, so no BPE merge can cross the
+boundary and the mask is exact by construction (no offsets computed from string lengths):
+
+    ids   = <|prompt|> prompt <|response|> | response <|end|>
+    mask  =     0        0         0       |    1       1
+Batches are right-padded with <|end|> tokens whose mask is 0; causal attention means padding after
+a sequence can never change that sequence's log-probs.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def render(tok, prompt: str, response: str) -> tuple[list[int], list[bool]]:
+    p, r = tok.encode_prompt(prompt), tok.encode_response(response)
+    return p + r, [False] * len(p) + [True] * len(r)
+
+
+def collate(rows: list[tuple[list[int], list[bool]]], pad_id: int, device="cpu"):
+    """(input_ids (B, T) long, response_mask (B, T) bool), right-padded to the longest row."""
+    T = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.bool)
+    for i, (r, m) in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        mask[i, :len(m)] = torch.tensor(m)
+    return ids.to(device), mask.to(device)
+
+
+def sft_targets(input_ids, response_mask):
+    """Next-token targets with every non-response position set to -100 (ignored by the loss)."""
+    targets = input_ids[:, 1:].clone()
+    targets[~response_mask[:, 1:]] = -100
+    return input_ids[:, :-1], targets
+
+
+def prompt_and_response_rows(tok, prompts: list[str], responses_ids: list[list[int]]):
+    """Rows for generated responses (token ids already, ending with <|end|> or cut at max length)."""
+    rows = []
+    for prompt, r in zip(prompts, responses_ids):
+        p = tok.encode_prompt(prompt)
+        rows.append((p + list(r), [False] * len(p) + [True] * len(r)))
+    return rows

@@ -1,0 +1,182 @@
+"""Stage 7: DPO training — one loss, no reward model, no sampling.
+
+Per step: a batch of pairs goes through the policy in ONE forward pass (chosen rows and rejected
+rows stacked), `sequence_logps` gives log π(y_w|x) and log π(y_l|x), and `losses.dpo_loss` does the
+rest. The reference model's log-probs are computed once, before training, and cached on disk
+(keyed by the reference checkpoint's bytes and the tokenized data), so the reference never runs
+inside the training loop and a re-run reuses them.
+
+Sequence log-probs are sums over response tokens, as in the paper. `average_logps=True` uses the
+per-token mean instead; the log-ratio then shrinks by the response length (~15 tokens here), so β
+must grow by about that factor for the same strength of the KL leash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, asdict
+from pathlib import Path
+
+import torch
+
+from .checkpoint import _atomic_write, load_gpt, save_checkpoint, write_json
+from .data import collate
+from .losses import dpo_loss, preference_metrics
+from .model import sequence_logps
+from .preferences import encode_pairs, read_preferences
+from .training import Progress, autocast, check_finite, lr_at, make_optimizer, set_lr
+
+
+@dataclass
+class DPOConfig:
+    beta: float = 0.5
+    lr: float = 1e-4
+    epochs: int = 2
+    batch_size: int = 32          # pairs per step (64 sequences per forward pass)
+    warmup: int = 10
+    weight_decay: float = 0.0
+    loss_type: str = "sigmoid"
+    label_smoothing: float = 0.0
+    average_logps: bool = False
+    log_every: int = 10
+    seed: int = 0
+
+    @classmethod
+    def fast(cls, **kw):
+        return cls(**{**dict(epochs=1, batch_size=16, log_every=5), **kw})
+
+
+def pair_batch(encoded_pairs, device, pad_id):
+    """Stack chosen rows then rejected rows: one forward pass serves both halves."""
+    rows = [c for c, _ in encoded_pairs] + [r for _, r in encoded_pairs]
+    return collate(rows, pad_id, device)
+
+
+def batch_logps(model, encoded_pairs, pad_id, average: bool, dtype=None):
+    """(chosen logps (B,), rejected logps (B,)) from one concatenated forward pass."""
+    device = next(model.parameters()).device
+    ids, mask = pair_batch(encoded_pairs, device, pad_id)
+    with autocast(device, dtype):
+        _, seq = sequence_logps(model, ids, mask, average)
+    seq = seq.float()
+    return seq[:len(encoded_pairs)], seq[len(encoded_pairs):]
+
+
+@torch.no_grad()
+def compute_reference_logps(ref_model, encoded_pairs, pad_id, average: bool, batch_size: int = 128,
+                            dtype=None) -> torch.Tensor:
+    """(N, 2) tensor: log π_ref of chosen and rejected for every pair."""
+    ref_model.eval()
+    out = []
+    for i in range(0, len(encoded_pairs), batch_size):
+        c, r = batch_logps(ref_model, encoded_pairs[i:i + batch_size], pad_id, average, dtype)
+        out.append(torch.stack([c, r], 1).cpu())
+    return torch.cat(out)
+
+
+def cached_reference_logps(ref_model, ref_path, encoded_pairs, pad_id, average: bool, cache_dir,
+                           dtype=None) -> tuple[torch.Tensor, bool]:
+    """Reference log-probs from `cache_dir` if these exact inputs were scored before, else computed
+    and saved. Returns (logps (N, 2), was_cached)."""
+    h = hashlib.sha256(Path(ref_path).read_bytes())
+    h.update(json.dumps([encoded_pairs, average, str(dtype)]).encode())
+    path = Path(cache_dir) / f"ref_logps-{h.hexdigest()[:16]}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True), True
+    logps = compute_reference_logps(ref_model, encoded_pairs, pad_id, average, dtype=dtype)
+    _atomic_write(path, lambda f: torch.save(logps, f))
+    return logps, False
+
+
+@torch.no_grad()
+def evaluate_pairs(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id, dtype=None,
+                   batch_size: int = 128) -> dict:
+    """DPO metrics on held-out pairs; `eval/rewards/accuracies` is the implicit reward's accuracy."""
+    policy.eval()
+    chosen, rejected = [], []
+    for i in range(0, len(encoded_pairs), batch_size):
+        c, r = batch_logps(policy, encoded_pairs[i:i + batch_size], pad_id, cfg.average_logps, dtype)
+        chosen.append(c.cpu())
+        rejected.append(r.cpu())
+    chosen, rejected = torch.cat(chosen), torch.cat(rejected)
+    losses, cr, rr = dpo_loss(chosen, rejected, ref_logps[:, 0], ref_logps[:, 1], cfg.beta,
+                              cfg.label_smoothing, cfg.loss_type)
+    policy.train()
+    return preference_metrics(losses, cr, rr, chosen, rejected, prefix="eval/")
+
+
+def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, device=torch.device("cpu"),
+              dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_every: int = 0) -> dict:
+    """Train a DPO policy from the SFT checkpoint; writes out_dir/{out_name}.pt, {out_name}_log.jsonl,
+    {out_name}_metrics.json. Returns the metrics."""
+    out_dir = Path(out_dir)
+    torch.manual_seed(cfg.seed)
+    policy, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
+    ref, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
+    block = policy.config.block_size
+    train_pairs, train_report = read_preferences(train_file)
+    val_pairs, val_report = read_preferences(val_file)
+    train_enc, train_trunc = encode_pairs(tok, train_pairs, block)
+    val_enc, val_trunc = encode_pairs(tok, val_pairs, block)
+    ref_train, cached = cached_reference_logps(ref, sft_path, train_enc, tok.end_id, cfg.average_logps, out_dir, dtype)
+    ref_val, _ = cached_reference_logps(ref, sft_path, val_enc, tok.end_id, cfg.average_logps, out_dir, dtype)
+    del ref  # from here on, the reference model is never needed again
+
+    opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
+    steps_per_epoch = (len(train_enc) + cfg.batch_size - 1) // cfg.batch_size
+    total = cfg.epochs * steps_per_epoch
+    prog = Progress("dpo", total, every=cfg.log_every, quiet=quiet)
+    rng = random.Random(cfg.seed)
+    log_path = out_dir / f"{out_name}_log.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    history = []
+    with open(log_path, "w") as log:
+        record = {"step": 0, **evaluate_pairs(policy, val_enc, ref_val, cfg, tok.end_id, dtype)}
+        log.write(json.dumps(record) + "\n")
+        history.append(record)
+        policy.train()
+        step = 0
+        for epoch in range(cfg.epochs):
+            order = list(range(len(train_enc)))
+            rng.shuffle(order)
+            for b in range(steps_per_epoch):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                set_lr(opt, lr_at(step, total, cfg.lr, cfg.warmup))
+                step += 1
+                chosen, rejected = batch_logps(policy, [train_enc[i] for i in idx], tok.end_id,
+                                               cfg.average_logps, dtype)
+                ref_b = ref_train[idx].to(device)
+                losses, cr, rr = dpo_loss(chosen, rejected, ref_b[:, 0], ref_b[:, 1], cfg.beta,
+                                          cfg.label_smoothing, cfg.loss_type)
+                loss = losses.mean()
+                check_finite(loss, "dpo", step)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+                opt.step()
+                m = preference_metrics(losses, cr, rr, chosen, rejected)
+                if step % cfg.log_every == 0 or step == total:
+                    record = {"step": step, "epoch": epoch, **m}
+                    if step == total or step % (cfg.log_every * 5) == 0:
+                        record.update(evaluate_pairs(policy, val_enc, ref_val, cfg, tok.end_id, dtype))
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    history.append(record)
+                if checkpoint_every and step % checkpoint_every == 0 and step < total:
+                    save_checkpoint(out_dir / f"{out_name}_step{step}.pt", policy.state_dict(),
+                                    {"stage": "dpo", "model": asdict(policy.config), "train": asdict(cfg), "step": step})
+                prog.step(step, tokens=sum(len(train_enc[i][0][0]) + len(train_enc[i][1][0]) for i in idx), loss=m["loss"],
+                          acc=m["rewards/accuracies"], margin=m["rewards/margins"])
+    policy.eval()
+    final = history[-1]
+    metrics = {"config": asdict(cfg), "seconds": prog.elapsed(), "steps": total,
+               "train_data": {**train_report, **train_trunc}, "val_data": {**val_report, **val_trunc},
+               "reference_logps_cached": cached,
+               "val_implicit_reward_accuracy": final["eval/rewards/accuracies"],
+               "final": final, "history": history}
+    save_checkpoint(out_dir / f"{out_name}.pt", policy.state_dict(),
+                    {"stage": "dpo", "model": asdict(policy.config), "train": asdict(cfg),
+                     "sft": str(sft_path), "data": str(train_file)})
+    write_json(out_dir / f"{out_name}_metrics.json", metrics)
+    return metrics

@@ -1,0 +1,164 @@
+"""A small byte-level BPE: trained here on our corpus, served by tiktoken.
+
+Training (`train_bpe`) is the classic algorithm made fast enough for a lecture:
+  1. split the text into chunks with a regex (words with their leading space, numbers, punctuation);
+  2. count each distinct chunk once (a word-frequency dict), as a tuple of byte ids;
+  3. repeatedly merge the most frequent adjacent pair, updating pair counts *incrementally*
+     (only the words that contain the pair change) and finding the best pair with a heap.
+The merges are saved in tiktoken's text format (base64 token bytes, rank per line) and served by a
+`tiktoken.Encoding`, so encoding is fast and the byte fallback makes it lossless on any text.
+Nothing is ever downloaded.
+
+Sequence format for a (prompt, response) example, tokenized in two parts so that no merge crosses
+the boundary and the response mask is exact:
+    <|prompt|> prompt-tokens <|response|> response-tokens <|end|>
+"""
+from __future__ import annotations
+
+import base64
+import heapq
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import tiktoken
+
+# ASCII classes only, so Python's `re` (training) and tiktoken's regex engine (serving) split text
+# the same way. Non-ASCII letters fall into the "other" class: still lossless via the byte fallback.
+PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]{1,3}| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+"""
+PROMPT, RESPONSE, END = "<|prompt|>", "<|response|>", "<|end|>"
+SPECIAL_TOKENS = [PROMPT, RESPONSE, END]
+DEFAULT_MERGES = Path(__file__).resolve().parent.parent / "data" / "tokenizer.tiktoken"
+
+
+def train_bpe(text: str, num_merges: int) -> dict[bytes, int]:
+    """Learn up to `num_merges` merges; return tiktoken's mergeable ranks {token bytes: rank}.
+
+    Deterministic: ties between equally frequent pairs go to the smallest (id, id) pair.
+    Stops early when no pair occurs twice."""
+    chunks = Counter(re.findall(PAT_STR, text))
+    words = [list(chunk.encode("utf-8")) for chunk in chunks]
+    freqs = list(chunks.values())
+    vocab = [bytes([i]) for i in range(256)]          # id -> bytes; ids 0..255 are the raw bytes
+    ranks = {b: i for i, b in enumerate(vocab)}
+
+    pair_count: dict[tuple[int, int], int] = defaultdict(int)
+    pair_words: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for wi, w in enumerate(words):
+        for pair in zip(w, w[1:]):
+            pair_count[pair] += freqs[wi]
+            pair_words[pair].add(wi)
+    heap = [(-c, p) for p, c in pair_count.items()]
+    heapq.heapify(heap)
+
+    while len(vocab) - 256 < num_merges and heap:
+        neg, pair = heapq.heappop(heap)
+        if pair_count.get(pair, 0) != -neg:          # stale heap entry: its count has changed
+            continue
+        if -neg < 2:
+            break
+        merged = vocab[pair[0]] + vocab[pair[1]]
+        if merged in ranks:                          # same bytes reachable by another merge: skip
+            pair_count.pop(pair)
+            continue
+        new_id = len(vocab)
+        vocab.append(merged)
+        ranks[merged] = new_id
+        changed = set()
+        for wi in pair_words.pop(pair):
+            w, f = words[wi], freqs[wi]
+            for p in zip(w, w[1:]):                  # remove this word's old pairs ...
+                pair_count[p] -= f
+                changed.add(p)
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == pair:
+                    out.append(new_id)
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            words[wi] = out
+            for p in zip(out, out[1:]):              # ... and add its new ones
+                pair_count[p] += f
+                pair_words[p].add(wi)
+                changed.add(p)
+        pair_count.pop(pair, None)
+        for p in changed:
+            c = pair_count.get(p, 0)
+            if c > 0:
+                heapq.heappush(heap, (-c, p))
+            else:
+                pair_count.pop(p, None)
+    return ranks
+
+
+def save_ranks(ranks: dict[bytes, int], path: str | Path) -> None:
+    """tiktoken's text format: one `base64(token bytes) rank` per line."""
+    lines = [f"{base64.b64encode(tok).decode('ascii')} {rank}" for tok, rank in
+             sorted(ranks.items(), key=lambda kv: kv[1])]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="ascii")
+
+
+def load_ranks(path: str | Path) -> dict[bytes, int]:
+    """Read the ranks file ourselves (tiktoken's loader caches by path and would go stale)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer merges file not found: {path}")
+    ranks = {}
+    for lineno, line in enumerate(path.read_text(encoding="ascii").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            tok, rank = line.split()
+            ranks[base64.b64decode(tok, validate=True)] = int(rank)
+        except ValueError as e:
+            raise ValueError(f"{path}:{lineno}: not a 'base64 rank' line ({e})") from None
+    return ranks
+
+
+class Tokenizer:
+    """A `tiktoken.Encoding` over our merges, plus the prompt/response format."""
+
+    def __init__(self, ranks: dict[bytes, int], name: str = "minidpo"):
+        specials = {tok: len(ranks) + i for i, tok in enumerate(SPECIAL_TOKENS)}
+        self.enc = tiktoken.Encoding(name, pat_str=PAT_STR, mergeable_ranks=ranks,
+                                     special_tokens=specials)
+        self.prompt_id, self.response_id, self.end_id = (specials[t] for t in SPECIAL_TOKENS)
+        self.vocab_size = self.enc.n_vocab
+        self.n_ordinary = len(ranks)
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_MERGES) -> "Tokenizer":
+        return cls(load_ranks(path))
+
+    def encode(self, text: str) -> list[int]:
+        return self.enc.encode_ordinary(text)          # special-token strings stay plain text
+
+    def decode(self, ids) -> str:
+        """Text of ordinary tokens (special tokens are format, not text, and are left out)."""
+        return self.enc.decode([int(i) for i in ids if int(i) < self.n_ordinary])
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return [self.prompt_id] + self.encode(prompt) + [self.response_id]
+
+    def encode_response(self, response: str) -> list[int]:
+        return self.encode(response) + [self.end_id]
+
+    def decode_response(self, ids) -> str:
+        """Text of generated response tokens, cut at the first <|end|>."""
+        ids = list(ids)
+        if self.end_id in ids:
+            ids = ids[:ids.index(self.end_id)]
+        return self.decode(ids)
+
+
+def train_default(out: str | Path = DEFAULT_MERGES, num_merges: int = 512, n_examples: int = 20000,
+                  seed: int = 0) -> dict[bytes, int]:
+    """Train the shipped merges on the world's corpus (`python -m minidpo tokenizer`)."""
+    from .world import make_corpus, TITLES
+    text = "\n".join(p + "\n" + r for p, r in make_corpus(n_examples, seed=seed))
+    text += "\n" + "\n".join(TITLES)  # every film name, held-out ones included, tokenizes alike
+    ranks = train_bpe(text, num_merges)
+    save_ranks(ranks, out)
+    return ranks
