@@ -188,7 +188,7 @@ def gpt_gradient_check(beta: float = 0.5, seed: int = 0) -> dict:
 
 
 # --- the whole lab ---------------------------------------------------------------------------------
-def run_lab(beta: float = 0.5, n_pairs: int = 2000, ns=(50, 100, 200, 500, 1000, 2000, 5000, 10000),
+def run_lab(beta: float = 0.5, n_pairs: int = 2000, ns=(50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000),
             seed: int = 0, reinforce_steps: int = 3000, fast: bool = False) -> dict:
     lab = make_lab(seed=seed)
     ref_logp, r = lab["ref_logp"], lab["reward"]
@@ -212,10 +212,11 @@ def run_lab(beta: float = 0.5, n_pairs: int = 2000, ns=(50, 100, 200, 500, 1000,
     r_implicit = beta * (pi_star_true - ref_logp)          # = r − β·log Z(x)
     r_with_Z = r_implicit + beta * logZ.unsqueeze(-1)       # = r exactly
     bt = lambda rr: torch.sigmoid(rr.unsqueeze(-1) - rr.unsqueeze(-2))  # P(y_i ≻ y_j | x)
-    by_n = []
+    by_n = []  # mean over 5 independent data sets: one data set's TV is noisy
     for n in ns if not fast else ns[:5]:
-        p = sample_pairs(r, n, seed + 1)
-        by_n.append([n, tv(solve_dpo(ref_logp, p, beta, iters=5), pi_star_true)])
+        tvs = [tv(solve_dpo(ref_logp, sample_pairs(r, n, seed + 1 + s), beta, iters=5), pi_star_true)
+               for s in range(5)]
+        by_n.append([n, sum(tvs) / len(tvs)])
     return {
         "beta": beta, "n_pairs": n_pairs, "n_prompts": r.shape[0], "n_responses": r.shape[1],
         "tv_dpo_vs_optimal_fitted": tv(pi_dpo, pi_star_fitted),
@@ -239,29 +240,31 @@ def run_lab(beta: float = 0.5, n_pairs: int = 2000, ns=(50, 100, 200, 500, 1000,
     }
 
 
-def ipo_contrast(betas=(0.1, 0.5, 1.0), steps=(10, 100, 1000, 10000), lr: float = 0.1) -> dict:
+def ipo_contrast(betas=(0.1, 0.5, 1.0), steps=(1, 10, 100, 1000, 3000), lr: float = 0.1) -> dict:
     """Deterministic preferences (y_w always beats y_l, one prompt, two responses, uniform π_ref).
     Gradient descent on DPO drives the gap h = log π(y_w)/π_ref − log π(y_l)/π_ref up without
-    bound (π(y_l) → 0) for every β; IPO's gap settles at 1/(2β)."""
-    ref = torch.log(torch.tensor([[0.5, 0.5]], dtype=DT))
-    x, w, l = torch.tensor([0]), torch.tensor([0]), torch.tensor([1])
+    bound (π(y_l) → 0) for every β; IPO's gap settles at 1/(2β). All β run side by side (one row
+    of logits each; the rows do not interact)."""
+    beta = torch.tensor(betas, dtype=DT)
+    ref = torch.log(torch.full((len(betas), 2), 0.5, dtype=DT))
     out = {}
     for loss_type in ("sigmoid", "ipo"):
-        for beta in betas:
-            theta = ref.clone().requires_grad_(True)
-            opt = torch.optim.SGD([theta], lr=lr)
-            trace, done = [], 0
-            for n in steps:
-                for _ in range(n - done):
-                    logp = F.log_softmax(theta, -1)
-                    loss = dpo_loss(logp[x, w], logp[x, l], ref[x, w], ref[x, l], beta, loss_type=loss_type)[0].mean()
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                done = n
-                logp = F.log_softmax(theta.detach(), -1)
-                h = (logp[0, 0] - ref[0, 0] - logp[0, 1] + ref[0, 1]).item()
-                trace.append({"steps": n, "gap": h, "p_loser": logp[0, 1].exp().item()})
-            out[f"{'dpo' if loss_type == 'sigmoid' else 'ipo'}_beta{beta}"] = {
-                "beta": beta, "target_gap_ipo": 1 / (2 * beta), "trace": trace}
+        theta = ref.clone().requires_grad_(True)
+        opt = torch.optim.SGD([theta], lr=lr)
+        traces, done = [[] for _ in betas], 0
+        for n in steps:
+            for _ in range(n - done):
+                logp = F.log_softmax(theta, -1)
+                loss = dpo_loss(logp[:, 0], logp[:, 1], ref[:, 0], ref[:, 1], beta, loss_type=loss_type)[0].sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            done = n
+            logp = F.log_softmax(theta.detach(), -1)
+            gap = (logp[:, 0] - ref[:, 0]) - (logp[:, 1] - ref[:, 1])
+            for b in range(len(betas)):
+                traces[b].append({"steps": n, "gap": gap[b].item(), "p_loser": logp[b, 1].exp().item()})
+        for b, bv in enumerate(betas):
+            out[f"{'dpo' if loss_type == 'sigmoid' else 'ipo'}_beta{bv}"] = {
+                "beta": bv, "target_gap_ipo": 1 / (2 * bv), "trace": traces[b]}
     return out

@@ -207,7 +207,9 @@ def sequence_logps(model, input_ids, response_mask, average: bool = False, with_
     average=False (default, as in the DPO paper) sums over response tokens; average=True divides
     by the number of response tokens (a per-token scale, so β must be ~length times larger).
     with_entropy=True also returns the policy's entropy at each response position (B, T-1)."""
-    logits = model(input_ids[:, :-1]).float()
+    logits = model(input_ids[:, :-1])
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # log-softmax in fp32 under autocast; float64 stays float64
     targets = input_ids[:, 1:]
     mask = response_mask[:, 1:]
     all_logps = F.log_softmax(logits, -1)

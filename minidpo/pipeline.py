@@ -114,7 +114,8 @@ def stage_prefs(run: Run) -> dict:
             write_json(run.path("prefs_report.json"), report)
             print(f"pairs: {report['train']['pairs']} train, {report['val']['pairs']} held-out; "
                   f"refused as identical: {report['train']['refused_identical']} + "
-                  f"{report['val']['refused_identical']}; oracle accuracy {report['train']['oracle_accuracy']:.3f}")
+                  f"{report['val']['refused_identical']}; refused as empty: {report['train']['refused_empty']} + "
+                  f"{report['val']['refused_empty']}; oracle accuracy {report['train']['oracle_accuracy']:.3f}")
         _timed(run, "prefs", go)
     else:
         _reused("prefs")

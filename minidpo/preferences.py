@@ -6,7 +6,8 @@ and pair them up. A pair (y1, y2) is labelled with the Bradley–Terry model of 
     P(y1 ≻ y2) = σ(r*(x, y1) − r*(x, y2)),
 
 by a seeded coin flip, so labels are noisy the way human labels are: two responses of nearly equal
-reward are a coin toss. Identical samples cannot be compared and are refused (and counted).
+reward are a coin toss. A pair of identical samples cannot be compared, and a pair with an empty
+sample would not pass the file checks below: both are refused and counted in the report.
 
 Files are JSONL with keys `prompt`, `chosen`, `rejected` (TRL / Anthropic HH convention); other keys
 are kept but ignored. `read_preferences` validates every line and names file and line on error.
@@ -65,13 +66,16 @@ def make_pairs(model, tok, prompts: list[str], k: int, seed: int, dtype=None) ->
     flat = [p for p in prompts for _ in range(k)]
     texts = [tok.decode_response(r) for r in sample(model, tok, flat, make_generator(seed, device), dtype=dtype)]
     rng = random.Random(seed)
-    pairs, identical = [], 0
+    pairs, identical, empty = [], 0, 0
     for i in range(0, len(flat), 2):
         if texts[i] == texts[i + 1]:
             identical += 1
-            continue
-        pairs.append(label_pair(rng, flat[i], texts[i], texts[i + 1]))
-    return pairs, {"candidates": len(flat) // 2, "refused_identical": identical, "pairs": len(pairs)}
+        elif not texts[i].strip() or not texts[i + 1].strip():
+            empty += 1  # the file format refuses empty completions, so we never write one
+        else:
+            pairs.append(label_pair(rng, flat[i], texts[i], texts[i + 1]))
+    return pairs, {"candidates": len(flat) // 2, "refused_identical": identical, "refused_empty": empty,
+                   "pairs": len(pairs)}
 
 
 def oracle_accuracy(pairs: list[dict]) -> float:
