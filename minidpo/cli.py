@@ -169,3 +169,19 @@ def _print_eval(results: dict) -> None:
               f"KL {s['kl_to_ref']:.2f}, fluency {s['fluency']:.3f}, unique {s['unique_frac']:.3f}")
         for sample in s["samples"][:3]:
             print(f"   {sample['prompt']} -> {sample['response']}  (gold {sample['gold']:+.1f})")
+
+
+def tutorial_run(description: str):
+    """The Run a tutorial script works in: `--fast`, `--out`, `--seed`, `--device` from the command
+    line (unknown arguments, such as a notebook kernel's, are ignored)."""
+    from .pipeline import Run
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--out", default=None, help="run folder (default: runs/tutorial, or runs/tutorial-fast)")
+    p.add_argument("--fast", action="store_true", help="tiny configs, seconds instead of minutes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    args, _ = p.parse_known_args()
+    out = args.out or ("runs/tutorial-fast" if args.fast else "runs/tutorial")
+    run = Run.create(out, seed=args.seed, fast=args.fast, device=args.device)
+    run.out.mkdir(parents=True, exist_ok=True)
+    return run

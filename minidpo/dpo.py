@@ -31,7 +31,7 @@ from .training import Progress, autocast, check_finite, lr_at, make_optimizer, s
 @dataclass
 class DPOConfig:
     beta: float = 0.5
-    lr: float = 1e-4
+    lr: float = 5e-4
     epochs: int = 2
     batch_size: int = 32          # pairs per step (64 sequences per forward pass)
     warmup: int = 10
@@ -44,7 +44,7 @@ class DPOConfig:
 
     @classmethod
     def fast(cls, **kw):
-        return cls(**{**dict(epochs=1, batch_size=16, log_every=5), **kw})
+        return cls(**{**dict(lr=2e-4, epochs=2, batch_size=16, log_every=5), **kw})
 
 
 def pair_batch(encoded_pairs, device, pad_id):

@@ -48,7 +48,7 @@ class Run:
 
     def eval_prompts(self) -> list[str]:
         from .evaluate import eval_prompts
-        return eval_prompts(2 if self.fast else 8)
+        return eval_prompts(4 if self.fast else 8)
 
     def config(self) -> dict:
         return {"out": str(self.out), "seed": self.seed, "fast": self.fast, "device": str(self.device),

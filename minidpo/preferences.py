@@ -38,13 +38,13 @@ class PreferenceFileError(ValueError):
 @dataclass
 class PrefsConfig:
     train_repeats: int = 8      # each training film is prompted this many times ...
-    val_repeats: int = 4        # ... and each held-out film this many times
+    val_repeats: int = 8        # ... and each held-out film this many times
     k: int = 2                  # samples per prompt, paired consecutively: (0,1), (2,3), ...
     seed: int = 0
 
     @classmethod
     def fast(cls, **kw):
-        return cls(**{**dict(train_repeats=1, val_repeats=1), **kw})
+        return cls(**{**dict(train_repeats=2, val_repeats=4), **kw})
 
 
 # --- making pairs ----------------------------------------------------------------------------

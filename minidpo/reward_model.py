@@ -56,7 +56,7 @@ class RewardModel(nn.Module):
 
 @dataclass
 class RMConfig:
-    lr: float = 3e-4
+    lr: float = 3e-3
     epochs: int = 1
     batch_size: int = 32
     warmup: int = 10
@@ -68,7 +68,7 @@ class RMConfig:
 
     @classmethod
     def fast(cls, **kw):
-        return cls(**{**dict(batch_size=16, norm_samples=64, log_every=5), **kw})
+        return cls(**{**dict(lr=1e-3, epochs=2, batch_size=16, norm_samples=64, log_every=5), **kw})
 
 
 @torch.no_grad()

@@ -43,7 +43,7 @@ class RLHFConfig:
     steps: int = 150
     prompts_per_step: int = 16
     k: int = 4                 # samples per prompt (>= 2 for the leave-one-out baseline)
-    lr: float = 3e-5
+    lr: float = 3e-4
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     log_every: int = 10
@@ -52,7 +52,7 @@ class RLHFConfig:
 
     @classmethod
     def fast(cls, **kw):
-        return cls(**{**dict(steps=10, prompts_per_step=8, log_every=5), **kw})
+        return cls(**{**dict(steps=30, prompts_per_step=8, log_every=5), **kw})
 
 
 def leave_one_out_advantages(returns: torch.Tensor) -> torch.Tensor:
@@ -125,7 +125,7 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
                   "entropy": (entropy.sum() / max(1, n_tokens)).item(),
                   "length": sum(len(r) for r in ids) / len(ids),
                   "fluency": sum(world.is_fluent(p, t) for p, t in zip(flat, texts)) / len(flat),
-                  "loss": loss.item()}
+                  "loss": loss.item(), "seconds": prog.elapsed()}
         history.append(record)
         prog.step(step, tokens=rows_ids.numel(), proxy=record["proxy_reward"], gold=record["gold_reward"],
                   kl=record["kl_k1"], len=record["length"])

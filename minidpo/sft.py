@@ -38,7 +38,7 @@ class SFTConfig:
     @classmethod
     def fast(cls, **kw):
         """A tiny config for tests and `--fast`: runs in seconds, still learns the grammar a bit."""
-        base = dict(n_train=2000, n_val=200, steps=60, batch_size=32, eval_every=30,
+        base = dict(n_train=4000, n_val=200, steps=200, batch_size=32, eval_every=50,
                     model=asdict(GPTConfig(n_layer=2, n_head=2, n_embd=64)))
         base.update(kw)
         return cls(**base)

@@ -1,0 +1,127 @@
+"""End to end on tiny configs: every stage runs, numbers move the right way, reruns are identical,
+bad input gets one clear line."""
+import json
+
+import pytest
+import torch
+
+from minidpo import cli
+from minidpo.checkpoint import read_json
+from minidpo.data import collate, prompt_and_response_rows
+from minidpo.dpo import compute_reference_logps
+from minidpo.preferences import encode_pairs, read_preferences
+from minidpo.training import check_finite
+
+
+def test_summary_has_every_number(fast_run):
+    run, s = fast_run
+    for key in ("sft.gold_reward", "sft.fluency", "reward_model.val_accuracy", "reward_model.oracle_accuracy",
+                "rlhf.gold_reward", "rlhf.win_rate_vs_sft", "rlhf.kl_to_ref", "dpo.gold_reward",
+                "dpo.win_rate_vs_sft", "dpo.kl_to_ref", "equivalence.tv_dpo_vs_optimal_fitted"):
+        a, b = key.split(".")
+        assert isinstance(s[a][b], float), key
+    assert all(s["timings"][k] > 0 for k in ("sft", "prefs", "reward_model", "rlhf", "dpo", "equivalence"))
+    assert s["equivalence"]["tv_dpo_vs_optimal_fitted"] < 1e-4
+    report = run.path("report.md").read_text()
+    assert "| DPO |" in report and "![SFT curve](sft_curve.png)" in report
+    for png in ("sft_curve", "gold_hist", "reward_model", "rlhf_curves", "dpo_metrics", "equivalence", "ipo_contrast"):
+        assert run.path(f"{png}.png").stat().st_size > 10_000
+    assert json.loads(run.path("sft.json").read_text())["model"]["vocab_size"] == run.tok.vocab_size
+
+
+def test_tuning_raises_gold_reward_over_sft(fast_run):
+    _, s = fast_run
+    assert s["dpo"]["gold_reward"] > s["sft"]["gold_reward"] + 0.1
+    assert s["dpo"]["win_rate_vs_sft"] > 0.5 and s["dpo"]["kl_to_ref"] > 0
+    assert s["reward_model"]["val_accuracy"] > 0.55  # beats chance on held-out pairs
+
+
+def test_rlhf_raises_proxy_and_gold(fast_run):
+    run, _ = fast_run
+    h = read_json(run.path("rlhf_metrics.json"))["history"]
+    third = len(h) // 3
+    first, last = h[:third], h[-third:]
+    mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
+    assert mean(last, "proxy_reward") > mean(first, "proxy_reward")
+    assert mean(last, "gold_reward") > mean(first, "gold_reward")
+
+
+def test_cached_reference_logps_equal_fresh(fast_run):
+    run, _ = fast_run
+    cached = [torch.load(p, weights_only=True) for p in run.out.glob("ref_logps-*.pt")]
+    ref = run_load(run)
+    pairs, _ = read_preferences(run.path("prefs_train.jsonl"))
+    enc, _ = encode_pairs(run.tok, pairs, ref.config.block_size)
+    fresh = compute_reference_logps(ref, enc, run.tok.end_id, average=False)
+    assert any(c.shape == fresh.shape and torch.equal(c, fresh) for c in cached)
+
+
+def run_load(run):
+    from minidpo.pipeline import load_policy
+    return load_policy(run, "sft.pt")
+
+
+def test_reward_model_reads_last_response_token_and_ignores_padding(fast_run):
+    from minidpo.reward_model import load_reward_model
+    run, _ = fast_run
+    rm = load_reward_model(run.path("reward_model.pt"), vocab_size=run.tok.vocab_size)
+    tok = run.tok
+    short = tok.encode_response("I loved this film.")
+    long = tok.encode_response("The acting was brilliant. The music was superb. I loved this film.")
+    rows = prompt_and_response_rows(tok, ["Review: The Silent Harbor"] * 2, [short, long])
+    ids, mask = collate(rows, tok.end_id)
+    alone = rm(*collate(rows[:1], tok.end_id))
+    with torch.no_grad():
+        assert torch.allclose(rm(ids, mask)[:1], alone, atol=1e-5)
+
+
+def test_rerun_reuses_stages_and_same_seed_is_bit_identical(fast_run, tmp_path, capsys):
+    from minidpo.pipeline import Run, run_all
+    run, s = fast_run
+    again = Run.create(tmp_path / "again", seed=0, fast=True, device="cpu", dtype="fp32", quiet=True)
+    s2 = run_all(again)
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("timings", "throughput", "config", "figures")}
+    assert strip(s) == strip(s2)
+    assert s["config"]["seed"] == s2["config"]["seed"] and s["config"]["out"] != s2["config"]["out"]
+    before = again.path("sft.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    run_all(again)
+    assert "sft: reusing existing outputs" in capsys.readouterr().out
+    assert again.path("sft.pt").stat().st_mtime_ns == before
+
+
+def test_cli_bad_preference_file_is_one_clear_line(fast_run, tmp_path, capsys):
+    run, _ = fast_run
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "Review: The Silent Harbor", "chosen": "a.", "rejected": "b."}\n{"prompt": 1}\n')
+    code = cli.main(["dpo", "--out", str(run.out), "--data", str(bad), "--fast", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "bad.jsonl:2" in err and "Traceback" not in err
+
+
+def test_cli_missing_and_mismatched_checkpoints(tmp_path, capsys, fast_run):
+    code = cli.main(["rlhf", "--out", str(tmp_path / "empty"), "--fast", "--quiet"])
+    assert code == 2 and "checkpoint not found" in capsys.readouterr().err
+    run, _ = fast_run
+    folder = tmp_path / "mismatch"
+    folder.mkdir()
+    (folder / "sft.pt").write_bytes(run.path("sft.pt").read_bytes())
+    cfg = json.loads(run.path("sft.json").read_text())
+    cfg["model"]["vocab_size"] = 100
+    (folder / "sft.json").write_text(json.dumps(cfg))
+    code = cli.main(["prefs", "--out", str(folder), "--fast", "--quiet"])
+    assert code == 2 and "does not match the tokenizer" in capsys.readouterr().err
+
+
+def test_cli_rejects_bad_flag_values(capsys):
+    for argv in (["dpo", "--beta", "-1"], ["dpo", "--loss-type", "nope"], ["run", "--device", "tpu"],
+                 ["dpo", "--label-smoothing", "0.7"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2
+    assert "invalid" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_with_clear_message():
+    with pytest.raises(FloatingPointError, match="dpo: loss became nan at step 7"):
+        check_finite(torch.tensor(float("nan")), "dpo", 7)

@@ -1,0 +1,60 @@
+# %% [markdown]
+# # 02 · A small GPT, written by hand
+# Open `minidpo/model.py` beside this script: `GPTConfig` -> `CausalSelfAttention` -> `MLP` ->
+# `Block` -> `GPT`. Here we check, with numbers, the facts a learner should be able to predict.
+# Run: `python tutorials/02_gpt.py`.
+
+# %%
+import math
+import time
+
+import torch
+
+from minidpo.cli import tutorial_run
+from minidpo.data import collate, render
+from minidpo.model import GPT, GPTConfig, sequence_logps
+
+run = tutorial_run("02: the hand-written GPT, checked with numbers")
+tok = run.tok
+torch.manual_seed(run.seed)
+model = GPT(GPTConfig(vocab_size=tok.vocab_size)).eval()
+print(f"{model.num_params() / 1e6:.2f}M parameters (the head is tied to the token embedding)")
+
+# %% At initialisation every token is equally likely, so the loss is ln(vocab size)
+x = torch.randint(0, tok.vocab_size, (16, 48))
+_, loss = model(x[:, :-1], x[:, 1:])
+print(f"initial loss {loss.item():.3f} vs ln({tok.vocab_size}) = {math.log(tok.vocab_size):.3f}")
+
+# %% Two attention paths, one result: the explicit masked softmax and PyTorch's fused SDPA
+fast = model(x)
+for block in model.blocks:
+    block.attn.attention = "math"
+t0 = time.perf_counter()
+slow = model(x)
+t_math = time.perf_counter() - t0
+for block in model.blocks:
+    block.attn.attention = "sdpa"
+t0 = time.perf_counter()
+model(x)
+t_sdpa = time.perf_counter() - t0
+print(f"max |math - sdpa| = {(fast - slow).abs().max().item():.2e}; forward {t_math * 1e3:.1f} ms vs {t_sdpa * 1e3:.1f} ms")
+
+# %% Generation: a KV cache gives the same tokens as recomputing the whole prefix, faster
+prompts = [tok.encode_prompt("Review: The Silent Harbor"), tok.encode_prompt("Review: The Golden Garden")]
+t0 = time.perf_counter()
+cached = model.generate(prompts, 32, temperature=0)
+t_cache = time.perf_counter() - t0
+t0 = time.perf_counter()
+full = model.generate(prompts, 32, temperature=0, use_cache=False)
+t_full = time.perf_counter() - t0
+print(f"same tokens: {cached == full}; {t_full / t_cache:.1f}x faster with the cache")
+print("an untrained model babbles:", repr(tok.decode_response(cached[0])))
+
+# %% Sequence log-probs: the one number DPO and REINFORCE need, log π(y|x), over response tokens only
+rows = [render(tok, "Review: The Silent Harbor", "I loved this film."),
+        render(tok, "Review: The Silent Harbor", "I hated this film.")]
+ids, mask = collate(rows, tok.end_id)
+token_logps, seq = sequence_logps(model, ids, mask)
+print("response tokens per row:", mask.sum(1).tolist())
+print("log π(y|x) per row:", [round(v, 3) for v in seq.tolist()], "(sum over response tokens)")
+print("per-token log-probs at prompt positions are exactly 0:", bool((token_logps[~mask[:, 1:]] == 0).all()))
