@@ -56,8 +56,8 @@ class RewardModel(nn.Module):
 
 @dataclass
 class RMConfig:
-    lr: float = 3e-3
-    epochs: int = 1
+    lr: float = 1e-3
+    epochs: int = 2
     batch_size: int = 32
     warmup: int = 10
     weight_decay: float = 0.0
@@ -68,7 +68,7 @@ class RMConfig:
 
     @classmethod
     def fast(cls, **kw):
-        return cls(**{**dict(lr=1e-3, epochs=2, batch_size=16, norm_samples=64, log_every=5), **kw})
+        return cls(**{**dict(batch_size=16, norm_samples=64, log_every=5), **kw})
 
 
 @torch.no_grad()

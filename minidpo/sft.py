@@ -61,8 +61,12 @@ def mean_response_loss(model, rows, pad_id, device, dtype=None, batch_size=256) 
 
 
 def train_sft(cfg: SFTConfig, tok: Tokenizer, out_dir, device=torch.device("cpu"), dtype=None,
-              quiet: bool = False) -> dict:
-    """Train, save `out_dir/sft.pt`, return the metrics dict (also written to sft_metrics.json)."""
+              quiet: bool = False, stop_after_steps: int | None = None) -> dict:
+    """Train, save `out_dir/sft.pt`, return the metrics dict (also written to sft_metrics.json).
+
+    Every `eval_every` steps a resume file (sft_resume.pt) is written; an interrupted run called
+    again with the same config continues from it and ends bit-identical to an uninterrupted one.
+    `stop_after_steps` simulates an interruption (for the test and the curious)."""
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
     train_titles, heldout_titles = world.split_titles()
@@ -73,17 +77,22 @@ def train_sft(cfg: SFTConfig, tok: Tokenizer, out_dir, device=torch.device("cpu"
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     rng = random.Random(cfg.seed)
     mean_len = sum(len(r[0]) for r in train) / len(train)
+    train_ids, train_mask = collate(train, tok.end_id)  # pad once; each batch is a row selection
+    train_len = torch.tensor([len(ids) for ids, _ in train])
     peak = measure_matmul_peak(device) if device.type == "cpu" else None
     prog = Progress("sft", cfg.steps, every=max(1, cfg.eval_every // 2), peak_flops=peak,
                     flops_per_token=train_flops_per_token(model_cfg, round(mean_len)), quiet=quiet)
     history = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
     history["val_step"].append(0)
     history["val_loss"].append(mean_response_loss(model, val, tok.end_id, device, dtype))
+    resume_path = out_dir / "sft_resume.pt"
+    start = _resume(resume_path, cfg, model, opt, rng, history, quiet)
     model.train()
-    for step in range(1, cfg.steps + 1):
+    for step in range(start + 1, cfg.steps + 1):
         set_lr(opt, lr_at(step - 1, cfg.steps, cfg.lr, cfg.warmup))
-        ids, mask = collate(rng.sample(train, cfg.batch_size), tok.end_id, device)
-        x, y = sft_targets(ids, mask)
+        idx = torch.tensor(rng.sample(range(len(train)), cfg.batch_size))
+        T = int(train_len[idx].max())  # trim to the longest row of this batch
+        x, y = sft_targets(train_ids[idx, :T].to(device), train_mask[idx, :T].to(device))
         with autocast(device, dtype):
             _, loss = model(x, y)
         check_finite(loss, "sft", step)
@@ -94,9 +103,14 @@ def train_sft(cfg: SFTConfig, tok: Tokenizer, out_dir, device=torch.device("cpu"
         history["step"].append(step)
         history["train_loss"].append(loss.item())
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            history["val_step"].append(step)
-            history["val_loss"].append(mean_response_loss(model, val, tok.end_id, device, dtype))
+            with prog.paused():
+                history["val_step"].append(step)
+                history["val_loss"].append(mean_response_loss(model, val, tok.end_id, device, dtype))
         prog.step(step, tokens=x.numel(), loss=loss.item(), val=history["val_loss"][-1])
+        if step % cfg.eval_every == 0 and step < cfg.steps:
+            _save_resume(resume_path, cfg, step, model, opt, rng, history)
+        if stop_after_steps is not None and step >= stop_after_steps:
+            raise KeyboardInterrupt(f"sft stopped after step {step} (stop_after_steps)")
     model.eval()
     metrics = {"train_loss_last": history["train_loss"][-1], "val_loss_init": history["val_loss"][0],
                "val_loss": history["val_loss"][-1], "tokens_per_s": prog.tokens_per_s(),
@@ -105,4 +119,37 @@ def train_sft(cfg: SFTConfig, tok: Tokenizer, out_dir, device=torch.device("cpu"
     save_checkpoint(out_dir / "sft.pt", model.state_dict(),
                     {"stage": "sft", "model": asdict(model_cfg), "train": asdict(cfg)})
     write_json(out_dir / "sft_metrics.json", metrics)
+    resume_path.unlink(missing_ok=True)
     return metrics
+
+
+def _save_resume(path, cfg, step, model, opt, rng, history) -> None:
+    """Everything needed to continue bit-identically: weights, AdamW moments, the batch RNG."""
+    from .checkpoint import save_checkpoint
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": opt.state_dict()},
+                    {"train": asdict(cfg), "step": step, "rng": _jsonable(rng.getstate()), "history": history})
+
+
+def _resume(path, cfg, model, opt, rng, history, quiet) -> int:
+    """Load `path` if it was written by this same config; return the step to continue after."""
+    from .checkpoint import load_checkpoint
+    if not path.is_file():
+        return 0
+    state, meta = load_checkpoint(path)
+    if meta.get("train") != asdict(cfg):
+        if not quiet:
+            print(f"sft: ignoring {path} (written by another config)")
+        return 0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    version, internal, gauss = meta["rng"]
+    rng.setstate((version, tuple(internal), gauss))
+    history.clear()
+    history.update(meta["history"])
+    if not quiet:
+        print(f"sft: resuming from {path} at step {meta['step']}")
+    return meta["step"]
+
+
+def _jsonable(obj):
+    return [_jsonable(o) for o in obj] if isinstance(obj, (tuple, list)) else obj

@@ -114,12 +114,20 @@ class Progress:
         self.peak, self.fpt = peak_flops, flops_per_token
         self.t0 = time.perf_counter()
         self.tokens = 0
+        self.excluded = 0.0  # seconds spent on evaluation, not counted in the throughput
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Time inside this block (held-out evaluation) does not count towards tokens/s."""
+        t = time.perf_counter()
+        yield
+        self.excluded += time.perf_counter() - t
+
     def tokens_per_s(self) -> float:
-        return self.tokens / max(self.elapsed(), 1e-9)
+        return self.tokens / max(self.elapsed() - self.excluded, 1e-9)
 
     def mfu(self) -> float | None:
         if self.peak and self.fpt:

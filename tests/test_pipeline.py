@@ -125,3 +125,18 @@ def test_cli_rejects_bad_flag_values(capsys):
 def test_nan_loss_stops_with_clear_message():
     with pytest.raises(FloatingPointError, match="dpo: loss became nan at step 7"):
         check_finite(torch.tensor(float("nan")), "dpo", 7)
+
+
+def test_interrupted_sft_resumes_bit_identical(fast_run, tmp_path):
+    from minidpo.checkpoint import load_checkpoint
+    from minidpo.sft import SFTConfig, train_sft
+    run, _ = fast_run
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(SFTConfig.fast(seed=0), run.tok, tmp_path, quiet=True, stop_after_steps=120)
+    assert (tmp_path / "sft_resume.pt").is_file() and not (tmp_path / "sft.pt").exists()
+    m = train_sft(SFTConfig.fast(seed=0), run.tok, tmp_path, quiet=True)
+    resumed, _ = load_checkpoint(tmp_path / "sft.pt")
+    straight, _ = load_checkpoint(run.path("sft.pt"))
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+    assert m["history"]["train_loss"] == read_json(run.path("sft_metrics.json"))["history"]["train_loss"]
+    assert not (tmp_path / "sft_resume.pt").exists()
