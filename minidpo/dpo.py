@@ -158,7 +158,7 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
                 m = preference_metrics(losses, cr, rr, chosen, rejected)
                 if step % cfg.log_every == 0 or step == total:
                     record = {"step": step, "epoch": epoch, **m}
-                    if step == total or step % (cfg.log_every * 5) == 0:
+                    if step == total or step % (cfg.log_every * 2) == 0:
                         record.update(evaluate_pairs(policy, val_enc, ref_val, cfg, tok.end_id, dtype))
                     log.write(json.dumps(record) + "\n")
                     log.flush()

@@ -179,13 +179,14 @@ def stage_evaluate(run: Run, methods=("rlhf", "dpo")) -> dict:
     from .evaluate import evaluate_policy
     sft_eval = read_json(run.path("eval_sft.json"))
     out = {}
+    previous = read_json(run.path("eval.json")) if run.path("eval.json").is_file() else {}
 
     def go():
         ref = load_policy(run, "sft.pt")
         for m in methods:
             out[m] = evaluate_policy(load_policy(run, f"{m}.pt"), ref, run.tok, run.eval_prompts(),
                                      seed=run.seed + 100, sft_gold=sft_eval["gold"], dtype=run.dtype)
-        write_json(run.path("eval.json"), out)
+        write_json(run.path("eval.json"), {**previous, **out})  # other methods' results stay
     _timed(run, "evaluate", go)
     return out
 

@@ -71,19 +71,20 @@ def rlhf_curves(history: list[dict], path) -> str:
 
 
 def dpo_metrics_figure(history: list[dict], path, title: str = "DPO training") -> str:
+    """Held-out pairs (fixed, so the curves are smooth) in solid lines; the train batch faint."""
     rows = [r for r in history if "loss" in r]
-    steps = [r["step"] for r in rows]
+    ev = [r for r in history if "eval/loss" in r]
+    s, es = [r["step"] for r in rows], [r["step"] for r in ev]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    axes[0].plot(steps, [r["rewards/chosen"] for r in rows], label="rewards/chosen")
-    axes[0].plot(steps, [r["rewards/rejected"] for r in rows], label="rewards/rejected")
-    axes[0].plot(steps, [r["rewards/margins"] for r in rows], label="rewards/margins")
-    axes[0].set(xlabel="step", ylabel="β·log π/π_ref (nats)", title="implicit rewards (train batch)")
-    axes[1].plot(steps, [r["logps/chosen"] for r in rows], label="logps/chosen")
-    axes[1].plot(steps, [r["logps/rejected"] for r in rows], label="logps/rejected")
-    axes[1].set(xlabel="step", ylabel="log π(y|x) (nats)", title="sequence log-probs: both can fall")
-    ev = [r for r in history if "eval/rewards/accuracies" in r]
-    axes[2].plot(steps, [r["rewards/accuracies"] for r in rows], alpha=0.5, label="train batch")
-    axes[2].plot([r["step"] for r in ev], [r["eval/rewards/accuracies"] for r in ev], "o-", label="held-out pairs")
+    for key, color in (("chosen", "C0"), ("rejected", "C1"), ("margins", "C2")):
+        axes[0].plot(es, [r[f"eval/rewards/{key}"] for r in ev], "o-", color=color, label=f"rewards/{key}")
+        axes[0].plot(s, [r[f"rewards/{key}"] for r in rows], color=color, alpha=0.25)
+    axes[0].set(xlabel="step", ylabel="β·log π/π_ref (nats)", title="implicit rewards (held-out pairs)")
+    for key, color in (("chosen", "C0"), ("rejected", "C1")):
+        axes[1].plot(es, [r[f"eval/logps/{key}"] for r in ev], "o-", color=color, label=f"logps/{key}")
+    axes[1].set(xlabel="step", ylabel="mean log π(y|x) (nats)", title="sequence log-probs: both can fall")
+    axes[2].plot(s, [r["rewards/accuracies"] for r in rows], alpha=0.4, label="train batch")
+    axes[2].plot(es, [r["eval/rewards/accuracies"] for r in ev], "o-", label="held-out pairs")
     axes[2].set(xlabel="step", ylabel="fraction r̂_w > r̂_l", title="rewards/accuracies")
     for ax in axes:
         ax.legend(fontsize=8)

@@ -140,7 +140,8 @@ def write_report(run) -> dict:
         "## Samples, side by side (same held-out prompt, same seed)", "",
         "| prompt | SFT | RLHF | DPO |", "|---|---|---|---|",
     ]
-    for i in range(0, min(len(sft_e["samples"]), 64), max(1, len(sft_e["samples"]) // 8))[:8]:
+    per_prompt = len(sft_e["samples"]) // len({x["prompt"] for x in sft_e["samples"]})
+    for i in range(0, len(sft_e["samples"]), per_prompt)[:10]:  # the first sample of 10 films
         cells = [sft_e["samples"][i], ev["rlhf"]["samples"][i], ev["dpo"]["samples"][i]]
         lines.append(f"| {cells[0]['prompt']} | " + " | ".join(f"{c['response']} ({c['gold']:+.1f})" for c in cells) + " |")
     lines += ["", "## Wall time per stage (s)", "", "| stage | seconds |", "|---|---|"]

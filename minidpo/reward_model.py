@@ -87,7 +87,8 @@ def score(rm, tok, prompts, responses_ids, batch_size: int = 256, dtype=None, ra
 
 @torch.no_grad()
 def pair_accuracy(rm, encoded_pairs, pad_id, dtype=None, batch_size: int = 128) -> tuple[float, float]:
-    """(accuracy, mean Bradley–Terry loss) of the reward model on labelled pairs."""
+    """(accuracy, mean Bradley–Terry loss) of the reward model on labelled pairs; a tie counts ½
+    (so the zero-initialised head starts at chance, 0.5)."""
     rm.eval()
     correct, loss = 0.0, 0.0
     device = next(rm.parameters()).device
@@ -97,7 +98,7 @@ def pair_accuracy(rm, encoded_pairs, pad_id, dtype=None, batch_size: int = 128) 
         with autocast(device, dtype):
             s = rm.raw(ids, mask)
         c, r = s[:len(chunk)], s[len(chunk):]
-        correct += (c > r).float().sum().item()
+        correct += ((c > r).float() + 0.5 * (c == r).float()).sum().item()
         loss += bradley_terry_loss(c, r).sum().item()
     rm.train()
     return correct / len(encoded_pairs), loss / len(encoded_pairs)
