@@ -9,12 +9,16 @@ inside the training loop and a re-run reuses them.
 Sequence log-probs are sums over response tokens, as in the paper. `average_logps=True` uses the
 per-token mean instead; the log-ratio then shrinks by the response length (~15 tokens here), so β
 must grow by about that factor for the same strength of the KL leash.
+
+`rpo_alpha` > 0 adds α · (per-token NLL of the chosen response) to the loss (RPO, Pang et al. 2024):
+DPO alone trains only the margin and lets log π(y_w) fall; the NLL term holds it up.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import random
+import time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -39,6 +43,7 @@ class DPOConfig:
     loss_type: str = "sigmoid"
     label_smoothing: float = 0.0
     average_logps: bool = False
+    rpo_alpha: float = 0.0        # weight of an NLL term on the chosen response (RPO); 0 = plain DPO
     log_every: int = 10
     seed: int = 0
 
@@ -106,11 +111,75 @@ def evaluate_pairs(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id, dty
     return preference_metrics(losses, cr, rr, chosen, rejected, prefix="eval/")
 
 
+def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_id: int, dtype=None,
+            quiet: bool = False, log_path=None, on_step=None) -> dict:
+    """The DPO training loop on encoded pairs with precomputed reference log-probs (N, 2).
+    Updates `policy` in place; returns {"history", "seconds", "steps", "tokens_forward", "tokens_backward"}.
+    on_step(step, policy) is called after every update (for checkpoints along training)."""
+    device = next(policy.parameters()).device
+    opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
+    steps_per_epoch = (len(train_enc) + cfg.batch_size - 1) // cfg.batch_size
+    total = cfg.epochs * steps_per_epoch
+    prog = Progress("dpo", total, every=cfg.log_every, quiet=quiet)
+    rng = random.Random(cfg.seed)
+    n_chosen_tokens = torch.tensor([sum(c[1]) for c, _ in train_enc], dtype=torch.float32)
+    history, tokens = [], 0
+    log = open(log_path, "w") if log_path else None
+
+    def record(r):
+        history.append(r)
+        if log:
+            log.write(json.dumps(r) + "\n")
+            log.flush()
+
+    record({"step": 0, **evaluate_pairs(policy, val_enc, ref_val, cfg, pad_id, dtype)})
+    policy.train()
+    step = 0
+    for epoch in range(cfg.epochs):
+        order = list(range(len(train_enc)))
+        rng.shuffle(order)
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            set_lr(opt, lr_at(step, total, cfg.lr, cfg.warmup))
+            step += 1
+            chosen, rejected = batch_logps(policy, [train_enc[i] for i in idx], pad_id, cfg.average_logps, dtype)
+            ref_b = ref_train[idx].to(device)
+            losses, cr, rr = dpo_loss(chosen, rejected, ref_b[:, 0], ref_b[:, 1], cfg.beta,
+                                      cfg.label_smoothing, cfg.loss_type)
+            loss = losses.mean()
+            if cfg.rpo_alpha:  # RPO: + α · NLL per token of the chosen response (keeps it likely)
+                nll = -chosen if cfg.average_logps else -chosen / n_chosen_tokens[idx].to(device)
+                loss = loss + cfg.rpo_alpha * nll.mean()
+            check_finite(loss, "dpo", step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            opt.step()
+            m = preference_metrics(losses, cr, rr, chosen, rejected)
+            if step % cfg.log_every == 0 or step == total:
+                r = {"step": step, "epoch": epoch, **m}
+                if step == total or step % (cfg.log_every * 2) == 0:
+                    with prog.paused():
+                        r.update(evaluate_pairs(policy, val_enc, ref_val, cfg, pad_id, dtype))
+                record(r)
+            if on_step is not None:
+                on_step(step, policy)
+            n = sum(len(train_enc[i][0][0]) + len(train_enc[i][1][0]) for i in idx)
+            tokens += n
+            prog.step(step, tokens=n, loss=m["loss"], acc=m["rewards/accuracies"], margin=m["rewards/margins"])
+    if log:
+        log.close()
+    policy.eval()
+    return {"history": history, "seconds": prog.elapsed(), "steps": total,
+            "tokens_forward": tokens, "tokens_backward": tokens}
+
+
 def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, device=torch.device("cpu"),
               dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_every: int = 0) -> dict:
-    """Train a DPO policy from the SFT checkpoint; writes out_dir/{out_name}.pt, {out_name}_log.jsonl,
-    {out_name}_metrics.json. Returns the metrics."""
+    """Train a DPO policy from the SFT checkpoint on preference files; writes out_dir/{out_name}.pt,
+    {out_name}_log.jsonl and {out_name}_metrics.json. Returns the metrics."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     policy, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
     ref, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
@@ -119,62 +188,28 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
     val_pairs, val_report = read_preferences(val_file)
     train_enc, train_trunc = encode_pairs(tok, train_pairs, block)
     val_enc, val_trunc = encode_pairs(tok, val_pairs, block)
+    t0 = time.perf_counter()
     ref_train, cached = cached_reference_logps(ref, sft_path, train_enc, tok.end_id, cfg.average_logps, out_dir, dtype)
     ref_val, _ = cached_reference_logps(ref, sft_path, val_enc, tok.end_id, cfg.average_logps, out_dir, dtype)
+    ref_seconds = time.perf_counter() - t0
     del ref  # from here on, the reference model is never needed again
 
-    opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
-    steps_per_epoch = (len(train_enc) + cfg.batch_size - 1) // cfg.batch_size
-    total = cfg.epochs * steps_per_epoch
-    prog = Progress("dpo", total, every=cfg.log_every, quiet=quiet)
-    rng = random.Random(cfg.seed)
-    log_path = out_dir / f"{out_name}_log.jsonl"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    history = []
-    with open(log_path, "w") as log:
-        record = {"step": 0, **evaluate_pairs(policy, val_enc, ref_val, cfg, tok.end_id, dtype)}
-        log.write(json.dumps(record) + "\n")
-        history.append(record)
-        policy.train()
-        step = 0
-        for epoch in range(cfg.epochs):
-            order = list(range(len(train_enc)))
-            rng.shuffle(order)
-            for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                set_lr(opt, lr_at(step, total, cfg.lr, cfg.warmup))
-                step += 1
-                chosen, rejected = batch_logps(policy, [train_enc[i] for i in idx], tok.end_id,
-                                               cfg.average_logps, dtype)
-                ref_b = ref_train[idx].to(device)
-                losses, cr, rr = dpo_loss(chosen, rejected, ref_b[:, 0], ref_b[:, 1], cfg.beta,
-                                          cfg.label_smoothing, cfg.loss_type)
-                loss = losses.mean()
-                check_finite(loss, "dpo", step)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-                opt.step()
-                m = preference_metrics(losses, cr, rr, chosen, rejected)
-                if step % cfg.log_every == 0 or step == total:
-                    record = {"step": step, "epoch": epoch, **m}
-                    if step == total or step % (cfg.log_every * 2) == 0:
-                        record.update(evaluate_pairs(policy, val_enc, ref_val, cfg, tok.end_id, dtype))
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                    history.append(record)
-                if checkpoint_every and step % checkpoint_every == 0 and step < total:
-                    save_checkpoint(out_dir / f"{out_name}_step{step}.pt", policy.state_dict(),
-                                    {"stage": "dpo", "model": asdict(policy.config), "train": asdict(cfg), "step": step})
-                prog.step(step, tokens=sum(len(train_enc[i][0][0]) + len(train_enc[i][1][0]) for i in idx), loss=m["loss"],
-                          acc=m["rewards/accuracies"], margin=m["rewards/margins"])
-    policy.eval()
-    final = history[-1]
-    metrics = {"config": asdict(cfg), "seconds": prog.elapsed(), "steps": total,
-               "train_data": {**train_report, **train_trunc}, "val_data": {**val_report, **val_trunc},
-               "reference_logps_cached": cached,
+    def checkpoint(step, model):
+        if checkpoint_every and step % checkpoint_every == 0:
+            save_checkpoint(out_dir / f"{out_name}_step{step}.pt", model.state_dict(),
+                            {"stage": "dpo", "model": asdict(model.config), "train": asdict(cfg), "step": step})
+
+    out = run_dpo(policy, cfg, train_enc, ref_train, val_enc, ref_val, tok.end_id, dtype, quiet,
+                  out_dir / f"{out_name}_log.jsonl", checkpoint)
+    ref_tokens = sum(len(c[0]) + len(r[0]) for c, r in train_enc + val_enc)
+    final = out["history"][-1]
+    metrics = {"config": asdict(cfg), "seconds": out["seconds"], "reference_seconds": ref_seconds,
+               "steps": out["steps"], "train_data": {**train_report, **train_trunc},
+               "val_data": {**val_report, **val_trunc}, "reference_logps_cached": cached,
+               "tokens_forward": out["tokens_forward"] + (0 if cached else ref_tokens),
+               "tokens_backward": out["tokens_backward"],
                "val_implicit_reward_accuracy": final["eval/rewards/accuracies"],
-               "final": final, "history": history}
+               "final": final, "history": out["history"]}
     save_checkpoint(out_dir / f"{out_name}.pt", policy.state_dict(),
                     {"stage": "dpo", "model": asdict(policy.config), "train": asdict(cfg),
                      "sft": str(sft_path), "data": str(train_file)})

@@ -10,6 +10,7 @@ On held-out prompts (films never trained on) we sample from the policy exactly a
   unique_frac   fraction of distinct responses (a diversity measure that works in a tiny vocabulary)
   distinct_2    distinct word bigrams / all word bigrams (kept for comparison with the literature)
   length        mean response length in tokens (the <|end|> token included)
+  entropy       mean per-token entropy of π over its own samples' response positions (nats)
 """
 from __future__ import annotations
 
@@ -24,16 +25,21 @@ from .training import autocast
 
 @torch.no_grad()
 def response_logps(model, tok, prompts, responses_ids, batch_size: int = 256, dtype=None,
-                   average: bool = False) -> torch.Tensor:
-    """log π(y|x) for given (prompt, response-token) pairs, in batches, on the model's device."""
+                   average: bool = False, with_entropy: bool = False):
+    """log π(y|x) for given (prompt, response-token) pairs, in batches, on the model's device.
+    with_entropy=True also returns the mean per-token entropy of π over those response positions."""
     device = next(model.parameters()).device
     rows = prompt_and_response_rows(tok, prompts, responses_ids)
-    out = []
+    out, entropy, n = [], 0.0, 0
     for i in range(0, len(rows), batch_size):
         ids, mask = collate(rows[i:i + batch_size], tok.end_id, device)
         with autocast(device, dtype):
-            out.append(sequence_logps(model, ids, mask, average)[1].float().cpu())
-    return torch.cat(out)
+            _, seq, ent = sequence_logps(model, ids, mask, average, with_entropy=True)
+        out.append(seq.float().cpu())
+        entropy += ent.sum().item()
+        n += int(mask[:, 1:].sum())
+    logps = torch.cat(out)
+    return (logps, entropy / max(1, n)) if with_entropy else logps
 
 
 def text_stats(prompts: list[str], texts: list[str]) -> dict:
@@ -66,7 +72,7 @@ def evaluate_policy(policy, ref, tok, prompts: list[str], seed: int = 1234, sft_
     ids = sample(policy, tok, prompts, make_generator(seed, device), dtype=dtype)
     texts = [tok.decode_response(r) for r in ids]
     stats = text_stats(prompts, texts)
-    logp = response_logps(policy, tok, prompts, ids, dtype=dtype)
+    logp, stats["entropy"] = response_logps(policy, tok, prompts, ids, dtype=dtype, with_entropy=True)
     logp_ref = response_logps(ref, tok, prompts, ids, dtype=dtype)
     stats["kl_to_ref"] = (logp - logp_ref).mean().item()
     stats["length"] = sum(len(r) for r in ids) / len(ids)

@@ -18,7 +18,7 @@ import torch
 from . import world
 from .checkpoint import load_gpt, read_json, write_json
 from .tokenizer import Tokenizer
-from .training import pick_device, resolve_dtype, seed_everything
+from .training import PeakMemory, pick_device, resolve_dtype, seed_everything
 
 
 @dataclass
@@ -60,12 +60,14 @@ def _timed(run: Run, stage: str, fn):
     print(f"== {stage}: start", flush=True)
     seed_everything(run.seed)
     t0 = time.perf_counter()
-    result = fn()
+    with PeakMemory(run.device) as mem:
+        result = fn()
     dt = time.perf_counter() - t0
-    timings = read_json(run.path("timings.json")) if run.path("timings.json").is_file() else {}
-    timings[stage] = dt
-    write_json(run.path("timings.json"), timings)
-    print(f"== {stage}: done in {dt:.1f}s", flush=True)
+    for name, value in (("timings.json", dt), ("peak_memory_mb.json", mem.mb)):
+        table = read_json(run.path(name)) if run.path(name).is_file() else {}
+        table[stage] = value
+        write_json(run.path(name), table)
+    print(f"== {stage}: done in {dt:.1f}s" + (f", peak memory {mem.mb:.0f} MB" if mem.mb else ""), flush=True)
     return result
 
 

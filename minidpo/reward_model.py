@@ -140,7 +140,7 @@ def train_reward_model(cfg: RMConfig, tok, sft_path, train_file, val_file, out_d
     history = {"step": [0], "val_accuracy": [pair_accuracy(rm, val_enc, tok.end_id, dtype)[0]],
                "train_loss": [float("nan")], "train_accuracy": [float("nan")]}
     rm.train()
-    step = 0
+    step = tokens = 0
     for _ in range(cfg.epochs):
         order = list(range(len(train_enc)))
         rng.shuffle(order)
@@ -159,6 +159,7 @@ def train_reward_model(cfg: RMConfig, tok, sft_path, train_file, val_file, out_d
             torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
             opt.step()
             acc = (c > r).float().mean().item()
+            tokens += ids.numel()
             if step % cfg.log_every == 0 or step == total:
                 history["step"].append(step)
                 history["train_loss"].append(loss.item())
@@ -177,6 +178,7 @@ def train_reward_model(cfg: RMConfig, tok, sft_path, train_file, val_file, out_d
     learned = score(rm, tok, heldout_prompts, ids, dtype=dtype)
     gold = torch.tensor([world.gold_reward(p, tok.decode_response(r)) for p, r in zip(heldout_prompts, ids)])
     metrics = {"config": asdict(cfg), "seconds": prog.elapsed(), "train_pairs": len(train_enc),
+               "tokens_forward": tokens, "tokens_backward": tokens,
                "val_accuracy": val_acc, "val_loss": val_loss, "oracle_accuracy": oracle_accuracy(val_pairs),
                "normalisation": norm,
                "gold_correlation_heldout": torch.corrcoef(torch.stack([learned, gold]))[0, 1].item(),

@@ -89,6 +89,7 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
     prog = Progress("rlhf", cfg.steps, every=cfg.log_every, quiet=quiet)
     history = []
     seconds = {"sampling": 0.0, "scoring": 0.0, "update": 0.0}
+    generated = scored = updated = 0
     for step in range(1, cfg.steps + 1):
         t0 = time.perf_counter()
         prompts = [world.make_prompt(rng.choice(train_titles)) for _ in range(cfg.prompts_per_step)]
@@ -120,6 +121,9 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
         seconds["scoring"] += t2 - t1
         seconds["update"] += t3 - t2
         n_tokens = rows_mask[:, 1:].sum().item()
+        generated += sum(len(r) for r in ids)
+        scored += (2 if rm is not None else 1) * rows_ids.numel()  # reference (+ reward model) passes
+        updated += rows_ids.numel()                                # the policy's forward and backward
         record = {"step": step, "proxy_reward": proxy.mean().item(), "gold_reward": gold.mean().item(),
                   "kl_k1": kl_k1.mean().item(), "kl_k3": kl_k3.mean().item(),
                   "entropy": (entropy.sum() / max(1, n_tokens)).item(),
@@ -133,9 +137,11 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
             save_checkpoint(out_dir / f"{out_name}_step{step}.pt", policy.state_dict(),
                             {"stage": "rlhf", "model": asdict(policy.config), "train": asdict(cfg), "step": step})
     policy.eval()
-    metrics = {"config": asdict(cfg), "seconds": prog.elapsed(), "time_split": seconds,
+    metrics = {"config": asdict(cfg), "steps": cfg.steps, "seconds": prog.elapsed(), "time_split": seconds,
                "seconds_per_step": {k: v / cfg.steps for k, v in seconds.items()},
-               "samples_generated": cfg.steps * cfg.prompts_per_step * cfg.k, "history": history}
+               "samples_generated": cfg.steps * cfg.prompts_per_step * cfg.k,
+               "tokens_generated": generated, "tokens_forward": scored + updated, "tokens_backward": updated,
+               "history": history}
     save_checkpoint(out_dir / f"{out_name}.pt", policy.state_dict(),
                     {"stage": "rlhf", "model": asdict(policy.config), "train": asdict(cfg),
                      "sft": str(sft_path), "reward_model": str(rm_path)})

@@ -147,3 +147,35 @@ class Progress:
         eta = self.elapsed() / max(step, 1) * (self.total - step)
         parts.append(f"eta {int(eta) // 60}:{int(eta) % 60:02d}")
         print(" | ".join(parts), flush=True)
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA's allocator peak on a GPU, else the process's peak resident set
+    (Linux: VmHWM, reset on entry through /proc/self/clear_refs). `mb` is None where unknown."""
+
+    def __init__(self, device):
+        self.device, self.mb = torch.device(device), None
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.mb = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            try:
+                with open("/proc/self/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.mb = int(line.split()[1]) / 1024
+            except OSError:
+                pass
+        return False
