@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("frontier", help="reward-vs-KL frontier of DPO and RLHF over several β")
     _common(p)
+
+    for name, text in (("overoptimisation", "best-of-n and β=0 RL against the learned reward: gold peaks, proxy climbs"),
+                       ("diversity", "gold reward, entropy and unique responses against β, DPO and RLHF"),
+                       ("cost", "the cost table of the RLHF road against the DPO road (after `run`)"),
+                       ("failure-modes", "DPO's falling log-probs and a table of remedies"),
+                       ("online-dpo", "rounds of fresh on-policy pairs vs offline DPO at equal labels")):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+    p = sub.choices["run"]
+    p.add_argument("--all", action="store_true",
+                   help="also the critics' studies (over-optimisation, diversity, cost, failure modes, online DPO)")
     return parser
 
 
@@ -125,7 +136,7 @@ def _dispatch(args) -> int:
     run = P.Run.create(args.out, args.seed, args.fast, args.device, args.dtype, args.force, args.quiet)
     run.out.mkdir(parents=True, exist_ok=True)
     if args.command == "run":
-        P.run_all(run)
+        P.run_all(run, critics=args.all)
     elif args.command == "sft":
         m = P.stage_sft(run, **_overrides(args, ["steps", "lr", "batch_size"]))
         e = P.stage_eval_sft(run)
@@ -160,6 +171,8 @@ def _dispatch(args) -> int:
     elif args.command == "frontier":
         from .frontier import run_frontier
         run_frontier(run)
+    elif args.command in P.CRITICS:
+        P.run_critic(run, args.command)
     return 0
 
 

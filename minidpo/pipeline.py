@@ -193,8 +193,24 @@ def stage_evaluate(run: Run, methods=("rlhf", "dpo")) -> dict:
     return out
 
 
-def run_all(run: Run) -> dict:
-    """The README's main command. Returns the summary (also written to summary.json, report.md)."""
+def _critics():
+    from . import critics, online_dpo, overoptimisation
+    return {"overoptimisation": overoptimisation.run_overoptimisation, "diversity": critics.run_diversity,
+            "cost": critics.cost_table, "failure-modes": critics.run_failure_modes,
+            "online-dpo": online_dpo.run_online_dpo}
+
+
+CRITICS = ("overoptimisation", "diversity", "cost", "failure-modes", "online-dpo")
+
+
+def run_critic(run: Run, name: str):
+    """One of the critics' studies (issue: what the critics say), timed like a stage."""
+    return _timed(run, name, lambda: _critics()[name](run))
+
+
+def run_all(run: Run, critics: bool = False) -> dict:
+    """The README's main command. Returns the summary (also written to summary.json, report.md).
+    critics=True (`run --all`) adds the critics' studies and their sections in the report."""
     from .report import write_report
     t0 = time.perf_counter()
     run.out.mkdir(parents=True, exist_ok=True)
@@ -207,6 +223,10 @@ def run_all(run: Run) -> dict:
     stage_dpo(run)
     stage_equivalence(run)
     stage_evaluate(run)
+    if critics:
+        write_report(run)  # the cost table reads summary.json
+        for name in CRITICS:
+            run_critic(run, name)
     summary = _timed(run, "report", lambda: write_report(run))
     print(f"== all stages done in {time.perf_counter() - t0:.1f}s; see {run.path('report.md')}")
     return summary

@@ -140,3 +140,70 @@ def frontier_figure(points: list[dict], path) -> str:
            title="Reward vs KL frontier (the paper's Fig. 2, in miniature)")
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
+
+
+def overoptimisation_figure(res: dict, path) -> str:
+    """Gold (solid) and proxy (dashed) reward gains against d = √KL, best-of-n and RL."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, (name, rows) in enumerate(res["best_of_n"].items()):
+        d = [r["kl_bound"] ** 0.5 for r in rows]
+        a.plot(d, [r["gold"] - rows[0]["gold"] for r in rows], "o-", color=f"C{i}", label=f"gold, RM {name}")
+        a.plot(d, [r["proxy"] - rows[0]["proxy"] for r in rows], "s--", color=f"C{i}", alpha=0.6, label=f"proxy, RM {name}")
+    a.set(xlabel="d = √KL (best-of-n, analytic KL)", ylabel="reward gain over n = 1",
+          title="Best-of-n against the learned reward")
+    a.legend(fontsize=7)
+    for i, (name, rows) in enumerate(res["rl"].items()):
+        d = [max(r["kl"], 0.0) ** 0.5 for r in rows]
+        b.plot(d, [r["gold"] - rows[0]["gold"] for r in rows], "-", color=f"C{i}", label=f"gold, {name}")
+        b.plot(d, [r["proxy"] - rows[0]["proxy"] for r in rows], "--", color=f"C{i}", alpha=0.6, label=f"proxy, {name}")
+    b.set(xlabel="d = √KL (REINFORCE samples, 10-step means)", ylabel="reward gain over step 1",
+          title="RL against the learned reward: gold peaks, proxy climbs")
+    b.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def diversity_figure(points: list[dict], path) -> str:
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for method, marker in (("dpo", "o-"), ("rlhf", "s--")):
+        pts = sorted((p for p in points if p["method"] == method), key=lambda p: p["beta"])
+        betas = [p["beta"] for p in pts]
+        for ax, key in zip(axes, ("gold_reward", "entropy", "unique_frac")):
+            ax.plot(betas, [p[key] for p in pts], marker, label=method.upper())
+    for ax, label in zip(axes, ("mean gold reward", "per-token entropy (nats)", "fraction of unique responses")):
+        ax.set(xlabel="β (symmetric log scale: 0 is drawn at the left)", ylabel=label)
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.legend(fontsize=8)
+    fig.suptitle("What β buys: reward against diversity")
+    return _save(fig, path)
+
+
+def failure_modes_figure(histories: dict[str, list[dict]], path) -> str:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    for i, (name, h) in enumerate(histories.items()):
+        ev = [r for r in h if "eval/logps/chosen" in r]
+        s = [r["step"] for r in ev]
+        a.plot(s, [r["eval/logps/chosen"] for r in ev], "-", color=f"C{i}", label=f"{name}: chosen")
+        a.plot(s, [r["eval/logps/rejected"] for r in ev], "--", color=f"C{i}", label=f"{name}: rejected")
+        b.plot(s, [r["eval/rewards/margins"] for r in ev], "-", color=f"C{i}", label=name)
+    a.set(xlabel="step", ylabel="mean log π(y|x) on held-out pairs (nats)",
+          title="logps/chosen and logps/rejected (dashed)")
+    b.set(xlabel="step", ylabel="β·(log-ratio chosen − rejected)", title="rewards/margins on held-out pairs")
+    a.legend(fontsize=6, ncol=2)
+    b.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def online_figure(res: dict, path) -> str:
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for i, (name, rounds) in enumerate(res["online"].items()):
+        pairs = [r["labelled_pairs"] for r in rounds]
+        for ax, key in zip(axes, ("gold_reward", "fluency", "kl_to_ref")):
+            ax.plot(pairs, [r[key] for r in rounds], "o-", color=f"C{i}", label=f"online, {name} labels")
+    off = res["offline"]
+    for ax, key in zip(axes, ("gold_reward", "fluency", "kl_to_ref")):
+        ax.plot([off["labelled_pairs"]], [off[key]], "k*", ms=12, label="offline DPO")
+        ax.axhline(res["sft"][key], color="grey", ls=":", label="SFT")
+        ax.set(xlabel="labelled pairs used so far", ylabel=key.replace("_", " "))
+        ax.legend(fontsize=7)
+    fig.suptitle("Online (iterative) DPO vs offline DPO at the same number of labels")
+    return _save(fig, path)

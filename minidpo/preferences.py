@@ -48,23 +48,31 @@ class PrefsConfig:
 
 
 # --- making pairs ----------------------------------------------------------------------------
-def label_pair(rng: random.Random, prompt: str, y1: str, y2: str) -> dict:
-    """Bradley–Terry label from the gold reward: y1 wins with probability σ(r1 − r2)."""
+def label_pair(rng: random.Random, prompt: str, y1: str, y2: str, s1: float | None = None,
+               s2: float | None = None) -> dict:
+    """Bradley–Terry label: y1 wins with probability σ(s1 − s2), where the scores s are the gold
+    rewards unless given (e.g. a reward model's, for labels without a human). The gold rewards
+    are stored with the pair either way."""
     r1, r2 = world.gold_reward(prompt, y1), world.gold_reward(prompt, y2)
-    p1 = 1 / (1 + math.exp(-(r1 - r2)))
+    s1, s2 = (r1, r2) if s1 is None else (s1, s2)
+    p1 = 1 / (1 + math.exp(-(s1 - s2)))
     if rng.random() < p1:
         return {"prompt": prompt, "chosen": y1, "rejected": y2, "chosen_gold": r1, "rejected_gold": r2}
     return {"prompt": prompt, "chosen": y2, "rejected": y1, "chosen_gold": r2, "rejected_gold": r1}
 
 
-def make_pairs(model, tok, prompts: list[str], k: int, seed: int, dtype=None) -> tuple[list[dict], dict]:
-    """Sample k responses per prompt from `model`, pair them, label by Bradley–Terry.
-    Returns (pairs, counts); counts say how many candidate pairs were refused as identical."""
+def make_pairs(model, tok, prompts: list[str], k: int, seed: int, dtype=None,
+               scorer=None) -> tuple[list[dict], dict]:
+    """Sample k responses per prompt from `model`, pair them, label by Bradley–Terry on the gold
+    reward, or on `scorer(prompts, response_token_lists) -> scores` when given.
+    Returns (pairs, counts); counts say how many candidate pairs were refused and why."""
     if k < 2 or k % 2:
         raise ValueError(f"k (samples per prompt) must be an even number >= 2, not {k}")
     device = next(model.parameters()).device
     flat = [p for p in prompts for _ in range(k)]
-    texts = [tok.decode_response(r) for r in sample(model, tok, flat, make_generator(seed, device), dtype=dtype)]
+    ids = sample(model, tok, flat, make_generator(seed, device), dtype=dtype)
+    texts = [tok.decode_response(r) for r in ids]
+    scores = [float(s) for s in scorer(flat, ids)] if scorer is not None else [None] * len(flat)
     rng = random.Random(seed)
     pairs, identical, empty = [], 0, 0
     for i in range(0, len(flat), 2):
@@ -73,7 +81,7 @@ def make_pairs(model, tok, prompts: list[str], k: int, seed: int, dtype=None) ->
         elif not texts[i].strip() or not texts[i + 1].strip():
             empty += 1  # the file format refuses empty completions, so we never write one
         else:
-            pairs.append(label_pair(rng, flat[i], texts[i], texts[i + 1]))
+            pairs.append(label_pair(rng, flat[i], texts[i], texts[i + 1], scores[i], scores[i + 1]))
     return pairs, {"candidates": len(flat) // 2, "refused_identical": identical, "refused_empty": empty,
                    "pairs": len(pairs)}
 

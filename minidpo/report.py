@@ -144,8 +144,61 @@ def write_report(run) -> dict:
     for i in range(0, len(sft_e["samples"]), per_prompt)[:10]:  # the first sample of 10 films
         cells = [sft_e["samples"][i], ev["rlhf"]["samples"][i], ev["dpo"]["samples"][i]]
         lines.append(f"| {cells[0]['prompt']} | " + " | ".join(f"{c['response']} ({c['gold']:+.1f})" for c in cells) + " |")
+    lines += critics_sections(run)
     lines += ["", "## Wall time per stage (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {s} | {v:.1f} |" for s, v in t.items() if v is not None]
     run.path("report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     summary["figures"] = figs
     return summary
+
+
+def critics_sections(run) -> list[str]:
+    """Sections for the critics' studies whose results are in the run folder (`run --all`)."""
+    out = []
+    f = run.out / "overoptimisation" / "overoptimisation.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 7. Reward over-optimisation", "",
+                "| push | RM | gold peak | at d = √KL | gold at the end | proxy at the end | d at the end |", "|---|---|---|---|---|---|---|"]
+        for k, v in r["best_of_n_summary"].items():
+            out.append(f"| best-of-n | {k} | {v['peak_gold']:+.3f} | {v['peak_d']:.2f} | {v['final_gold']:+.3f} | "
+                       f"{v['final_proxy']:+.3f} | {v['final_d']:.2f} |")
+        for k, v in r["rl_summary"].items():
+            out.append(f"| RL | {k} | {v['peak_gold']:+.3f} | {v['peak_d']:.2f} | {v['final_gold']:+.3f} | "
+                       f"{v['final_proxy']:+.3f} | {v['final_d']:.2f} |")
+        out += ["", "![over-optimisation](overoptimisation/overoptimisation.png)"]
+    f = run.out / "diversity" / "diversity.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 8. Diversity against β", "", "| method | β | gold | entropy (nats/token) | unique | KL |", "|---|---|---|---|---|---|"]
+        out += [f"| {p['method'].upper()} | {p['beta']} | {p['gold_reward']:+.3f} | {p['entropy']:.3f} | "
+                f"{p['unique_frac']:.3f} | {p['kl_to_ref']:.2f} |" for p in r["points"]]
+        out += ["", "![diversity](diversity/diversity.png)"]
+    f = run.out / "cost.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 9. The cost of RL", "", "| road | wall (s) | gold | tokens forward | tokens backward | samples generated | peak RSS (MB) |",
+                "|---|---|---|---|---|---|---|"]
+        for k, v in r.items():
+            mb = f"{v['peak_memory_mb']:.0f}" if v.get("peak_memory_mb") else "-"
+            out.append(f"| {k} | {v['wall_s']:.1f} | {v['gold_reward']:+.3f} | {v['tokens_forward']:.0f} | "
+                       f"{v['tokens_backward']:.0f} | {v['samples_generated']} | {mb} |")
+    f = run.out / "failure_modes" / "failure_modes.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 10. DPO's own failure modes and remedies", "",
+                "| variant | gold | win rate | fluency | KL | Δ logps/chosen | Δ logps/rejected |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {k} | {v['gold_reward']:+.3f} | {v['win_rate_vs_sft']:.3f} | {v['fluency']:.3f} | {v['kl_to_ref']:.2f} | "
+                f"{v['logps_chosen_change']:+.2f} | {v['logps_rejected_change']:+.2f} |" for k, v in r["remedies"].items()]
+        out += ["", "![failure modes](failure_modes/failure_modes.png)"]
+    f = run.out / "online_dpo" / "online_dpo.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 11. Online DPO", "", "| labels | round | labelled pairs | gold | win rate | fluency | KL |", "|---|---|---|---|---|---|---|"]
+        for k, rows in r["online"].items():
+            out += [f"| {k} | {x['round']} | {x['labelled_pairs']} | {x['gold_reward']:+.3f} | {x['win_rate_vs_sft']:.3f} | "
+                    f"{x['fluency']:.3f} | {x['kl_to_ref']:.2f} |" for x in rows]
+        o = r["offline"]
+        out += [f"| offline DPO | - | {o['labelled_pairs']} | {o['gold_reward']:+.3f} | {o['win_rate_vs_sft']:.3f} | "
+                f"{o['fluency']:.3f} | {o['kl_to_ref']:.2f} |", "", "![online DPO](online_dpo/online_dpo.png)"]
+    return out

@@ -179,6 +179,7 @@ def train_reward_model(cfg: RMConfig, tok, sft_path, train_file, val_file, out_d
     gold = torch.tensor([world.gold_reward(p, tok.decode_response(r)) for p, r in zip(heldout_prompts, ids)])
     metrics = {"config": asdict(cfg), "seconds": prog.elapsed(), "train_pairs": len(train_enc),
                "tokens_forward": tokens, "tokens_backward": tokens,
+               "samples_generated": len(norm_prompts) + len(heldout_prompts),
                "val_accuracy": val_acc, "val_loss": val_loss, "oracle_accuracy": oracle_accuracy(val_pairs),
                "normalisation": norm,
                "gold_correlation_heldout": torch.corrcoef(torch.stack([learned, gold]))[0, 1].item(),

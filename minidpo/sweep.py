@@ -6,7 +6,7 @@ training it only if the run folder does not hold it yet (in RUN/sweeps/).
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import pipeline as P
@@ -25,24 +25,33 @@ def trained(run, method: str, beta: float, checkpoints: int = 0, **overrides) ->
     tag = "".join(f"_{k}{v}" for k, v in sorted(overrides.items()))
     name = f"{method}_beta{beta}{tag}"
     out = folder(run)
+    if not checkpoints and not run.force:  # the pipeline's own policy, if it was trained this way
+        cfg = _config(run, method, beta, overrides)
+        own = run.path(f"{method}.pt")
+        if own.is_file() and P.read_json(own.with_suffix(".json")).get("train") == asdict(cfg):
+            return {P.read_json(run.path(f"{method}_metrics.json"))["steps"]: own}
     final = out / f"{name}.pt"
     have = _steps(out, name)
     if run.force or not final.is_file() or len(have) < checkpoints:
+        cfg = _config(run, method, beta, overrides)
         if method == "dpo":
-            cfg = replace((DPOConfig.fast if run.fast else DPOConfig)(seed=run.seed), beta=beta, **overrides)
             every = max(1, _dpo_steps(run, cfg) // (checkpoints + 1)) if checkpoints else 0
             train_dpo(cfg, run.tok, run.path("sft.pt"), run.path("prefs_train.jsonl"), run.path("prefs_val.jsonl"),
                       out, run.device, run.dtype, quiet=True, out_name=name, checkpoint_every=every)
-        elif method == "rlhf":
-            cfg = replace((RLHFConfig.fast if run.fast else RLHFConfig)(seed=run.seed), beta=beta, **overrides)
+        else:
             every = max(1, cfg.steps // (checkpoints + 1)) if checkpoints else 0
             train_rlhf(cfg, run.tok, run.path("sft.pt"), run.path("reward_model.pt"), out, run.device,
                        run.dtype, quiet=True, out_name=name, checkpoint_every=every)
-        else:
-            raise ValueError(f"method must be 'dpo' or 'rlhf', not {method!r}")
         have = _steps(out, name)
     last = P.read_json(out / f"{name}_metrics.json")["steps"]
     return {**{s: out / f"{name}_step{s}.pt" for s in have if s < last}, last: final}
+
+
+def _config(run, method, beta, overrides):
+    if method not in ("dpo", "rlhf"):
+        raise ValueError(f"method must be 'dpo' or 'rlhf', not {method!r}")
+    base = {"dpo": DPOConfig, "rlhf": RLHFConfig}[method]
+    return replace((base.fast if run.fast else base)(seed=run.seed), beta=beta, **overrides)
 
 
 def evaluate(run, checkpoint, sft_gold) -> dict:

@@ -1,0 +1,129 @@
+"""What the critics say, measured: diversity against β, the cost of RL, and DPO's own failure modes.
+(Reward over-optimisation and online DPO have modules of their own.)"""
+from __future__ import annotations
+
+from collections import Counter
+
+from . import plots, sweep, world
+from . import pipeline as P
+from .checkpoint import write_json
+
+DIVERSITY_BETAS = {"dpo": (0.1, 0.5, 2.0), "rlhf": (0.0, 0.05, 0.2)}
+FAST_DIVERSITY_BETAS = {"dpo": (0.1, 2.0), "rlhf": (0.0, 0.2)}
+
+
+def run_diversity(run) -> list[dict]:
+    """For several β, both methods: gold reward, per-token entropy, fraction of unique responses."""
+    sft_gold = sweep.prepare(run)
+    points = []
+    for method, betas in (FAST_DIVERSITY_BETAS if run.fast else DIVERSITY_BETAS).items():
+        for beta in betas:
+            ckpts = sweep.trained(run, method, beta)
+            s = sweep.evaluate(run, ckpts[max(ckpts)], sft_gold)
+            points.append({"method": method, "beta": beta, **s})
+            print(f"{method} β={beta}: gold {s['gold_reward']:+.3f}, entropy {s['entropy']:.3f} nats/token, "
+                  f"unique {s['unique_frac']:.3f}, distinct-2 {s['distinct_2']:.3f}, KL {s['kl_to_ref']:.2f}", flush=True)
+    sft = P.read_json(run.path("eval_sft.json"))
+    out = run.out / "diversity"
+    write_json(out / "diversity.json", {"points": points, "sft": {k: sft[k] for k in ("gold_reward", "unique_frac",
+                                                                                      "distinct_2")}})
+    plots.diversity_figure(points, out / "diversity.png")
+    return points
+
+
+def cost_table(run) -> dict:
+    """The whole RLHF road (reward model + REINFORCE) against the whole DPO road (reference pass +
+    training), from a finished pipeline run, and RLHF cut at the step where its training samples
+    first reach DPO's final gold reward (10-step mean)."""
+    s = P.read_json(run.path("summary.json"))
+    t = P.read_json(run.path("timings.json"))
+    mem = P.read_json(run.path("peak_memory_mb.json")) if run.path("peak_memory_mb.json").is_file() else {}
+    rm, rl = P.read_json(run.path("reward_model_metrics.json")), P.read_json(run.path("rlhf_metrics.json"))
+    dpo = P.read_json(run.path("dpo_metrics.json"))
+    rows = {
+        "rlhf": {"wall_s": t["reward_model"] + t["rlhf"], "gold_reward": s["rlhf"]["gold_reward"],
+                 "tokens_forward": rm["tokens_forward"] + rl["tokens_forward"] + rl["tokens_generated"],
+                 "tokens_backward": rm["tokens_backward"] + rl["tokens_backward"],
+                 "samples_generated": rl["samples_generated"] + rm["samples_generated"],
+                 "peak_memory_mb": max(mem.get("reward_model") or 0, mem.get("rlhf") or 0) or None},
+        "dpo": {"wall_s": t["dpo"], "gold_reward": s["dpo"]["gold_reward"],
+                "tokens_forward": dpo["tokens_forward"], "tokens_backward": dpo["tokens_backward"],
+                "samples_generated": 0, "peak_memory_mb": mem.get("dpo")},
+    }
+    target, h, window = s["dpo"]["gold_reward"], rl["history"], 10
+    for i in range(window, len(h) + 1):
+        if sum(r["gold_reward"] for r in h[i - window:i]) / window >= target:
+            frac = i / len(h)
+            rows["rlhf_to_dpo_gold"] = {
+                "wall_s": t["reward_model"] + h[i - 1]["seconds"], "gold_reward": target, "step": i,
+                "tokens_forward": rm["tokens_forward"] + frac * (rl["tokens_forward"] + rl["tokens_generated"]),
+                "tokens_backward": rm["tokens_backward"] + frac * rl["tokens_backward"],
+                "samples_generated": int(frac * rl["samples_generated"]) + rm["samples_generated"],
+                "peak_memory_mb": rows["rlhf"]["peak_memory_mb"]}
+            break
+    write_json(run.out / "cost.json", rows)
+    print("road                      | wall (s) | gold   | tokens fwd | tokens bwd | samples generated | peak RSS (MB)")
+    for name, r in rows.items():
+        mb = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] else "-"
+        print(f"{name:25s} | {r['wall_s']:8.1f} | {r['gold_reward']:+.3f} | {r['tokens_forward']:10.0f} | "
+              f"{r['tokens_backward']:10.0f} | {r['samples_generated']:17d} | {mb}")
+    return rows
+
+
+REMEDIES = {  # name -> DPO settings changed from the default (β = 0.5, sigmoid loss)
+    "DPO (default)": {},
+    "larger β (2.0)": {"beta": 2.0},
+    "conservative DPO (ε = 0.2)": {"label_smoothing": 0.2},
+    "IPO (β = 0.1)": {"loss_type": "ipo", "beta": 0.1},
+    "RPO: + NLL on chosen (α = 1)": {"rpo_alpha": 1.0},
+}
+
+
+def run_failure_modes(run) -> dict:
+    """Both log-probs fall during DPO; where does the freed probability go? And which remedy helps?"""
+    sft_gold = sweep.prepare(run)
+    from .dpo import DPOConfig
+    base_beta = DPOConfig().beta
+    table, histories, samples = {}, {}, {}
+    for name, change in REMEDIES.items():
+        beta = change.get("beta", base_beta)
+        overrides = {k: v for k, v in change.items() if k != "beta"}
+        ckpts = sweep.trained(run, "dpo", beta, **overrides)
+        final = ckpts[max(ckpts)]
+        metrics = P.read_json(final.with_name(final.stem + "_metrics.json"))
+        histories[name] = metrics["history"]
+        policy = P.load_gpt(final, run.device, vocab_size=run.tok.vocab_size)[0].eval()
+        from .evaluate import evaluate_policy, summary_row
+        ev = evaluate_policy(policy, P.load_policy(run, "sft.pt"), run.tok, run.eval_prompts(),
+                             seed=run.seed + 100, sft_gold=sft_gold, dtype=run.dtype)
+        first, last = metrics["history"][0], metrics["history"][-1]
+        table[name] = {**summary_row(ev), "logps_chosen_change": last["eval/logps/chosen"] - first["eval/logps/chosen"],
+                       "logps_rejected_change": last["eval/logps/rejected"] - first["eval/logps/rejected"],
+                       "heldout_accuracy": last["eval/rewards/accuracies"]}
+        samples[name] = ev["samples"]
+        r = table[name]
+        print(f"{name:30s} gold {r['gold_reward']:+.3f} | win {r['win_rate_vs_sft']:.3f} | fluency {r['fluency']:.3f} | "
+              f"KL {r['kl_to_ref']:.2f} | Δlogp chosen {r['logps_chosen_change']:+.2f}, rejected {r['logps_rejected_change']:+.2f}",
+              flush=True)
+    # where the freed mass went: what the default DPO policy now writes that the grammar rejects
+    reasons = Counter()
+    broken = []
+    for s in samples["DPO (default)"]:
+        b = world.reward_breakdown(s["prompt"], s["response"])
+        for k in ("broken", "repeated", "too_long", "no_end", "empty", "reused_word"):
+            if b[k]:
+                reasons[k] += 1
+        if not world.is_fluent(s["prompt"], s["response"]) and len(broken) < 8:
+            broken.append(s)
+    sft = P.read_json(run.path("eval_sft.json"))
+    sft_reasons = Counter(k for s in sft["samples"] for k, v in world.reward_breakdown(s["prompt"], s["response"]).items()
+                          if k in ("broken", "repeated", "too_long", "no_end", "empty", "reused_word") and v)
+    result = {"remedies": table, "failure_reasons_dpo": dict(reasons), "failure_reasons_sft": dict(sft_reasons),
+              "examples_not_fluent": broken, "n_samples": len(samples["DPO (default)"])}
+    out = run.out / "failure_modes"
+    write_json(out / "failure_modes.json", result)
+    plots.failure_modes_figure(histories, out / "failure_modes.png")
+    print(f"samples with each problem, SFT -> DPO (of {result['n_samples']}): " +
+          ", ".join(f"{k} {sft_reasons.get(k, 0)} -> {reasons.get(k, 0)}" for k in
+                    ("broken", "repeated", "too_long", "no_end", "empty", "reused_word")))
+    return result
