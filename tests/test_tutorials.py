@@ -19,8 +19,8 @@ def folder(fast_run, tmp_path_factory):
     return out
 
 
-def test_there_are_ten_numbered_tutorials():
-    assert [p.name[:2] for p in TUTORIALS] == [f"{i:02d}" for i in range(1, 11)]
+def test_there_are_fourteen_numbered_tutorials():
+    assert [p.name[:2] for p in TUTORIALS] == [f"{i:02d}" for i in range(1, 15)]
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.name)

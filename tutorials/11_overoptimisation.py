@@ -1,0 +1,42 @@
+# %% [markdown]
+# # 11 · Reward over-optimisation
+# The reward model is a proxy fitted on SFT samples. Push on it hard — pick the best of n samples,
+# or run RL with no KL leash (β = 0) — and the policy drifts to text the proxy never saw: the proxy
+# keeps climbing while the gold reward peaks and falls (Gao, Schulman & Hilton 2022). A reward model
+# trained on a quarter of the pairs is a worse proxy, and its peak comes sooner and lower.
+# Run: `python tutorials/11_overoptimisation.py` (about 2.5 minutes; `--fast` well under one).
+
+# %%
+from minidpo.cli import tutorial_run
+from minidpo.overoptimisation import bon_exact_kl, bon_kl_bound, run_overoptimisation
+
+run = tutorial_run("11: reward over-optimisation")
+res = run_overoptimisation(run)
+
+# %% Best-of-n: KL to the SFT policy is at most log n − (n−1)/n; the sampled estimate agrees
+for name, rows in res["best_of_n"].items():
+    print(f"reward model: {name} (held-out accuracy {res['reward_model_accuracy'][name]:.3f})")
+    for r in rows:
+        print(f"  n = {r['n']:3d}: KL bound {r['kl_bound']:.2f}, sampled {r['kl_sampled']:.2f} | "
+              f"proxy {r['proxy']:+.3f} | gold {r['gold']:+.3f}")
+
+# %% RL without a leash: what the policy ends up writing
+for name, curve in res["rl"].items():
+    first, peak, last = curve[0], max(curve, key=lambda r: r["gold"]), curve[-1]
+    print(f"{name}: gold {first['gold']:+.2f} -> peak {peak['gold']:+.2f} (step {peak['step']}) -> {last['gold']:+.2f}; "
+          f"proxy {first['proxy']:+.2f} -> {last['proxy']:+.2f}; KL {last['kl']:.1f}; fluency {last['fluency']:.2f}")
+
+# %% The fitted functional forms and where they put the peak
+for kind in ("best_of_n_summary", "rl_summary"):
+    for name, s in res[kind].items():
+        peak = f"{s['fit_peak_d']:.2f}" if s["fit_peak_d"] is not None else "none"
+        print(f"{kind.split('_summary')[0]:10s} {name:28s}: α = {s['fit_alpha']:+.3f}, β = {s['fit_beta']:+.3f}, "
+              f"fitted peak at d = {peak}, observed peak at d = {s['peak_d']:.2f}")
+
+# %% Check the KL bound on a policy we can enumerate: 1000 responses, distinct scores
+import torch
+probs = torch.softmax(torch.randn(1000, generator=torch.Generator().manual_seed(0)), 0)
+scores = torch.randn(1000, generator=torch.Generator().manual_seed(1))
+for n in (2, 8, 64):
+    print(f"n = {n}: exact KL {bon_exact_kl(probs, scores, n):.4f} <= bound {bon_kl_bound(n):.4f}")
+print("figure:", run.out / "overoptimisation" / "overoptimisation.png")
