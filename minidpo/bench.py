@@ -8,6 +8,7 @@ time each road needed. Run it on an idle machine: another process on the cores s
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -24,8 +25,9 @@ from .tokenizer import Tokenizer
 from .training import make_optimizer, measure_matmul_peak, pick_device, train_flops_per_token
 
 
-def _timeit(fn, reps: int, device) -> float:
-    fn()  # warm-up
+def _timeit(fn, reps: int, device, warmup: bool = True) -> float:
+    if warmup:
+        fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -75,8 +77,13 @@ def main(argv=None) -> dict:
         losses.mean().backward()
         opt.step()
 
-    t_sft = _timeit(sft_step, args.reps, device)
-    t_dpo = _timeit(dpo_step, args.reps, device)
+    sft_step(), dpo_step()  # warm-up
+    # interleaved, medians: a slow spell of the machine hits both the same way
+    sft_times, dpo_times = [], []
+    for _ in range(args.reps):
+        sft_times.append(_timeit(sft_step, 1, device, warmup=False))
+        dpo_times.append(_timeit(dpo_step, 1, device, warmup=False))
+    t_sft, t_dpo = statistics.median(sft_times), statistics.median(dpo_times)
     tokens = x.numel()
     tps = tokens / t_sft
     mfu = tps * train_flops_per_token(cfg, x.size(1)) / peak

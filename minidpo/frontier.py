@@ -27,6 +27,6 @@ def run_frontier(run, checkpoints: int = 2) -> list[dict]:
                       f"KL {s['kl_to_ref']:.2f}, fluency {s['fluency']:.3f}", flush=True)
     out = run.out / "frontier"
     write_json(out / "frontier.json", {"points": points, "sft_gold_reward": sum(sft_gold) / len(sft_gold)})
-    plots.frontier_figure(points, out / "frontier.png")
+    plots.frontier_figure(points, out / "frontier.png", sum(sft_gold) / len(sft_gold))
     print(f"wrote {out / 'frontier.json'} and frontier.png")
     return points

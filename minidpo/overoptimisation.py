@@ -7,7 +7,9 @@ reward peaks and falls. Two ways to push, each measured against d = √KL(π ‖
   best-of-n   sample n responses from the SFT model, keep the one the reward model likes best.
               KL(π_bon ‖ π_ref) ≤ log n − (n−1)/n (equality for a continuous reward; the analytic
               value Gao et al. use), and a sampled estimate: the selected sample y of a prompt has
-              density ratio π_bon(y)/π(y) = n·F(y)^(n−1), F = the CDF of the proxy under π.
+              density ratio π_bon(y)/π(y) = n·F(y)^(n−1), F = the CDF of the proxy under π,
+              estimated from the prompt's samples (so it is only trustworthy for n well below
+              their number: at n = all samples the estimate is log n, above the bound).
               Fitted form: gold(d) − gold(0) = d·(α − β·d).
   RL          REINFORCE on the proxy with β = 0 (no KL leash) and a small β, tracked step by step.
               Fitted form: gold(d) − gold(0) = d·(α − β·log d).
@@ -113,21 +115,22 @@ def summarise(curve: list[dict], kl_key: str, form: str) -> dict:
             "fit_alpha": alpha, "fit_beta": beta, "fit_peak_d": fitted_peak(alpha, beta, form)}
 
 
-def run_overoptimisation(run, fraction: float = 0.25) -> dict:
+def run_overoptimisation(run, fraction: float = 0.5) -> dict:
     sweep.prepare(run)
     out_dir = run.out / "overoptimisation"
     # a second, weaker proxy: the same recipe on the first `fraction` of the pairs
-    small = out_dir / "reward_model_small.pt"
+    small_name = f"reward_model_frac{fraction:g}"
+    small = out_dir / f"{small_name}.pt"
     if run.force or not small.is_file():
         n = len(read_preferences(run.path("prefs_train.jsonl"))[0])
         cfg = (RMConfig.fast if run.fast else RMConfig)(seed=run.seed)
         train_reward_model(cfg, run.tok, run.path("sft.pt"), run.path("prefs_train.jsonl"),
                            run.path("prefs_val.jsonl"), out_dir, run.device, run.dtype, quiet=True,
-                           max_train_pairs=int(fraction * n), out_name="reward_model_small")
+                           max_train_pairs=int(fraction * n), out_name=small_name)
     rms = {"full": load_reward_model(run.path("reward_model.pt"), run.device, run.tok.vocab_size),
            f"{fraction:g} of pairs": load_reward_model(small, run.device, run.tok.vocab_size)}
     accuracy = {"full": P.read_json(run.path("reward_model_metrics.json"))["val_accuracy"],
-                f"{fraction:g} of pairs": P.read_json(out_dir / "reward_model_small_metrics.json")["val_accuracy"]}
+                f"{fraction:g} of pairs": P.read_json(out_dir / f"{small_name}_metrics.json")["val_accuracy"]}
     sft = P.load_policy(run, "sft.pt")
     rng = random.Random(run.seed)
     titles = world.split_titles()[0]

@@ -126,8 +126,10 @@ def ipo_figure(contrast: dict, path) -> str:
     return _save(fig, path)
 
 
-def frontier_figure(points: list[dict], path) -> str:
+def frontier_figure(points: list[dict], path, sft_gold: float | None = None) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    if sft_gold is not None:
+        ax.plot([0], [sft_gold], "k*", ms=12, label="SFT (the reference)")
     markers = {"dpo": "o", "rlhf": "s"}
     for method in ("dpo", "rlhf"):
         for beta in sorted({p["beta"] for p in points if p["method"] == method}):
@@ -144,7 +146,7 @@ def frontier_figure(points: list[dict], path) -> str:
 
 def overoptimisation_figure(res: dict, path) -> str:
     """Gold (solid) and proxy (dashed) reward gains against d = √KL, best-of-n and RL."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4.2))
     for i, (name, rows) in enumerate(res["best_of_n"].items()):
         d = [r["kl_bound"] ** 0.5 for r in rows]
         a.plot(d, [r["gold"] - rows[0]["gold"] for r in rows], "o-", color=f"C{i}", label=f"gold, RM {name}")
@@ -153,12 +155,16 @@ def overoptimisation_figure(res: dict, path) -> str:
           title="Best-of-n against the learned reward")
     a.legend(fontsize=7)
     for i, (name, rows) in enumerate(res["rl"].items()):
-        d = [max(r["kl"], 0.0) ** 0.5 for r in rows]
-        b.plot(d, [r["gold"] - rows[0]["gold"] for r in rows], "-", color=f"C{i}", label=f"gold, {name}")
-        b.plot(d, [r["proxy"] - rows[0]["proxy"] for r in rows], "--", color=f"C{i}", alpha=0.6, label=f"proxy, {name}")
-    b.set(xlabel="d = √KL (REINFORCE samples, 10-step means)", ylabel="reward gain over step 1",
-          title="RL against the learned reward: gold peaks, proxy climbs")
+        steps = [r["step"] for r in rows]
+        b.plot(steps, [r["gold"] - rows[0]["gold"] for r in rows], "-", color=f"C{i}", label=f"gold, {name}")
+        b.plot(steps, [r["proxy"] - rows[0]["proxy"] for r in rows], "--", color=f"C{i}", alpha=0.6, label=f"proxy, {name}")
+        c.plot(steps, [max(r["kl"], 0.0) ** 0.5 for r in rows], "-", color=f"C{i}", label=name)
+    b.set(xlabel="REINFORCE step (10-step means)", ylabel="reward gain over step 1",
+          title="RL against the learned reward: proxy climbs, gold falls")
     b.legend(fontsize=7)
+    c.set(xlabel="REINFORCE step", ylabel="d = √KL(π ‖ π_ref) of the step's samples",
+          title="How far the policy moved")
+    c.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -3,7 +3,7 @@
 # The reward model is a proxy fitted on SFT samples. Push on it hard — pick the best of n samples,
 # or run RL with no KL leash (β = 0) — and the policy drifts to text the proxy never saw: the proxy
 # keeps climbing while the gold reward peaks and falls (Gao, Schulman & Hilton 2022). A reward model
-# trained on a quarter of the pairs is a worse proxy, and its peak comes sooner and lower.
+# trained on half of the pairs is a worse proxy: watch where its peak goes.
 # Run: `python tutorials/11_overoptimisation.py` (about 2.5 minutes; `--fast` well under one).
 
 # %%
