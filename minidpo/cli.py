@@ -1,7 +1,7 @@
 """`python -m minidpo COMMAND`: every stage on its own, or `run` for all of them.
 
-Each command works in a run folder (`--out`, default runs/default): it reads what earlier stages
-wrote there and writes its own outputs beside them. Errors in the input (a bad preference file, a
+Each command works in a run folder (`--out`, default runs/default, or runs/fast with --fast): it
+reads what earlier stages wrote there and writes its own outputs beside them. Errors in the input (a bad preference file, a
 missing or mismatched checkpoint, an impossible flag value) end with one clear line and exit code 2.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ from .checkpoint import CheckpointError
 from .preferences import PreferenceFileError
 
 
-def _common(p: argparse.ArgumentParser, out_default: str = "runs/default"):
-    p.add_argument("--out", default=out_default, help="run folder (default: %(default)s)")
+def _common(p: argparse.ArgumentParser, out_default: str | None = None):
+    p.add_argument("--out", default=out_default,
+                   help=f"run folder (default: {out_default or 'runs/default, or runs/fast with --fast'})")
     p.add_argument("--seed", type=int, default=0, help="fixes every number on CPU (default: 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto = cuda, then mps, then cpu")
@@ -133,8 +134,9 @@ def _dispatch(args) -> int:
         ranks = train_default(args.out or DEFAULT_MERGES, args.merges, seed=args.seed)
         print(f"wrote {args.out or DEFAULT_MERGES}: {len(ranks)} tokens ({len(ranks) - 256} merges)")
         return 0
-    run = P.Run.create(args.out, args.seed, args.fast, args.device, args.dtype, args.force, args.quiet)
-    run.out.mkdir(parents=True, exist_ok=True)
+    out = args.out or ("runs/fast" if args.fast else "runs/default")
+    run = P.Run.create(out, args.seed, args.fast, args.device, args.dtype, args.force, args.quiet)
+    run.claim_folder()
     if args.command == "run":
         P.run_all(run, critics=args.all)
     elif args.command == "sft":
@@ -196,5 +198,5 @@ def tutorial_run(description: str):
     args, _ = p.parse_known_args()
     out = args.out or ("runs/tutorial-fast" if args.fast else "runs/tutorial")
     run = Run.create(out, seed=args.seed, fast=args.fast, device=args.device)
-    run.out.mkdir(parents=True, exist_ok=True)
+    run.claim_folder()
     return run

@@ -50,6 +50,18 @@ class Run:
         from .evaluate import eval_prompts
         return eval_prompts(4 if self.fast else 8)
 
+    def claim_folder(self) -> None:
+        """A run folder holds one configuration: refuse to mix tiny (--fast) and default outputs,
+        or two seeds, in one folder (a reused stage would silently come from the other run)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        f = self.path("run_config.json")
+        if f.is_file() and not self.force:
+            old = read_json(f)
+            if (old.get("fast"), old.get("seed")) != (self.fast, self.seed):
+                raise ValueError(f"{self.out} holds a run with fast={old.get('fast')}, seed={old.get('seed')}; "
+                                 f"this one has fast={self.fast}, seed={self.seed}: use another --out, or --force")
+        write_json(f, self.config())
+
     def config(self) -> dict:
         return {"out": str(self.out), "seed": self.seed, "fast": self.fast, "device": str(self.device),
                 "dtype": str(self.dtype) if self.dtype else "fp32"}
@@ -213,8 +225,7 @@ def run_all(run: Run, critics: bool = False) -> dict:
     critics=True (`run --all`) adds the critics' studies and their sections in the report."""
     from .report import write_report
     t0 = time.perf_counter()
-    run.out.mkdir(parents=True, exist_ok=True)
-    write_json(run.path("run_config.json"), run.config())
+    run.claim_folder()
     stage_sft(run)
     stage_eval_sft(run)
     stage_prefs(run)

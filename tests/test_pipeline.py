@@ -140,3 +140,14 @@ def test_interrupted_sft_resumes_bit_identical(fast_run, tmp_path):
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
     assert m["history"]["train_loss"] == read_json(run.path("sft_metrics.json"))["history"]["train_loss"]
     assert not (tmp_path / "sft_resume.pt").exists()
+
+
+def test_a_run_folder_never_mixes_fast_and_default_outputs(fast_run, capsys):
+    run, _ = fast_run
+    before = run.path("run_config.json").read_text()
+    code = cli.main(["sft", "--out", str(run.out), "--quiet"])  # default config, fast folder
+    err = capsys.readouterr().err
+    assert code == 2 and "holds a run with fast=True, seed=0" in err and "--force" in err
+    code = cli.main(["prefs", "--out", str(run.out), "--fast", "--seed", "3", "--quiet"])
+    assert code == 2 and "seed=3" in capsys.readouterr().err
+    assert run.path("run_config.json").read_text() == before
