@@ -16,7 +16,7 @@ import torch
 
 from . import world
 from .checkpoint import read_json
-from .data import collate, render, sft_targets
+from .data import collate, prompt_and_response_rows, render, sft_targets
 from .losses import dpo_loss
 from .model import GPT, GPTConfig, sequence_logps
 from .reward_model import RewardModel
@@ -110,8 +110,7 @@ def main(argv=None) -> dict:
     for _ in range(3):
         t0 = time.perf_counter()
         resp = sample(model, tok, flat, gen, max_new_tokens=n_new)
-        ids_r, mask_r = collate([(tok.encode_prompt(p_) + r, [False] * len(tok.encode_prompt(p_)) + [True] * len(r))
-                                 for p_, r in zip(flat, resp)], tok.end_id, device)
+        ids_r, mask_r = collate(prompt_and_response_rows(tok, flat, resp), tok.end_id, device)
         t1 = time.perf_counter()
         with torch.no_grad():
             sequence_logps(ref, ids_r, mask_r)

@@ -19,7 +19,7 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -47,7 +47,7 @@ def _clean(obj):
 
 def write_json(path, obj) -> None:
     text = json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n"
-    _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+    atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
 def read_json(path) -> dict:
@@ -63,7 +63,7 @@ def read_json(path) -> dict:
 def save_checkpoint(path, state_dict: dict, config: dict) -> None:
     """`path` is the .pt file; the config goes to the same name with .json."""
     path = Path(path)
-    _atomic_write(path, lambda f: torch.save(state_dict, f))
+    atomic_write(path, lambda f: torch.save(state_dict, f))
     write_json(path.with_suffix(".json"), config)
 
 

@@ -163,7 +163,6 @@ def _dispatch(args) -> int:
     elif args.command == "evaluate":
         _print_eval(P.stage_evaluate(run))
     elif args.command == "equivalence":
-        from .checkpoint import read_json
         from . import plots
         run.force = True
         res = P.stage_equivalence(run)

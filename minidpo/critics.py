@@ -110,14 +110,14 @@ def run_failure_modes(run) -> dict:
     broken = []
     for s in samples["DPO (default)"]:
         b = world.reward_breakdown(s["prompt"], s["response"])
-        for k in ("broken", "repeated", "too_long", "no_end", "empty", "reused_word"):
+        for k in world.GRAMMAR_FAILURES + ("reused_word",):
             if b[k]:
                 reasons[k] += 1
         if not world.is_fluent(s["prompt"], s["response"]) and len(broken) < 8:
             broken.append(s)
     sft = P.read_json(run.path("eval_sft.json"))
     sft_reasons = Counter(k for s in sft["samples"] for k, v in world.reward_breakdown(s["prompt"], s["response"]).items()
-                          if k in ("broken", "repeated", "too_long", "no_end", "empty", "reused_word") and v)
+                          if k in world.GRAMMAR_FAILURES + ("reused_word",) and v)
     result = {"remedies": table, "failure_reasons_dpo": dict(reasons), "failure_reasons_sft": dict(sft_reasons),
               "examples_not_fluent": broken, "n_samples": len(samples["DPO (default)"])}
     out = run.out / "failure_modes"
@@ -125,5 +125,5 @@ def run_failure_modes(run) -> dict:
     plots.failure_modes_figure(histories, out / "failure_modes.png")
     print(f"samples with each problem, SFT -> DPO (of {result['n_samples']}): " +
           ", ".join(f"{k} {sft_reasons.get(k, 0)} -> {reasons.get(k, 0)}" for k in
-                    ("broken", "repeated", "too_long", "no_end", "empty", "reused_word")))
+                    world.GRAMMAR_FAILURES + ("reused_word",)))
     return result

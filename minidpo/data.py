@@ -13,9 +13,13 @@ from __future__ import annotations
 import torch
 
 
+def row(prompt_ids: list[int], response_ids: list[int]) -> tuple[list[int], list[bool]]:
+    """(ids, response mask) of one example: the mask is True exactly on the response tokens."""
+    return list(prompt_ids) + list(response_ids), [False] * len(prompt_ids) + [True] * len(response_ids)
+
+
 def render(tok, prompt: str, response: str) -> tuple[list[int], list[bool]]:
-    p, r = tok.encode_prompt(prompt), tok.encode_response(response)
-    return p + r, [False] * len(p) + [True] * len(r)
+    return row(tok.encode_prompt(prompt), tok.encode_response(response))
 
 
 def collate(rows: list[tuple[list[int], list[bool]]], pad_id: int, device="cpu"):
@@ -38,8 +42,4 @@ def sft_targets(input_ids, response_mask):
 
 def prompt_and_response_rows(tok, prompts: list[str], responses_ids: list[list[int]]):
     """Rows for generated responses (token ids already, ending with <|end|> or cut at max length)."""
-    rows = []
-    for prompt, r in zip(prompts, responses_ids):
-        p = tok.encode_prompt(prompt)
-        rows.append((p + list(r), [False] * len(p) + [True] * len(r)))
-    return rows
+    return [row(tok.encode_prompt(prompt), r) for prompt, r in zip(prompts, responses_ids)]

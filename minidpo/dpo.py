@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import _atomic_write, load_gpt, save_checkpoint, write_json
+from .checkpoint import atomic_write, load_gpt, save_checkpoint, write_json
 from .data import collate
 from .losses import dpo_loss, preference_metrics
 from .model import sequence_logps
@@ -90,7 +90,7 @@ def cached_reference_logps(ref_model, ref_path, encoded_pairs, pad_id, average: 
     if path.is_file():
         return torch.load(path, weights_only=True), True
     logps = compute_reference_logps(ref_model, encoded_pairs, pad_id, average, dtype=dtype)
-    _atomic_write(path, lambda f: torch.save(logps, f))
+    atomic_write(path, lambda f: torch.save(logps, f))
     return logps, False
 
 

@@ -43,15 +43,15 @@ def response_logps(model, tok, prompts, responses_ids, batch_size: int = 256, dt
 
 
 def text_stats(prompts: list[str], texts: list[str]) -> dict:
-    gold = [world.gold_reward(p, t) for p, t in zip(prompts, texts)]
-    fluent = [world.is_fluent(p, t) for p, t in zip(prompts, texts)]
+    parts = [world.reward_breakdown(p, t) for p, t in zip(prompts, texts)]
+    gold = [b["reward"] for b in parts]
+    fluent = [world.fluent(b) for b in parts]
     bigrams = [tuple(w[i:i + 2]) for w in (t.split() for t in texts) for i in range(len(w) - 1)]
     return {"gold": gold,
             "gold_reward": sum(gold) / len(gold),
             "gold_std": (sum((g - sum(gold) / len(gold)) ** 2 for g in gold) / len(gold)) ** 0.5,
             "fluency": sum(fluent) / len(fluent),
-            "reused_word_frac": sum(world.reward_breakdown(p, t)["reused_word"] > 0
-                                    for p, t in zip(prompts, texts)) / len(texts),
+            "reused_word_frac": sum(b["reused_word"] > 0 for b in parts) / len(texts),
             "unique_frac": len(set(zip(prompts, texts))) / len(texts),
             "distinct_2": len(set(bigrams)) / max(1, len(bigrams))}
 

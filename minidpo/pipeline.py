@@ -111,7 +111,7 @@ def stage_eval_sft(run: Run) -> dict:
             stats = evaluate_policy(sft, sft, run.tok, run.eval_prompts(), seed=run.seed + 100, dtype=run.dtype)
             corpus = world.make_corpus(len(stats["gold"]), run.seed + 2, world.split_titles()[1])
             c = text_stats([p for p, _ in corpus], [r for _, r in corpus])
-            stats["corpus"] = {k: v for k, v in c.items()}
+            stats["corpus"] = c
             write_json(run.path("eval_sft.json"), stats)
         _timed(run, "eval_sft", go)
     else:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 from . import world
-from .checkpoint import _atomic_write
+from .checkpoint import atomic_write
+from .data import row
 from .sampling import make_generator, sample
 
 REQUIRED_KEYS = ("prompt", "chosen", "rejected")
@@ -114,7 +115,7 @@ def generate_preference_files(model, tok, cfg: PrefsConfig, out_dir, dtype=None)
 # --- files --------------------------------------------------------------------------------------
 def write_preferences(path, pairs: list[dict]) -> None:
     text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
-    _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+    atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
 def _check_line(raw: bytes, where: str) -> dict:
@@ -177,8 +178,7 @@ def encode_pair(tok, pair: dict, block_size: int) -> tuple[tuple, tuple, bool]:
             p = p[-(block_size // 2):]
         room = block_size - len(p)
         c, r = c[:room], r[:room]
-    rows = tuple((p + y, [False] * len(p) + [True] * len(y)) for y in (c, r))
-    return rows[0], rows[1], truncated
+    return row(p, c), row(p, r), truncated
 
 
 def encode_pairs(tok, pairs: list[dict], block_size: int) -> tuple[list, dict]:

@@ -7,7 +7,7 @@ from .checkpoint import read_json, write_json
 STAGES = ("sft", "eval_sft", "prefs", "reward_model", "rlhf", "dpo", "equivalence", "evaluate")
 
 
-def _sequences_processed(run_cfg_fast: bool, prefs: dict, rm: dict, rlhf: dict, dpo: dict) -> dict:
+def _sequences_processed(prefs: dict, rm: dict, rlhf: dict, dpo: dict) -> dict:
     """Sequences that went through a model forward pass, per road (backward passes in brackets).
     DPO: the reference scores every pair once, then the policy sees 2 sequences per pair per epoch.
     RLHF: the reward model sees 2 per pair per epoch plus its normalisation samples; each RL sample
@@ -46,7 +46,7 @@ def build_summary(run) -> dict:
         "equivalence": {k: eq[k] for k in ("tv_dpo_vs_optimal_fitted", "tv_rlhf_vs_optimal_fitted",
                                            "tv_reinforce_vs_optimal_fitted", "implicit_reward_max_error",
                                            "z_cancels_max_diff", "gradient_max_rel_error")},
-        "cost": _sequences_processed(run.fast, prefs, rm, rlhf, dpo),
+        "cost": _sequences_processed(prefs, rm, rlhf, dpo),
         "timings": {s: timings.get(s) for s in STAGES},
         # wall-clock measurements: the only numbers that differ between two runs with one seed
         "throughput": {"sft_tokens_per_s": sft_m["tokens_per_s"], "sft_mfu": sft_m["mfu"],

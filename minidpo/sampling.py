@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .training import autocast
+
 MAX_NEW_TOKENS = 32  # world responses are at most ~27 tokens; longer means the model rambles
 
 
@@ -16,7 +18,6 @@ def sample(model, tok, prompts: list[str], generator: torch.Generator, temperatu
            dtype=None) -> list[list[int]]:
     """One response (token ids, ending with <|end|> unless cut at max length) per prompt.
     temperature 1 and no top-k is exactly on-policy: what DPO pairs and REINFORCE need."""
-    from .training import autocast
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -160,9 +160,16 @@ def gold_reward(prompt: str, response: str) -> float:
     return reward_breakdown(prompt, response)["reward"]
 
 
+GRAMMAR_FAILURES = ("broken", "repeated", "too_long", "no_end", "empty")
+
+
+def fluent(breakdown: dict) -> bool:
+    """The grammar check on a `reward_breakdown` (reusing a sentiment word is not a failure)."""
+    return not any(breakdown[k] for k in GRAMMAR_FAILURES)
+
+
 def is_fluent(prompt: str, response: str) -> bool:
-    b = reward_breakdown(prompt, response)
-    return not any(b[k] for k in ("broken", "repeated", "too_long", "no_end", "empty"))
+    return fluent(reward_breakdown(prompt, response))
 
 
 # --- the generator of the SFT corpus ---------------------------------------------------------------
