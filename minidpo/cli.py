@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive(int))
     p.add_argument("--loss-type", choices=sorted(LOSSES))
     p.add_argument("--label-smoothing", type=_probability)
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="refuse bad lines of --data (each one reported) instead of stopping at the first")
     p.add_argument("--average-logps", action="store_true", default=None,
                    help="mean instead of sum of response-token log-probs (then raise β ~length×)")
 
@@ -148,9 +150,14 @@ def _dispatch(args) -> int:
         P.stage_prefs(run)
     elif args.command == "dpo":
         run.force = True
-        m = P.stage_dpo(run, args.data, args.val_data,
+        m = P.stage_dpo(run, args.data, args.val_data, args.skip_invalid,
                         **_overrides(args, ["beta", "lr", "epochs", "batch_size", "loss_type",
                                             "label_smoothing", "average_logps"]))
+        d = m["train_data"]
+        print(f"{d['file']}: {d['read']} pairs read, {d['truncated']} truncated to the context; "
+              f"refused lines: {len(d['refused'])}; blank lines: {d['blank_lines']}")
+        for line in d["refused"]:
+            print(f"   refused {line}")
         _print_eval(P.stage_evaluate(run, ("dpo",)))
         print(f"implicit-reward accuracy on held-out pairs: {m['val_implicit_reward_accuracy']:.3f}")
     elif args.command == "reward-model":

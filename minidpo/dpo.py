@@ -175,16 +175,18 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
 
 
 def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, device=torch.device("cpu"),
-              dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_every: int = 0) -> dict:
+              dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_every: int = 0,
+              skip_invalid: bool = False) -> dict:
     """Train a DPO policy from the SFT checkpoint on preference files; writes out_dir/{out_name}.pt,
-    {out_name}_log.jsonl and {out_name}_metrics.json. Returns the metrics."""
+    {out_name}_log.jsonl and {out_name}_metrics.json. Returns the metrics. skip_invalid=True refuses
+    bad lines of the training file (each listed in the metrics) instead of stopping at the first."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     policy, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
     ref, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
     block = policy.config.block_size
-    train_pairs, train_report = read_preferences(train_file)
+    train_pairs, train_report = read_preferences(train_file, skip_invalid)
     val_pairs, val_report = read_preferences(val_file)
     train_enc, train_trunc = encode_pairs(tok, train_pairs, block)
     val_enc, val_trunc = encode_pairs(tok, val_pairs, block)

@@ -161,13 +161,14 @@ def stage_rlhf(run: Run, **overrides) -> dict:
     return read_json(run.path("rlhf_metrics.json"))
 
 
-def stage_dpo(run: Run, train_file=None, val_file=None, **overrides) -> dict:
+def stage_dpo(run: Run, train_file=None, val_file=None, skip_invalid: bool = False, **overrides) -> dict:
     from .dpo import DPOConfig, train_dpo
     if run.needs("dpo.pt", "dpo_metrics.json") or train_file is not None:
         cfg = (DPOConfig.fast if run.fast else DPOConfig)(seed=run.seed, **overrides)
         _timed(run, "dpo", lambda: train_dpo(
             cfg, run.tok, run.path("sft.pt"), train_file or run.path("prefs_train.jsonl"),
-            val_file or run.path("prefs_val.jsonl"), run.out, run.device, run.dtype, run.quiet))
+            val_file or run.path("prefs_val.jsonl"), run.out, run.device, run.dtype, run.quiet,
+            skip_invalid=skip_invalid))
     else:
         _reused("dpo")
     return read_json(run.path("dpo_metrics.json"))

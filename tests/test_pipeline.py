@@ -151,3 +151,27 @@ def test_a_run_folder_never_mixes_fast_and_default_outputs(fast_run, capsys):
     code = cli.main(["prefs", "--out", str(run.out), "--fast", "--seed", "3", "--quiet"])
     assert code == 2 and "seed=3" in capsys.readouterr().err
     assert run.path("run_config.json").read_text() == before
+
+
+def test_cli_dpo_on_a_users_file_reports_what_it_read(fast_run, tmp_path, capsys):
+    run, _ = fast_run
+    folder = tmp_path / "user"
+    folder.mkdir()
+    for name in ("sft.pt", "sft.json", "eval_sft.json", "run_config.json"):
+        (folder / name).write_bytes(run.path(name).read_bytes())
+    good = '{"prompt": "Review: The Silent Harbor", "chosen": "I loved this film.", "rejected": "I hated this film."}'
+    long = ('{"prompt": "Review: ' + "very " * 60 + '", "chosen": "The plot was good.", "rejected": "The plot was bad."}')
+    data = tmp_path / "mine.jsonl"
+    data.write_text("\n".join([good, "not json", long, good, ""]) + "\n")
+    code = cli.main(["dpo", "--out", str(folder), "--data", str(data), "--val-data", str(data), "--fast",
+                     "--quiet", "--skip-invalid"])
+    out = capsys.readouterr()
+    assert code == 2 and "mine.jsonl:2: invalid JSON" in out.err  # the held-out file is read strictly
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text(good + "\n" + long + "\n")
+    code = cli.main(["dpo", "--out", str(folder), "--data", str(data), "--val-data", str(clean), "--fast",
+                     "--quiet", "--skip-invalid"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "3 pairs read, 1 truncated to the context; refused lines: 1; blank lines: 1" in out
+    assert "refused " in out and "mine.jsonl:2" in out
