@@ -208,7 +208,7 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
     metrics = {"config": asdict(cfg), "seconds": out["seconds"], "reference_seconds": ref_seconds,
                "steps": out["steps"], "train_data": {**train_report, **train_trunc},
                "val_data": {**val_report, **val_trunc}, "reference_logps_cached": cached,
-               "tokens_forward": out["tokens_forward"] + (0 if cached else ref_tokens),
+               "tokens_forward": out["tokens_forward"] + ref_tokens,  # the road's cost, cached or not
                "tokens_backward": out["tokens_backward"],
                "val_implicit_reward_accuracy": final["eval/rewards/accuracies"],
                "final": final, "history": out["history"]}

@@ -85,3 +85,13 @@ def evaluate_policy(policy, ref, tok, prompts: list[str], seed: int = 1234, sft_
 def summary_row(stats: dict) -> dict:
     """The scalar part of `evaluate_policy`'s result (no per-sample lists)."""
     return {k: v for k, v in stats.items() if k not in ("gold", "samples")}
+
+
+def first_per_prompt(samples: list[dict]) -> list[int]:
+    """Indices of the first sample of each distinct prompt, in order (for side-by-side tables)."""
+    seen, out = set(), []
+    for i, s in enumerate(samples):
+        if s["prompt"] not in seen:
+            seen.add(s["prompt"])
+            out.append(i)
+    return out

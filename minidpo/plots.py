@@ -34,7 +34,7 @@ def gold_histograms(groups: dict[str, list[float]], path, title: str) -> str:
     hi = max(max(v) for v in groups.values())
     bins = [lo + i * (hi - lo) / 30 for i in range(31)] if hi > lo else 10
     for name, values in groups.items():
-        ax.hist(values, bins=bins, alpha=0.5, density=True,
+        ax.hist(values, bins=bins, histtype="step", lw=1.8, density=True,
                 label=f"{name} (mean {sum(values) / len(values):+.2f})")
     ax.set(xlabel="gold reward r*(x, y)", ylabel="density", title=title)
     ax.legend()

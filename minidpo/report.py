@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import plots
 from .checkpoint import read_json, write_json
+from .evaluate import first_per_prompt
 
 STAGES = ("sft", "eval_sft", "prefs", "reward_model", "rlhf", "dpo", "equivalence", "evaluate")
 
@@ -140,8 +141,7 @@ def write_report(run) -> dict:
         "## Samples, side by side (same held-out prompt, same seed)", "",
         "| prompt | SFT | RLHF | DPO |", "|---|---|---|---|",
     ]
-    per_prompt = len(sft_e["samples"]) // len({x["prompt"] for x in sft_e["samples"]})
-    for i in range(0, len(sft_e["samples"]), per_prompt)[:10]:  # the first sample of 10 films
+    for i in first_per_prompt(sft_e["samples"])[:10]:  # the first sample of 10 films
         cells = [sft_e["samples"][i], ev["rlhf"]["samples"][i], ev["dpo"]["samples"][i]]
         lines.append(f"| {cells[0]['prompt']} | " + " | ".join(f"{c['response']} ({c['gold']:+.1f})" for c in cells) + " |")
     lines += critics_sections(run)

@@ -70,3 +70,9 @@ def test_bradley_terry_labels_follow_gold_reward():
     good, bad = "The acting was brilliant.", "The acting was awful."  # rewards +1 and -1
     wins = sum(label_pair(rng, GOOD["prompt"], good, bad)["chosen"] == good for _ in range(4000))
     assert abs(wins / 4000 - 1 / (1 + 2.718281828 ** -2)) < 0.025  # σ(2) ≈ 0.881
+
+
+def test_shipped_example_file_is_valid():
+    from pathlib import Path
+    pairs, report = read_preferences(Path(__file__).resolve().parent.parent / "data" / "example_prefs.jsonl")
+    assert len(pairs) == 24 and report["refused"] == [] and all(set(p) == {"prompt", "chosen", "rejected"} for p in pairs)

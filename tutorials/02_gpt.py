@@ -48,7 +48,8 @@ t0 = time.perf_counter()
 full = model.generate(prompts, 32, temperature=0, use_cache=False)
 t_full = time.perf_counter() - t0
 print(f"same tokens: {cached == full}; {t_full / t_cache:.1f}x faster with the cache")
-print("an untrained model babbles:", repr(tok.decode_response(cached[0])))
+babble = model.generate([prompts[0]], 20, temperature=1.0, generator=torch.Generator().manual_seed(run.seed))[0]
+print("an untrained model babbles (20 sampled tokens):", repr(tok.decode(babble)))
 
 # %% Sequence log-probs: the one number DPO and REINFORCE need, log π(y|x), over response tokens only
 rows = [render(tok, "Review: The Silent Harbor", "I loved this film."),

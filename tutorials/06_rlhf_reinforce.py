@@ -9,6 +9,7 @@
 from minidpo import pipeline as P
 from minidpo import plots
 from minidpo.cli import tutorial_run
+from minidpo.evaluate import first_per_prompt
 
 run = tutorial_run("06: REINFORCE with a KL penalty")
 for stage in (P.stage_sft, P.stage_eval_sft, P.stage_prefs, P.stage_reward_model):
@@ -32,5 +33,6 @@ ev = P.stage_evaluate(run, ("rlhf",))["rlhf"]
 sft = P.read_json(run.path("eval_sft.json"))
 print(f"RLHF: gold {ev['gold_reward']:+.3f} (SFT {sft['gold_reward']:+.3f}), win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
       f"KL {ev['kl_to_ref']:.2f}, fluency {ev['fluency']:.3f}")
-for a, b in list(zip(sft["samples"], ev["samples"]))[:5]:
+for i in first_per_prompt(sft["samples"])[:5]:  # one sample each of five films
+    a, b = sft["samples"][i], ev["samples"][i]
     print(f"{a['prompt']}\n   SFT : {a['response']} ({a['gold']:+.1f})\n   RLHF: {b['response']} ({b['gold']:+.1f})")

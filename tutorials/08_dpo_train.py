@@ -9,6 +9,7 @@
 from minidpo import pipeline as P
 from minidpo import plots
 from minidpo.cli import tutorial_run
+from minidpo.evaluate import first_per_prompt
 
 run = tutorial_run("08: DPO training and evaluation")
 P.stage_sft(run)
@@ -30,5 +31,6 @@ sft = P.read_json(run.path("eval_sft.json"))
 print(f"DPO: gold {ev['gold_reward']:+.3f} (SFT {sft['gold_reward']:+.3f}), win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
       f"KL {ev['kl_to_ref']:.2f}, fluency {ev['fluency']:.3f} (SFT {sft['fluency']:.3f})")
 print(f"held-out implicit-reward accuracy {m['val_implicit_reward_accuracy']:.3f}")
-for a, b in list(zip(sft["samples"], ev["samples"]))[:6]:
+for i in first_per_prompt(sft["samples"])[:6]:  # one sample each of six films
+    a, b = sft["samples"][i], ev["samples"][i]
     print(f"{a['prompt']}\n   SFT: {a['response']} ({a['gold']:+.1f})\n   DPO: {b['response']} ({b['gold']:+.1f})")
