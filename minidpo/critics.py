@@ -7,6 +7,8 @@ from collections import Counter
 from . import plots, sweep, world
 from . import pipeline as P
 from .checkpoint import write_json
+from .dpo import DPOConfig
+from .evaluate import evaluate_policy, summary_row
 
 DIVERSITY_BETAS = {"dpo": (0.1, 0.5, 2.0), "rlhf": (0.0, 0.05, 0.2)}
 FAST_DIVERSITY_BETAS = {"dpo": (0.1, 2.0), "rlhf": (0.0, 0.2)}
@@ -82,7 +84,7 @@ REMEDIES = {  # name -> DPO settings changed from the default (β = 0.5, sigmoid
 def run_failure_modes(run) -> dict:
     """Both log-probs fall during DPO; where does the freed probability go? And which remedy helps?"""
     sft_gold = sweep.prepare(run)
-    from .dpo import DPOConfig
+    sft = P.load_policy(run, "sft.pt")
     base_beta = DPOConfig().beta
     table, histories, samples = {}, {}, {}
     for name, change in REMEDIES.items():
@@ -93,8 +95,7 @@ def run_failure_modes(run) -> dict:
         metrics = P.read_json(final.with_name(final.stem + "_metrics.json"))
         histories[name] = metrics["history"]
         policy = P.load_gpt(final, run.device, vocab_size=run.tok.vocab_size)[0].eval()
-        from .evaluate import evaluate_policy, summary_row
-        ev = evaluate_policy(policy, P.load_policy(run, "sft.pt"), run.tok, run.eval_prompts(),
+        ev = evaluate_policy(policy, sft, run.tok, run.eval_prompts(),
                              seed=run.seed + 100, sft_gold=sft_gold, dtype=run.dtype)
         first, last = metrics["history"][0], metrics["history"][-1]
         table[name] = {**summary_row(ev), "logps_chosen_change": last["eval/logps/chosen"] - first["eval/logps/chosen"],
