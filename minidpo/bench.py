@@ -20,6 +20,7 @@ from .data import collate, prompt_and_response_rows, render, sft_targets
 from .losses import dpo_loss
 from .model import GPT, GPTConfig, sequence_logps
 from .reward_model import RewardModel
+from .rlhf import first_step_reaching
 from .sampling import make_generator, sample
 from .tokenizer import Tokenizer
 from .training import make_optimizer, measure_matmul_peak, pick_device, train_flops_per_token
@@ -135,14 +136,12 @@ def main(argv=None) -> dict:
               f"DPO road {t['dpo_road']:.0f}s -> gold {s['dpo']['gold_reward']:+.3f} (SFT {s['sft']['gold_reward']:+.3f})")
         h = read_json(run / "rlhf_metrics.json")["history"]
         target = s["dpo"]["gold_reward"]
-        window = 10
-        for i in range(window, len(h) + 1):
-            if sum(r["gold_reward"] for r in h[i - window:i]) / window >= target:
-                secs = h[i - 1]["seconds"] + t["reward_model"]
-                print(f"RLHF's training samples first reach DPO's final gold ({target:+.3f}, {window}-step mean) at "
-                      f"step {i}: {secs:.0f}s of the RLHF road vs {t['dpo_road']:.0f}s for DPO")
-                out["rlhf_seconds_to_dpo_gold"] = secs
-                break
+        i = first_step_reaching(h, target)
+        if i is not None:
+            secs = h[i - 1]["seconds"] + t["reward_model"]
+            print(f"RLHF's training samples first reach DPO's final gold ({target:+.3f}, 10-step mean) at "
+                  f"step {i}: {secs:.0f}s of the RLHF road vs {t['dpo_road']:.0f}s for DPO")
+            out["rlhf_seconds_to_dpo_gold"] = secs
         else:
             print(f"RLHF's training samples never reached DPO's final gold ({target:+.3f}) in this run")
     else:

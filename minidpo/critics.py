@@ -9,6 +9,7 @@ from . import pipeline as P
 from .checkpoint import write_json
 from .dpo import DPOConfig
 from .evaluate import evaluate_policy, summary_row
+from .rlhf import first_step_reaching
 
 DIVERSITY_BETAS = {"dpo": (0.1, 0.5, 2.0), "rlhf": (0.0, 0.05, 0.2)}
 FAST_DIVERSITY_BETAS = {"dpo": (0.1, 2.0), "rlhf": (0.0, 0.2)}
@@ -52,17 +53,16 @@ def cost_table(run) -> dict:
                 "tokens_forward": dpo["tokens_forward"], "tokens_backward": dpo["tokens_backward"],
                 "samples_generated": 0, "peak_memory_mb": mem.get("dpo")},
     }
-    target, h, window = s["dpo"]["gold_reward"], rl["history"], 10
-    for i in range(window, len(h) + 1):
-        if sum(r["gold_reward"] for r in h[i - window:i]) / window >= target:
-            frac = i / len(h)
-            rows["rlhf_to_dpo_gold"] = {
-                "wall_s": t["reward_model"] + h[i - 1]["seconds"], "gold_reward": target, "step": i,
-                "tokens_forward": rm["tokens_forward"] + frac * (rl["tokens_forward"] + rl["tokens_generated"]),
-                "tokens_backward": rm["tokens_backward"] + frac * rl["tokens_backward"],
-                "samples_generated": int(frac * rl["samples_generated"]) + rm["samples_generated"],
-                "peak_memory_mb": rows["rlhf"]["peak_memory_mb"]}
-            break
+    target, h = s["dpo"]["gold_reward"], rl["history"]
+    i = first_step_reaching(h, target)
+    if i is not None:
+        frac = i / len(h)
+        rows["rlhf_to_dpo_gold"] = {
+            "wall_s": t["reward_model"] + h[i - 1]["seconds"], "gold_reward": target, "step": i,
+            "tokens_forward": rm["tokens_forward"] + frac * (rl["tokens_forward"] + rl["tokens_generated"]),
+            "tokens_backward": rm["tokens_backward"] + frac * rl["tokens_backward"],
+            "samples_generated": int(frac * rl["samples_generated"]) + rm["samples_generated"],
+            "peak_memory_mb": rows["rlhf"]["peak_memory_mb"]}
     write_json(run.out / "cost.json", rows)
     print("road                      | wall (s) | gold   | tokens fwd | tokens bwd | samples generated | peak RSS (MB)")
     for name, r in rows.items():

@@ -147,3 +147,12 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
                      "sft": str(sft_path), "reward_model": str(rm_path)})
     write_json(out_dir / f"{out_name}_metrics.json", metrics)
     return metrics
+
+
+def first_step_reaching(history: list[dict], target: float, window: int = 10) -> int | None:
+    """The first step at which the mean gold reward of the last `window` steps' samples reaches
+    `target` (e.g. DPO's final gold reward), or None if it never does."""
+    for i in range(window, len(history) + 1):
+        if sum(r["gold_reward"] for r in history[i - window:i]) / window >= target:
+            return i
+    return None
