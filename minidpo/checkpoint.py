@@ -1,8 +1,11 @@
 """Checkpoints: a plain `state_dict` (.pt) plus a JSON config beside it, written atomically.
 
-Atomic = write to a temporary file in the same folder, then `os.replace` it over the target, so an
-interrupted run never leaves a half-written file. Loading uses `torch.load(weights_only=True)`:
-no pickled code is ever executed. Every failure is a `CheckpointError` that names the file.
+Atomic = write to a temporary file `.NAME.*.tmp` in the same folder, then `os.replace` it over the
+target, so an interrupted run never leaves a half-written file (a run killed mid-write leaves only
+the temporary file, which the next start removes: `remove_stale_temporaries`). Every file we write
+goes through `atomic_write` and gets ordinary permissions (0666 minus the umask, usually 0644).
+Loading uses `torch.load(weights_only=True)`: no pickled code is ever executed. Every failure is a
+`CheckpointError` that names the file.
 """
 from __future__ import annotations
 
@@ -19,10 +22,23 @@ class CheckpointError(RuntimeError):
     pass
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def _file_mode() -> int:
+    """0666 minus the process umask: what `open()` would give (mkstemp alone gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: Path, write) -> None:
+    """Call write(binary file) on a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -32,6 +48,14 @@ def atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Delete `.NAME.*.tmp` files that a killed run left behind under `folder`; return them."""
+    stale = [p for p in Path(folder).rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink()
+    return stale
 
 
 def _clean(obj):
@@ -50,14 +74,28 @@ def write_json(path, obj) -> None:
     atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
-def read_json(path) -> dict:
+def write_jsonl(path, records: list[dict]) -> None:
+    """One JSON object a line, non-finite floats as null; atomic, so valid at every instant."""
+    text = "".join(json.dumps(_clean(r)) + "\n" for r in records)
+    atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+
+
+def read_json(path, required: tuple[str, ...] = ()) -> dict:
+    """A JSON object from `path`; a missing file, invalid JSON, another type than an object, or a
+    missing `required` key is a CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"missing file: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise CheckpointError(f"{path}: missing key {missing[0]!r} (edited by hand? re-run the stage that wrote it)")
+    return obj
 
 
 def save_checkpoint(path, state_dict: dict, config: dict) -> None:
@@ -76,24 +114,33 @@ def load_checkpoint(path, map_location="cpu") -> tuple[dict, dict]:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, random bytes, pickled objects ... all end here
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+        # torch's own message suggests weights_only=False: never the right advice for a bad file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}); delete it and "
+                              "re-run the stage that writes it") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state_dict, found {type(state).__name__}")
     return state, config
 
 
-def load_gpt(path, device="cpu", vocab_size: int | None = None):
-    """A GPT from `path` (.pt + .json). `vocab_size`: the tokenizer's, checked against the config."""
-    from .model import GPT, GPTConfig
-    state, config = load_checkpoint(path)
+def model_config(config: dict, path, vocab_size: int | None = None):
+    """The GPTConfig stored in a checkpoint's JSON, validated; `vocab_size` (the tokenizer's) must
+    match it. Errors name the file."""
+    from .model import GPTConfig
     try:
-        cfg = GPTConfig(**config["model"])
-    except (KeyError, TypeError) as e:
+        cfg = GPTConfig(**config["model"]).validate()
+    except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{Path(path).with_suffix('.json')}: no valid 'model' config ({e})") from None
     if vocab_size is not None and cfg.vocab_size != vocab_size:
         raise CheckpointError(f"{path}: model vocab_size {cfg.vocab_size} does not match the "
                               f"tokenizer's {vocab_size} (trained with other merges?)")
-    model = GPT(cfg)
+    return cfg
+
+
+def load_gpt(path, device="cpu", vocab_size: int | None = None):
+    """A GPT from `path` (.pt + .json). `vocab_size`: the tokenizer's, checked against the config."""
+    from .model import GPT
+    state, config = load_checkpoint(path)
+    model = GPT(model_config(config, path, vocab_size))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -1,16 +1,49 @@
 """`python -m minidpo COMMAND`: every stage on its own, or `run` for all of them.
 
 Each command works in a run folder (`--out`, default runs/default, or runs/fast with --fast): it
-reads what earlier stages wrote there and writes its own outputs beside them. Errors in the input (a bad preference file, a
-missing or mismatched checkpoint, an impossible flag value) end with one clear line and exit code 2.
+reads what earlier stages wrote there and writes its own outputs beside them. A stage is reused
+when its settings and input files are unchanged since it last ran, and recomputed otherwise. Every
+failure a user can cause (a bad preference file, a missing or stale input, an impossible flag value,
+an unreadable file) ends with one `error:` line that says what to do, and exit code 2.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from .checkpoint import CheckpointError
 from .preferences import PreferenceFileError
+from .stages import STAGES, require
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one `error:` line (no usage block), exit code 2."""
+
+    def error(self, message):
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _number(kind, low=None, low_inclusive=False, high=None):
+    """A finite number of `kind` in the given range: NaN and infinity are refused, always."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+        if low is not None and (v < low if low_inclusive else v <= low):
+            raise argparse.ArgumentTypeError(f"must be {'≥' if low_inclusive else '>'} {low}, got {text}")
+        if high is not None and v >= high:
+            raise argparse.ArgumentTypeError(f"must be < {high}, got {text}")
+        return v
+    return parse
+
+
+POSITIVE_INT, POSITIVE = _number(int, 0), _number(float, 0)
+NON_NEGATIVE, PROBABILITY = _number(float, 0, low_inclusive=True), _number(float, 0, True, 0.5)
 
 
 def _common(p: argparse.ArgumentParser, out_default: str | None = None):
@@ -22,94 +55,56 @@ def _common(p: argparse.ArgumentParser, out_default: str | None = None):
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
                    help="autocast dtype; auto = bf16 on CUDA, fp32 elsewhere")
     p.add_argument("--fast", action="store_true", help="tiny configs: the whole stage in seconds")
-    p.add_argument("--force", action="store_true", help="redo stages whose outputs already exist")
+    p.add_argument("--force", action="store_true",
+                   help="recompute even when the settings and inputs are unchanged")
     p.add_argument("--quiet", action="store_true", help="no per-step progress lines")
 
 
-def _positive(kind):
-    def parse(text):
-        v = kind(text)
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return v
-    return parse
-
-
-def _probability(text):
-    v = float(text)
-    if not 0 <= v < 0.5:
-        raise argparse.ArgumentTypeError(f"must be in [0, 0.5), got {text}")
-    return v
+STAGE_FLAGS = {  # command -> its own flags (name, parser, help); the rest is `_common`
+    "sft": [("--steps", POSITIVE_INT, None), ("--lr", POSITIVE, None), ("--batch-size", POSITIVE_INT, None)],
+    "dpo": [("--beta", POSITIVE, None), ("--lr", POSITIVE, None), ("--epochs", POSITIVE_INT, None),
+            ("--batch-size", POSITIVE_INT, None), ("--label-smoothing", PROBABILITY, "conservative DPO's ε")],
+    "reward_model": [("--lr", POSITIVE, None), ("--epochs", POSITIVE_INT, None)],
+    "rlhf": [("--beta", NON_NEGATIVE, "KL coefficient, ≥ 0 (0: no leash to the reference)"),
+             ("--steps", POSITIVE_INT, None), ("--lr", POSITIVE, None)],
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .losses import LOSSES
-    parser = argparse.ArgumentParser(prog="python -m minidpo", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="python -m minidpo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("run", help="every stage, figures, summary.json and report.md")
     _common(p)
+    p.add_argument("--all", action="store_true", help="also every study (" + ", ".join(
+        s.command for s in STAGES.values() if s.study) + ")")
 
     p = sub.add_parser("tokenizer", help="retrain the BPE merges shipped in data/")
     p.add_argument("--out", default=None, help="merges file (default: data/tokenizer.tiktoken)")
-    p.add_argument("--merges", type=_positive(int), default=512)
+    p.add_argument("--merges", type=POSITIVE_INT, default=512)
     p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("sft", help="supervised fine-tuning on the world's corpus")
-    _common(p)
-    p.add_argument("--steps", type=_positive(int))
-    p.add_argument("--lr", type=_positive(float))
-    p.add_argument("--batch-size", type=_positive(int))
-
-    p = sub.add_parser("prefs", help="sample pairs from the SFT model, label them by Bradley–Terry")
-    _common(p)
-
-    p = sub.add_parser("dpo", help="DPO from the SFT checkpoint on a preference file")
-    _common(p)
+    for stage in STAGES.values():
+        if stage.name.startswith("eval_"):
+            continue  # `evaluate` runs both
+        p = sub.add_parser(stage.command, help=stage.help)
+        _common(p, "runs/equivalence" if stage.name == "equivalence" else None)
+        for flag, parse, text in STAGE_FLAGS.get(stage.name, []):
+            p.add_argument(flag, type=parse, help=text)
+    p = sub.choices["dpo"]
     p.add_argument("--data", help="JSONL with prompt/chosen/rejected (default: OUT/prefs_train.jsonl)")
     p.add_argument("--val-data", help="held-out JSONL (default: OUT/prefs_val.jsonl)")
-    p.add_argument("--beta", type=_positive(float))
-    p.add_argument("--lr", type=_positive(float))
-    p.add_argument("--epochs", type=_positive(int))
-    p.add_argument("--batch-size", type=_positive(int))
     p.add_argument("--loss-type", choices=sorted(LOSSES))
-    p.add_argument("--label-smoothing", type=_probability)
     p.add_argument("--skip-invalid", action="store_true",
                    help="refuse bad lines of --data (each one reported) instead of stopping at the first")
     p.add_argument("--average-logps", action="store_true", default=None,
                    help="mean instead of sum of response-token log-probs (then raise β ~length×)")
-
-    p = sub.add_parser("reward-model", help="Bradley–Terry reward model on the preference pairs")
-    _common(p)
-    p.add_argument("--lr", type=_positive(float))
-    p.add_argument("--epochs", type=_positive(int))
-
-    p = sub.add_parser("rlhf", help="REINFORCE with a KL penalty against the reward model")
-    _common(p)
-    p.add_argument("--beta", type=float)
-    p.add_argument("--steps", type=_positive(int))
-    p.add_argument("--lr", type=_positive(float))
-    p.add_argument("--reward", choices=["learned", "gold"])
-
+    sub.choices["rlhf"].add_argument("--reward", choices=["learned", "gold"])
     p = sub.add_parser("evaluate", help="evaluate rlhf.pt and dpo.pt of a run folder against SFT")
     _common(p)
-
-    p = sub.add_parser("equivalence", help="the exact bandit lab: DPO = RLHF = closed form")
-    _common(p, "runs/equivalence")
-
     p = sub.add_parser("frontier", help="reward-vs-KL frontier of DPO and RLHF over several β")
     _common(p)
-
-    for name, text in (("overoptimisation", "best-of-n and β=0 RL against the learned reward: gold peaks, proxy climbs"),
-                       ("diversity", "gold reward, entropy and unique responses against β, DPO and RLHF"),
-                       ("cost", "the cost table of the RLHF road against the DPO road (after `run`)"),
-                       ("failure-modes", "DPO's falling log-probs and a table of remedies"),
-                       ("online-dpo", "rounds of fresh on-policy pairs vs offline DPO at equal labels")):
-        p = sub.add_parser(name, help=text)
-        _common(p)
-    p = sub.choices["run"]
-    p.add_argument("--all", action="store_true",
-                   help="also the critics' studies (over-optimisation, diversity, cost, failure modes, online DPO)")
     return parser
 
 
@@ -118,15 +113,19 @@ def _overrides(args, names) -> dict:
 
 
 def main(argv=None) -> int:
+    from .runfolder import RunFolderError
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except (PreferenceFileError, CheckpointError, FileNotFoundError, FloatingPointError, ValueError) as e:
+    except (PreferenceFileError, CheckpointError, RunFolderError, FloatingPointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:  # permission denied, disk full, a folder where a file should be ...
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot use{where}: {e.strerror or e} (check the path and its permissions)", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept in the run folder; re-run to continue", file=sys.stderr)
         return 130
+    return 2
 
 
 def _dispatch(args) -> int:
@@ -139,49 +138,57 @@ def _dispatch(args) -> int:
     out = args.out or ("runs/fast" if args.fast else "runs/default")
     run = P.Run.create(out, args.seed, args.fast, args.device, args.dtype, args.force, args.quiet)
     run.claim_folder()
+    name = args.command.replace("-", "_")
     if args.command == "run":
         P.run_all(run, critics=args.all)
-    elif args.command == "sft":
-        m = P.stage_sft(run, **_overrides(args, ["steps", "lr", "batch_size"]))
+    elif args.command == "evaluate":
+        require(run, "sft", "eval_sft", "rlhf", "dpo")
+        _print_eval({"rlhf": P.stage_eval_rlhf(run), "dpo": P.stage_eval_dpo(run)})
+    elif args.command == "frontier":
+        from .frontier import run_frontier
+        run_frontier(run)
+    elif STAGES[name].study:
+        STAGES[name](run)  # a study brings what it needs up to date itself
+    else:
+        needs = STAGES[name].needs
+        if name == "dpo" and args.data and args.val_data:
+            needs = ("sft",)  # the user's own pairs: no sampled preference data needed
+        require(run, *needs)
+        _stage_command(run, name, args)
+    return 0
+
+
+def _stage_command(run, name: str, args) -> None:
+    from . import pipeline as P
+    flags = [f[2:].replace("-", "_") for f, _, _ in STAGE_FLAGS.get(name, [])]
+    if name == "sft":
+        m = P.stage_sft(run, **_overrides(args, flags))
         e = P.stage_eval_sft(run)
         print(f"SFT: held-out loss {m['val_loss']:.3f}; samples: gold {e['gold_reward']:+.3f} ± {e['gold_std']:.2f} "
               f"(corpus {e['corpus']['gold_reward']:+.3f} ± {e['corpus']['gold_std']:.2f}), fluency {e['fluency']:.3f}")
-    elif args.command == "prefs":
-        P.stage_prefs(run)
-    elif args.command == "dpo":
-        run.force = True
+    elif name == "dpo":
         m = P.stage_dpo(run, args.data, args.val_data, args.skip_invalid,
-                        **_overrides(args, ["beta", "lr", "epochs", "batch_size", "loss_type",
-                                            "label_smoothing", "average_logps"]))
+                        **_overrides(args, flags + ["loss_type", "average_logps"]))
         d = m["train_data"]
         print(f"{d['file']}: {d['read']} pairs read, {d['truncated']} truncated to the context; "
               f"refused lines: {len(d['refused'])}; blank lines: {d['blank_lines']}")
         for line in d["refused"]:
             print(f"   refused {line}")
-        _print_eval(P.stage_evaluate(run, ("dpo",)))
+        require(run, "eval_sft")
+        _print_eval({"dpo": P.stage_eval_dpo(run)})
         print(f"implicit-reward accuracy on held-out pairs: {m['val_implicit_reward_accuracy']:.3f}")
-    elif args.command == "reward-model":
-        run.force = True
-        P.stage_reward_model(run, **_overrides(args, ["lr", "epochs"]))
-    elif args.command == "rlhf":
-        run.force = True
-        P.stage_rlhf(run, **_overrides(args, ["beta", "steps", "lr", "reward"]))
-        _print_eval(P.stage_evaluate(run, ("rlhf",)))
-    elif args.command == "evaluate":
-        _print_eval(P.stage_evaluate(run))
-    elif args.command == "equivalence":
+    elif name == "rlhf":
+        P.stage_rlhf(run, **_overrides(args, flags + ["reward"]))
+        require(run, "eval_sft")
+        _print_eval({"rlhf": P.stage_eval_rlhf(run)})
+    elif name == "equivalence":
         from . import plots
-        run.force = True
         res = P.stage_equivalence(run)
         plots.equivalence_figure(res, run.path("equivalence.png"))
         plots.ipo_figure(res["ipo_contrast"], run.path("ipo_contrast.png"))
         print(f"wrote {run.path('equivalence.json')}, equivalence.png, ipo_contrast.png")
-    elif args.command == "frontier":
-        from .frontier import run_frontier
-        run_frontier(run)
-    elif args.command in P.CRITICS:
-        P.run_critic(run, args.command)
-    return 0
+    else:
+        STAGES[name](run, **_overrides(args, flags))
 
 
 def _print_eval(results: dict) -> None:
@@ -195,7 +202,7 @@ def _print_eval(results: dict) -> None:
 def tutorial_run(description: str):
     """The Run a tutorial script works in: `--fast`, `--out`, `--seed`, `--device` from the command
     line (unknown arguments, such as a notebook kernel's, are ignored)."""
-    from .pipeline import Run
+    from .runfolder import Run
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--out", default=None, help="run folder (default: runs/tutorial, or runs/tutorial-fast)")
     p.add_argument("--fast", action="store_true", help="tiny configs, seconds instead of minutes")

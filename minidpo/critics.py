@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from . import plots, sweep, world
-from . import pipeline as P
-from .checkpoint import write_json
+from .checkpoint import read_json, write_json
 from .dpo import DPOConfig
-from .evaluate import evaluate_policy, summary_row
+from .evaluate import summary_row
 from .rlhf import first_step_reaching
 
 DIVERSITY_BETAS = {"dpo": (0.1, 0.5, 2.0), "rlhf": (0.0, 0.05, 0.2)}
@@ -17,32 +16,46 @@ FAST_DIVERSITY_BETAS = {"dpo": (0.1, 2.0), "rlhf": (0.0, 0.2)}
 
 def run_diversity(run) -> list[dict]:
     """For several β, both methods: gold reward, per-token entropy, fraction of unique responses."""
-    sft_gold = sweep.prepare(run)
+    return run.study("diversity", lambda: _diversity(run))["points"]
+
+
+def _diversity(run) -> None:
     points = []
     for method, betas in (FAST_DIVERSITY_BETAS if run.fast else DIVERSITY_BETAS).items():
         for beta in betas:
             ckpts = sweep.trained(run, method, beta)
-            s = sweep.evaluate(run, ckpts[max(ckpts)], sft_gold)
+            s = sweep.evaluate(run, ckpts[max(ckpts)])
             points.append({"method": method, "beta": beta, **s})
             print(f"{method} β={beta}: gold {s['gold_reward']:+.3f}, entropy {s['entropy']:.3f} nats/token, "
                   f"unique {s['unique_frac']:.3f}, distinct-2 {s['distinct_2']:.3f}, KL {s['kl_to_ref']:.2f}", flush=True)
-    sft = P.read_json(run.path("eval_sft.json"))
+    sft = read_json(run.path("eval_sft.json"))
     out = run.out / "diversity"
     write_json(out / "diversity.json", {"points": points, "sft": {k: sft[k] for k in ("gold_reward", "unique_frac",
                                                                                       "distinct_2")}})
     plots.diversity_figure(points, out / "diversity.png")
-    return points
 
 
 def cost_table(run) -> dict:
     """The whole RLHF road (reward model + REINFORCE) against the whole DPO road (reference pass +
     training), from a finished pipeline run, and RLHF cut at the step where its training samples
-    first reach DPO's final gold reward (10-step mean)."""
-    s = P.read_json(run.path("summary.json"))
-    t = P.read_json(run.path("timings.json"))
-    mem = P.read_json(run.path("peak_memory_mb.json")) if run.path("peak_memory_mb.json").is_file() else {}
-    rm, rl = P.read_json(run.path("reward_model_metrics.json")), P.read_json(run.path("rlhf_metrics.json"))
-    dpo = P.read_json(run.path("dpo_metrics.json"))
+    first reach DPO's final gold reward (10-step mean). Wall times and peak memory come from the
+    stages' provenance records (when they were computed)."""
+    rows = run.study("cost", lambda: _cost(run))
+    print("road                      | wall (s) | gold   | tokens fwd | tokens bwd | samples generated | peak RSS (MB)")
+    for name, r in rows.items():
+        mb = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] else "-"
+        print(f"{name:25s} | {r['wall_s']:8.1f} | {r['gold_reward']:+.3f} | {r['tokens_forward']:10.0f} | "
+              f"{r['tokens_backward']:10.0f} | {r['samples_generated']:17d} | {mb}")
+    return rows
+
+
+def _cost(run) -> None:
+    records = {name: run.record(name) for name in ("reward_model", "rlhf", "dpo")}
+    t = {name: r["seconds"] for name, r in records.items()}
+    mem = {name: r.get("peak_memory_mb") for name, r in records.items()}
+    s = {m: read_json(run.path(f"eval_{m}.json")) for m in ("rlhf", "dpo")}
+    rm, rl = read_json(run.path("reward_model_metrics.json")), read_json(run.path("rlhf_metrics.json"))
+    dpo = read_json(run.path("dpo_metrics.json"))
     rows = {
         "rlhf": {"wall_s": t["reward_model"] + t["rlhf"], "gold_reward": s["rlhf"]["gold_reward"],
                  "tokens_forward": rm["tokens_forward"] + rl["tokens_forward"] + rl["tokens_generated"],
@@ -64,12 +77,6 @@ def cost_table(run) -> dict:
             "samples_generated": int(frac * rl["samples_generated"]) + rm["samples_generated"],
             "peak_memory_mb": rows["rlhf"]["peak_memory_mb"]}
     write_json(run.out / "cost.json", rows)
-    print("road                      | wall (s) | gold   | tokens fwd | tokens bwd | samples generated | peak RSS (MB)")
-    for name, r in rows.items():
-        mb = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] else "-"
-        print(f"{name:25s} | {r['wall_s']:8.1f} | {r['gold_reward']:+.3f} | {r['tokens_forward']:10.0f} | "
-              f"{r['tokens_backward']:10.0f} | {r['samples_generated']:17d} | {mb}")
-    return rows
 
 
 REMEDIES = {  # name -> DPO settings changed from the default (β = 0.5, sigmoid loss)
@@ -83,8 +90,10 @@ REMEDIES = {  # name -> DPO settings changed from the default (β = 0.5, sigmoid
 
 def run_failure_modes(run) -> dict:
     """Both log-probs fall during DPO; where does the freed probability go? And which remedy helps?"""
-    sft_gold = sweep.prepare(run)
-    sft = P.load_policy(run, "sft.pt")
+    return run.study("failure_modes", lambda: _failure_modes(run))
+
+
+def _failure_modes(run) -> None:
     base_beta = DPOConfig().beta
     table, histories, samples = {}, {}, {}
     for name, change in REMEDIES.items():
@@ -92,11 +101,9 @@ def run_failure_modes(run) -> dict:
         overrides = {k: v for k, v in change.items() if k != "beta"}
         ckpts = sweep.trained(run, "dpo", beta, **overrides)
         final = ckpts[max(ckpts)]
-        metrics = P.read_json(final.with_name(final.stem + "_metrics.json"))
+        metrics = read_json(final.with_name(final.stem + "_metrics.json"))
         histories[name] = metrics["history"]
-        policy = P.load_gpt(final, run.device, vocab_size=run.tok.vocab_size)[0].eval()
-        ev = evaluate_policy(policy, sft, run.tok, run.eval_prompts(),
-                             seed=run.seed + 100, sft_gold=sft_gold, dtype=run.dtype)
+        ev = run.evaluate(run.load_policy(final))
         first, last = metrics["history"][0], metrics["history"][-1]
         table[name] = {**summary_row(ev), "logps_chosen_change": last["eval/logps/chosen"] - first["eval/logps/chosen"],
                        "logps_rejected_change": last["eval/logps/rejected"] - first["eval/logps/rejected"],
@@ -116,7 +123,7 @@ def run_failure_modes(run) -> dict:
                 reasons[k] += 1
         if not world.is_fluent(s["prompt"], s["response"]) and len(broken) < 8:
             broken.append(s)
-    sft = P.read_json(run.path("eval_sft.json"))
+    sft = read_json(run.path("eval_sft.json"))
     sft_reasons = Counter(k for s in sft["samples"] for k, v in world.reward_breakdown(s["prompt"], s["response"]).items()
                           if k in world.GRAMMAR_FAILURES + ("reused_word",) and v)
     result = {"remedies": table, "failure_reasons_dpo": dict(reasons), "failure_reasons_sft": dict(sft_reasons),
@@ -127,4 +134,3 @@ def run_failure_modes(run) -> dict:
     print(f"samples with each problem, SFT -> DPO (of {result['n_samples']}): " +
           ", ".join(f"{k} {sft_reasons.get(k, 0)} -> {reasons.get(k, 0)}" for k in
                     world.GRAMMAR_FAILURES + ("reused_word",)))
-    return result

@@ -43,3 +43,10 @@ def sft_targets(input_ids, response_mask):
 def prompt_and_response_rows(tok, prompts: list[str], responses_ids: list[list[int]]):
     """Rows for generated responses (token ids already, ending with <|end|> or cut at max length)."""
     return [row(tok.encode_prompt(prompt), r) for prompt, r in zip(prompts, responses_ids)]
+
+
+def pair_batch(encoded_pairs, device, pad_id):
+    """Stack the chosen rows, then the rejected rows: one forward pass serves both halves (DPO and
+    the reward model both batch pairs this way). Returns collate's (input_ids, response_mask)."""
+    rows = [c for c, _ in encoded_pairs] + [r for _, r in encoded_pairs]
+    return collate(rows, pad_id, device)

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write, load_gpt, save_checkpoint, write_json
-from .data import collate
+from .checkpoint import atomic_write, load_gpt, save_checkpoint, write_json, write_jsonl
+from .data import pair_batch
 from .losses import dpo_loss, preference_metrics
 from .model import sequence_logps
 from .preferences import encode_pairs, read_preferences
+from .provenance import input_hash
 from .training import Progress, autocast, check_finite, lr_at, make_optimizer, set_lr
 
 
@@ -50,12 +51,6 @@ class DPOConfig:
     @classmethod
     def fast(cls, **kw):
         return cls(**{**dict(lr=2e-4, epochs=2, batch_size=16, log_every=5), **kw})
-
-
-def pair_batch(encoded_pairs, device, pad_id):
-    """Stack chosen rows then rejected rows: one forward pass serves both halves."""
-    rows = [c for c, _ in encoded_pairs] + [r for _, r in encoded_pairs]
-    return collate(rows, pad_id, device)
 
 
 def batch_logps(model, encoded_pairs, pad_id, average: bool, dtype=None):
@@ -83,12 +78,20 @@ def compute_reference_logps(ref_model, encoded_pairs, pad_id, average: bool, bat
 def cached_reference_logps(ref_model, ref_path, encoded_pairs, pad_id, average: bool, cache_dir,
                            dtype=None) -> tuple[torch.Tensor, bool]:
     """Reference log-probs from `cache_dir` if these exact inputs were scored before, else computed
-    and saved. Returns (logps (N, 2), was_cached)."""
-    h = hashlib.sha256(Path(ref_path).read_bytes())
+    and saved. Returns (logps (N, 2), was_cached). A cache file that cannot be read, or holds
+    anything but finite (N, 2) numbers, is a miss: it is recomputed and overwritten."""
+    h = hashlib.sha256(input_hash(ref_path).encode())
     h.update(json.dumps([encoded_pairs, average, str(dtype)]).encode())
     path = Path(cache_dir) / f"ref_logps-{h.hexdigest()[:16]}.pt"
     if path.is_file():
-        return torch.load(path, weights_only=True), True
+        try:
+            logps = torch.load(path, weights_only=True)
+            if (isinstance(logps, torch.Tensor) and logps.shape == (len(encoded_pairs), 2)
+                    and bool(torch.isfinite(logps).all())):
+                return logps, True
+        except Exception:  # truncated or foreign bytes: torch raises many types here
+            pass
+        print(f"{path}: unreadable or not the expected reference log-probs; recomputing it")
     logps = compute_reference_logps(ref_model, encoded_pairs, pad_id, average, dtype=dtype)
     atomic_write(path, lambda f: torch.save(logps, f))
     return logps, False
@@ -124,13 +127,16 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
     rng = random.Random(cfg.seed)
     n_chosen_tokens = torch.tensor([sum(c[1]) for c, _ in train_enc], dtype=torch.float32)
     history, tokens = [], 0
-    log = open(log_path, "w") if log_path else None
+
+    # the log of a run in progress is NAME.partial.jsonl, rewritten whole and atomically at each
+    # record (valid JSONL at every instant, NaN as null); it becomes NAME.jsonl when training ends,
+    # so a run that fails leaves the last finished run's log in place and its own beside it
+    partial = Path(log_path).with_suffix(".partial.jsonl") if log_path else None
 
     def record(r):
         history.append(r)
-        if log:
-            log.write(json.dumps(r) + "\n")
-            log.flush()
+        if partial:
+            write_jsonl(partial, history)
 
     record({"step": 0, **evaluate_pairs(policy, val_enc, ref_val, cfg, pad_id, dtype)})
     policy.train()
@@ -150,7 +156,7 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
             if cfg.rpo_alpha:  # RPO: + α · NLL per token of the chosen response (keeps it likely)
                 nll = -chosen if cfg.average_logps else -chosen / n_chosen_tokens[idx].to(device)
                 loss = loss + cfg.rpo_alpha * nll.mean()
-            check_finite(loss, "dpo", step)
+            check_finite(loss, "dpo", step, policy, (chosen, rejected), cfg.lr, cfg.beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -167,9 +173,9 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
             n = sum(len(train_enc[i][0][0]) + len(train_enc[i][1][0]) for i in idx)
             tokens += n
             prog.step(step, tokens=n, loss=m["loss"], acc=m["rewards/accuracies"], margin=m["rewards/margins"])
-    if log:
-        log.close()
     policy.eval()
+    if partial:
+        partial.replace(log_path)
     return {"history": history, "seconds": prog.elapsed(), "steps": total,
             "tokens_forward": tokens, "tokens_backward": tokens}
 

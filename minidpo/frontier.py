@@ -8,20 +8,22 @@ better reward-vs-KL trade-off. Writes RUN/frontier/frontier.json and frontier.pn
 from __future__ import annotations
 
 from . import plots, sweep
-from .checkpoint import write_json
+from .checkpoint import read_json, write_json
+from .stages import ensure
 
 DPO_BETAS, RLHF_BETAS = (0.1, 0.25, 0.5, 1.0), (0.01, 0.05, 0.2)
 FAST_DPO_BETAS, FAST_RLHF_BETAS = (0.1, 0.5), (0.02, 0.2)
 
 
 def run_frontier(run, checkpoints: int = 2) -> list[dict]:
-    sft_gold = sweep.prepare(run)
+    ensure(run, "eval_sft", "prefs", "reward_model")
+    sft_gold = read_json(run.path("eval_sft.json"))["gold"]
     points = []
     for method, betas in (("dpo", FAST_DPO_BETAS if run.fast else DPO_BETAS),
                           ("rlhf", FAST_RLHF_BETAS if run.fast else RLHF_BETAS)):
         for beta in betas:
             for step, ckpt in sorted(sweep.trained(run, method, beta, checkpoints).items()):
-                s = sweep.evaluate(run, ckpt, sft_gold)
+                s = sweep.evaluate(run, ckpt)
                 points.append({"method": method, "beta": beta, "step": step, **s})
                 print(f"frontier {method} β={beta} step {step}: gold {s['gold_reward']:+.3f}, "
                       f"KL {s['kl_to_ref']:.2f}, fluency {s['fluency']:.3f}", flush=True)

@@ -31,6 +31,20 @@ class GPTConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def validate(self) -> "GPTConfig":
+        """Raise ValueError on a config no GPT can be built from (a hand-edited JSON, say)."""
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
+        if self.attention not in ("sdpa", "math"):
+            raise ValueError(f"attention must be 'sdpa' or 'math', not {self.attention!r}")
+        return self
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
@@ -175,6 +189,9 @@ class GPT(nn.Module):
             itself = torch.eye(T_total, dtype=torch.bool, device=device)[-T:]
             mask = ((causal & valid.unsqueeze(1)) | itself).unsqueeze(1)  # (B, 1, T, T_total)
             logits = self(step_idx, pos=pos_all[:, -T:], mask=mask, caches=caches)[:, -1, :].float()
+            if not bool(torch.isfinite(logits).all()):
+                raise FloatingPointError("the model's next-token logits are not finite (its weights or "
+                                         "activations overflowed), so nothing can be sampled from it")
             if temperature == 0:
                 nxt = logits.argmax(-1)
             else:

@@ -18,11 +18,10 @@ from dataclasses import replace
 
 import torch
 
-from . import plots, sweep, world
-from . import pipeline as P
-from .checkpoint import write_json
+from . import plots, world
+from .checkpoint import read_json, write_json
 from .dpo import DPOConfig, compute_reference_logps, run_dpo
-from .evaluate import evaluate_policy, summary_row
+from .evaluate import summary_row
 from .preferences import encode_pairs, make_pairs, read_preferences
 from .reward_model import load_reward_model, score
 
@@ -38,15 +37,17 @@ def online_round(policy, ref, tok, prompts: list[str], cfg: DPOConfig, val, seed
     return pairs, {**counts, "steps": out["steps"], "final": out["history"][-1]}
 
 
-def run_online_dpo(run, rounds: int | None = None, refresh_reference: bool = False) -> dict:
-    sft_gold = sweep.prepare(run)
-    P.stage_dpo(run)
+def run_online_dpo(run) -> dict:
+    return run.study("online_dpo", lambda: _online_dpo(run))
+
+
+def _online_dpo(run, rounds: int | None = None, refresh_reference: bool = False) -> None:
     rounds = rounds or (2 if run.fast else 4)
     tok = run.tok
     n_offline = len(read_preferences(run.path("prefs_train.jsonl"))[0])
     per_round = n_offline // rounds
-    cfg = (DPOConfig.fast if run.fast else DPOConfig)(seed=run.seed)
-    sft = P.load_policy(run, "sft.pt")
+    cfg = run.settings(DPOConfig)
+    sft = run.load_policy("sft.pt")
     val_pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
     val_enc, _ = encode_pairs(tok, val_pairs, sft.config.block_size)
     val = (val_enc, compute_reference_logps(sft, val_enc, tok.end_id, cfg.average_logps, dtype=run.dtype))
@@ -54,8 +55,7 @@ def run_online_dpo(run, rounds: int | None = None, refresh_reference: bool = Fal
     scorers = {"gold": None, "reward model": lambda prompts, ids: score(rm, tok, prompts, ids, dtype=run.dtype)}
     titles = world.split_titles()[0]
     result = {"rounds": rounds, "pairs_per_round": per_round, "refresh_reference": refresh_reference,
-              "sft": summary_row(evaluate_policy(sft, sft, tok, run.eval_prompts(), seed=run.seed + 100,
-                                                 sft_gold=sft_gold, dtype=run.dtype)),
+              "sft": summary_row(run.evaluate(sft, sft)),
               "online": {}}
     for name, scorer in scorers.items():
         policy, ref = copy.deepcopy(sft), sft
@@ -69,14 +69,13 @@ def run_online_dpo(run, rounds: int | None = None, refresh_reference: bool = Fal
             pairs, info = online_round(policy, ref, tok, prompts, cfg_r, val, run.seed + 1000 + r, scorer,
                                        run.dtype, quiet=run.quiet)
             used += len(pairs)
-            s = summary_row(evaluate_policy(policy, sft, tok, run.eval_prompts(), seed=run.seed + 100,
-                                            sft_gold=sft_gold, dtype=run.dtype))
+            s = summary_row(run.evaluate(policy, sft))
             label_acc = sum(p["chosen_gold"] > p["rejected_gold"] for p in pairs) / max(1, len(pairs))
             rows.append({"round": r + 1, "labelled_pairs": used, "label_agrees_with_gold": label_acc, **info, **s})
             print(f"online DPO ({name} labels) round {r + 1}: {used} pairs so far, gold {s['gold_reward']:+.3f}, "
                   f"win rate {s['win_rate_vs_sft']:.3f}, fluency {s['fluency']:.3f}, KL {s['kl_to_ref']:.2f}", flush=True)
         result["online"][name] = rows
-    offline = P.stage_evaluate(run, ("dpo",))["dpo"]
+    offline = read_json(run.path("eval_dpo.json"))
     result["offline"] = {**summary_row(offline), "labelled_pairs": n_offline}
     out = run.out / "online_dpo"
     write_json(out / "online_dpo.json", result)
@@ -84,4 +83,3 @@ def run_online_dpo(run, rounds: int | None = None, refresh_reference: bool = Fal
     o = result["offline"]
     print(f"offline DPO, {n_offline} pairs: gold {o['gold_reward']:+.3f}, win rate {o['win_rate_vs_sft']:.3f}, "
           f"fluency {o['fluency']:.3f}, KL {o['kl_to_ref']:.2f}")
-    return result

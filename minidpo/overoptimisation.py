@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import torch
 
-from . import plots, sweep, world
-from . import pipeline as P
-from .checkpoint import write_json
+from . import plots, world
+from .checkpoint import read_json, write_json
 from .preferences import read_preferences
 from .reward_model import RMConfig, load_reward_model, score, train_reward_model
 from .rlhf import RLHFConfig, train_rlhf
@@ -115,40 +114,50 @@ def summarise(curve: list[dict], kl_key: str, form: str) -> dict:
             "fit_alpha": alpha, "fit_beta": beta, "fit_peak_d": fitted_peak(alpha, beta, form)}
 
 
-def run_overoptimisation(run, fraction: float = 0.5) -> dict:
-    sweep.prepare(run)
+def _unit_files(folder, name) -> list:
+    return [folder / f"{name}{suffix}" for suffix in (".pt", ".json", "_metrics.json")]
+
+
+def run_overoptimisation(run) -> dict:
+    return run.study("overoptimisation", lambda: _overoptimisation(run))
+
+
+def _overoptimisation(run, fraction: float = 0.5) -> None:
     out_dir = run.out / "overoptimisation"
     # a second, weaker proxy: the same recipe on the first `fraction` of the pairs
     small_name = f"reward_model_frac{fraction:g}"
     small = out_dir / f"{small_name}.pt"
-    if run.force or not small.is_file():
-        n = len(read_preferences(run.path("prefs_train.jsonl"))[0])
-        cfg = (RMConfig.fast if run.fast else RMConfig)(seed=run.seed)
-        train_reward_model(cfg, run.tok, run.path("sft.pt"), run.path("prefs_train.jsonl"),
-                           run.path("prefs_val.jsonl"), out_dir, run.device, run.dtype, quiet=True,
-                           max_train_pairs=int(fraction * n), out_name=small_name)
+    cfg = run.settings(RMConfig)
+    inputs = run.inputs("reward_model")
+    n = int(fraction * len(read_preferences(inputs["train_data"])[0]))
+    # each training inside the study is a provenance unit of its own: a killed study resumes
+    run.cached(small_name, {**asdict(cfg), "max_train_pairs": n}, inputs, lambda: train_reward_model(
+        cfg, run.tok, inputs["sft"], inputs["train_data"], inputs["val_data"], out_dir, run.device, run.dtype,
+        quiet=True, max_train_pairs=n, out_name=small_name), outputs=_unit_files(out_dir, small_name),
+        code="reward_model", folder=out_dir)
     rms = {"full": load_reward_model(run.path("reward_model.pt"), run.device, run.tok.vocab_size),
            f"{fraction:g} of pairs": load_reward_model(small, run.device, run.tok.vocab_size)}
-    accuracy = {"full": P.read_json(run.path("reward_model_metrics.json"))["val_accuracy"],
-                f"{fraction:g} of pairs": P.read_json(out_dir / f"{small_name}_metrics.json")["val_accuracy"]}
-    sft = P.load_policy(run, "sft.pt")
+    accuracy = {"full": read_json(run.path("reward_model_metrics.json"))["val_accuracy"],
+                f"{fraction:g} of pairs": read_json(out_dir / f"{small_name}_metrics.json")["val_accuracy"]}
+    sft = run.load_policy("sft.pt")
     rng = random.Random(run.seed)
     titles = world.split_titles()[0]
     n_prompts, n_max = (8, 64) if run.fast else (32, 256)
     prompts = [world.make_prompt(t) for t in rng.sample(titles, n_prompts)]
     bon = best_of_n(sft, rms, run.tok, prompts, n_max, run.seed + 5, run.dtype)
 
-    base = (RLHFConfig.fast if run.fast else RLHFConfig)(seed=run.seed)
-    steps = base.steps  # enough: without a KL leash the proxy is hacked well within it
+    base = run.settings(RLHFConfig)  # its steps are enough: without a KL leash the proxy is hacked well within
     rl = {}
     for label, beta, rm_path in (("β=0, full RM", 0.0, run.path("reward_model.pt")),
                                  ("β=0.01, full RM", 0.01, run.path("reward_model.pt")),
                                  (f"β=0, RM on {fraction:g} of pairs", 0.0, small)):
         name = f"rl_{label.replace(' ', '').replace(',', '_').replace('=', '').replace('β', 'beta')}"
-        if run.force or not (out_dir / f"{name}_metrics.json").is_file():
-            train_rlhf(replace(base, beta=beta, steps=steps), run.tok, run.path("sft.pt"), rm_path, out_dir,
-                       run.device, run.dtype, quiet=True, out_name=name)
-        rl[label] = rl_curve(P.read_json(out_dir / f"{name}_metrics.json")["history"])
+        cfg = replace(base, beta=beta)
+        run.cached(name, asdict(cfg), {"sft": run.path("sft.pt"), "reward_model": rm_path},
+                   lambda: train_rlhf(cfg, run.tok, run.path("sft.pt"), rm_path, out_dir, run.device, run.dtype,
+                                      quiet=True, out_name=name),
+                   outputs=_unit_files(out_dir, name), code="rlhf", folder=out_dir)
+        rl[label] = rl_curve(read_json(out_dir / f"{name}_metrics.json")["history"])
     result = {"reward_model_accuracy": accuracy, "best_of_n": bon,
               "best_of_n_summary": {k: summarise([{**r, "kl": r["kl_bound"]} for r in v], "kl", "bon")
                                     for k, v in bon.items()},
@@ -161,4 +170,3 @@ def run_overoptimisation(run, fraction: float = 0.5) -> dict:
     for k, s in result["rl_summary"].items():
         print(f"RL {k}: gold peaks at {s['peak_gold']:+.3f} (d = {s['peak_d']:.2f}), ends at {s['final_gold']:+.3f} "
               f"(d = {s['final_d']:.2f}) while the proxy ends at {s['final_proxy']:+.3f}")
-    return result

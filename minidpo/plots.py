@@ -1,25 +1,36 @@
-"""Every figure the project draws. matplotlib runs headless (Agg), set here once for all callers."""
+"""Every figure the project draws. Each function returns its `Figure`, so a notebook shows it inline,
+and with a `path` also writes it there as a PNG (atomically). Figures are made with
+`matplotlib.figure.Figure`, not pyplot: no backend is chosen and no global state is kept, so
+importing minidpo never changes matplotlib's backend (the CLI and a headless script need none to
+write PNGs).
+"""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from .checkpoint import atomic_write
 
 
-def _save(fig, path) -> str:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _subplots(*grid, figsize, **kw):
+    """(figure, axes) like `pyplot.subplots`, without pyplot."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kw)
+
+
+def _save(fig: Figure, path=None) -> Figure:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    if path is not None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
+    return fig
 
 
-def sft_curve(history: dict, path) -> str:
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+def sft_curve(history: dict, path=None) -> Figure:
+    fig, ax = _subplots(figsize=(6, 3.8))
     ax.plot(history["step"], history["train_loss"], lw=0.8, alpha=0.6, label="train (batch)")
     ax.plot(history["val_step"], history["val_loss"], "o-", label="held-out films")
     ax.set(xlabel="step", ylabel="cross-entropy on response tokens (nats/token)", yscale="log",
@@ -28,8 +39,8 @@ def sft_curve(history: dict, path) -> str:
     return _save(fig, path)
 
 
-def gold_histograms(groups: dict[str, list[float]], path, title: str) -> str:
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+def gold_histograms(groups: dict[str, list[float]], path=None, title: str = "Gold reward") -> Figure:
+    fig, ax = _subplots(figsize=(6, 3.8))
     lo = min(min(v) for v in groups.values())
     hi = max(max(v) for v in groups.values())
     bins = [lo + i * (hi - lo) / 30 for i in range(31)] if hi > lo else 10
@@ -41,9 +52,9 @@ def gold_histograms(groups: dict[str, list[float]], path, title: str) -> str:
     return _save(fig, path)
 
 
-def reward_model_figure(metrics: dict, path) -> str:
+def reward_model_figure(metrics: dict, path=None) -> Figure:
     h = metrics["history"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
     a.plot(h["step"], h["val_accuracy"], "o-", label="reward model, held-out pairs")
     a.axhline(metrics["oracle_accuracy"], color="k", ls="--", label="oracle (gold reward) on same labels")
     a.axhline(0.5, color="grey", ls=":", label="chance")
@@ -56,9 +67,9 @@ def reward_model_figure(metrics: dict, path) -> str:
     return _save(fig, path)
 
 
-def rlhf_curves(history: list[dict], path) -> str:
+def rlhf_curves(history: list[dict], path=None) -> Figure:
     steps = [r["step"] for r in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
     a.plot(steps, [r["proxy_reward"] for r in history], label="proxy: learned reward (normalised)")
     a.plot(steps, [r["gold_reward"] for r in history], label="gold reward r*")
     a.set(xlabel="step", ylabel="mean reward of the step's samples", title="REINFORCE: rewards")
@@ -70,12 +81,12 @@ def rlhf_curves(history: list[dict], path) -> str:
     return _save(fig, path)
 
 
-def dpo_metrics_figure(history: list[dict], path, title: str = "DPO training") -> str:
+def dpo_metrics_figure(history: list[dict], path=None, title: str = "DPO training") -> Figure:
     """Held-out pairs (fixed, so the curves are smooth) in solid lines; the train batch faint."""
     rows = [r for r in history if "loss" in r]
     ev = [r for r in history if "eval/loss" in r]
     s, es = [r["step"] for r in rows], [r["step"] for r in ev]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = _subplots(1, 3, figsize=(13, 3.8))
     for key, color in (("chosen", "C0"), ("rejected", "C1"), ("margins", "C2")):
         axes[0].plot(es, [r[f"eval/rewards/{key}"] for r in ev], "o-", color=color, label=f"rewards/{key}")
         axes[0].plot(s, [r[f"rewards/{key}"] for r in rows], color=color, alpha=0.25)
@@ -92,8 +103,8 @@ def dpo_metrics_figure(history: list[dict], path, title: str = "DPO training") -
     return _save(fig, path)
 
 
-def equivalence_figure(res: dict, path) -> str:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+def equivalence_figure(res: dict, path=None) -> Figure:
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
     ns, tvs = zip(*res["tv_dpo_vs_optimal_true_by_n"])
     a.loglog(ns, tvs, "o-", label="DPO vs π*(true r)")
     a.loglog(ns, [tvs[0] * (ns[0] / n) ** 0.5 for n in ns], "k--", lw=0.8, label="∝ 1/√n")
@@ -113,8 +124,8 @@ def equivalence_figure(res: dict, path) -> str:
     return _save(fig, path)
 
 
-def ipo_figure(contrast: dict, path) -> str:
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+def ipo_figure(contrast: dict, path=None) -> Figure:
+    fig, ax = _subplots(figsize=(6, 3.8))
     for name, run in contrast.items():
         steps = [t["steps"] for t in run["trace"]]
         style = "-" if name.startswith("dpo") else "--"
@@ -126,8 +137,8 @@ def ipo_figure(contrast: dict, path) -> str:
     return _save(fig, path)
 
 
-def frontier_figure(points: list[dict], path, sft_gold: float | None = None) -> str:
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+def frontier_figure(points: list[dict], path=None, sft_gold: float | None = None) -> Figure:
+    fig, ax = _subplots(figsize=(6.5, 4.2))
     if sft_gold is not None:
         ax.plot([0], [sft_gold], "k*", ms=12, label="SFT (the reference)")
     markers = {"dpo": "o", "rlhf": "s"}
@@ -144,9 +155,9 @@ def frontier_figure(points: list[dict], path, sft_gold: float | None = None) -> 
     return _save(fig, path)
 
 
-def overoptimisation_figure(res: dict, path) -> str:
+def overoptimisation_figure(res: dict, path=None) -> Figure:
     """Gold (solid) and proxy (dashed) reward gains against d = √KL, best-of-n and RL."""
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4.2))
+    fig, (a, b, c) = _subplots(1, 3, figsize=(16, 4.2))
     for i, (name, rows) in enumerate(res["best_of_n"].items()):
         d = [r["kl_bound"] ** 0.5 for r in rows]
         a.plot(d, [r["gold"] - rows[0]["gold"] for r in rows], "o-", color=f"C{i}", label=f"gold, RM {name}")
@@ -168,8 +179,8 @@ def overoptimisation_figure(res: dict, path) -> str:
     return _save(fig, path)
 
 
-def diversity_figure(points: list[dict], path) -> str:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+def diversity_figure(points: list[dict], path=None) -> Figure:
+    fig, axes = _subplots(1, 3, figsize=(13, 3.8))
     for method, marker in (("dpo", "o-"), ("rlhf", "s--")):
         pts = sorted((p for p in points if p["method"] == method), key=lambda p: p["beta"])
         betas = [p["beta"] for p in pts]
@@ -183,8 +194,8 @@ def diversity_figure(points: list[dict], path) -> str:
     return _save(fig, path)
 
 
-def failure_modes_figure(histories: dict[str, list[dict]], path) -> str:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+def failure_modes_figure(histories: dict[str, list[dict]], path=None) -> Figure:
+    fig, (a, b) = _subplots(1, 2, figsize=(12, 4))
     for i, (name, h) in enumerate(histories.items()):
         ev = [r for r in h if "eval/logps/chosen" in r]
         s = [r["step"] for r in ev]
@@ -199,8 +210,8 @@ def failure_modes_figure(histories: dict[str, list[dict]], path) -> str:
     return _save(fig, path)
 
 
-def online_figure(res: dict, path) -> str:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+def online_figure(res: dict, path=None) -> Figure:
+    fig, axes = _subplots(1, 3, figsize=(13, 3.8))
     for i, (name, rounds) in enumerate(res["online"].items()):
         pairs = [r["labelled_pairs"] for r in rounds]
         for ax, key in zip(axes, ("gold_reward", "fluency", "kl_to_ref")):

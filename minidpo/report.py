@@ -1,11 +1,23 @@
-"""summary.json and report.md for a run folder: the comparison a learner reads top to bottom."""
+"""summary.json and report.md for a run folder: the comparison a learner reads top to bottom.
+
+The report says where each number comes from: for every stage, whether the command that wrote the
+report computed it or reused it from an earlier command, when it finished, the files it read
+(path and content-hash prefix) and its settings, all read from the stages' provenance records.
+When DPO and the reward model did not learn from the same preference file, it says so beside the
+comparison.
+"""
 from __future__ import annotations
 
-from . import plots
-from .checkpoint import read_json, write_json
-from .evaluate import first_per_prompt
+from pathlib import Path
 
-STAGES = ("sft", "eval_sft", "prefs", "reward_model", "rlhf", "dpo", "equivalence", "evaluate")
+from . import plots, provenance
+from .checkpoint import atomic_write, read_json, write_json
+from .evaluate import first_per_prompt
+from .stages import PIPELINE, STAGES, STUDIES
+
+TRAINED = ("sft", "eval_sft", "prefs", "reward_model", "rlhf", "dpo", "equivalence", "eval_rlhf", "eval_dpo")
+FIGURES = ("sft_curve.png", "gold_hist.png", "reward_model.png", "rlhf_curves.png", "dpo_metrics.png",
+           "equivalence.png", "ipo_contrast.png")
 
 
 def _sequences_processed(prefs: dict, rm: dict, rlhf: dict, dpo: dict) -> dict:
@@ -27,8 +39,8 @@ def build_summary(run) -> dict:
     sft_m, sft_e = read_json(run.path("sft_metrics.json")), read_json(run.path("eval_sft.json"))
     prefs, rm = read_json(run.path("prefs_report.json")), read_json(run.path("reward_model_metrics.json"))
     rlhf, dpo = read_json(run.path("rlhf_metrics.json")), read_json(run.path("dpo_metrics.json"))
-    eq, ev = read_json(run.path("equivalence.json")), read_json(run.path("eval.json"))
-    timings = read_json(run.path("timings.json"))
+    eq, ev = read_json(run.path("equivalence.json")), evaluations(run)
+    timings = stage_seconds(run)
     keys = ("gold_reward", "gold_std", "win_rate_vs_sft", "kl_to_ref", "fluency", "unique_frac",
             "distinct_2", "length")
     summary = {
@@ -48,7 +60,8 @@ def build_summary(run) -> dict:
                                            "tv_reinforce_vs_optimal_fitted", "implicit_reward_max_error",
                                            "z_cancels_max_diff", "gradient_max_rel_error")},
         "cost": _sequences_processed(prefs, rm, rlhf, dpo),
-        "timings": {s: timings.get(s) for s in STAGES},
+        "data": data_sources(run),
+        "timings": {s: timings.get(s) for s in TRAINED},
         # wall-clock measurements: the only numbers that differ between two runs with one seed
         "throughput": {"sft_tokens_per_s": sft_m["tokens_per_s"], "sft_mfu": sft_m["mfu"],
                        "rlhf_seconds_per_step": rlhf["seconds_per_step"]},
@@ -64,30 +77,63 @@ def _row(name, s, seconds, fwd):
             f"{seconds} | {fwd} |")
 
 
+def evaluations(run) -> dict:
+    """{"rlhf": ..., "dpo": ...}: each tuned policy's evaluation on the held-out films."""
+    return {m: read_json(run.path(f"eval_{m}.json")) for m in ("rlhf", "dpo")}
+
+
+def stage_seconds(run) -> dict:
+    """Wall time of each stage, from its provenance record (when it was last computed)."""
+    return {name: (run.record(name) or {}).get("seconds") for name in (*TRAINED, *STUDIES)}
+
+
+def data_sources(run) -> dict:
+    """Which preference file each learner of preferences read: {stage: {file, pairs, sha256}}."""
+    out = {}
+    for stage, metrics_file, key in (("dpo", "dpo_metrics.json", "train_data"),
+                                     ("reward_model", "reward_model_metrics.json", "train_pairs")):
+        rec = run.record(stage)
+        m = read_json(run.path(metrics_file))
+        pairs = m[key]["read"] if isinstance(m[key], dict) else m[key]
+        out[stage] = {"file": rec["sources"]["train_data"], "pairs": pairs,
+                      "sha256": rec["key"]["inputs"]["train_data"]}
+    out["same_data"] = out["dpo"]["sha256"] == out["reward_model"]["sha256"]
+    return out
+
+
 def write_report(run) -> dict:
+    """The `report` stage: reused while every file it reads is unchanged."""
+    inputs = {n: run.path(n) for n in ("sft_metrics.json", "eval_sft.json", "prefs_report.json",
+                                       "reward_model_metrics.json", "rlhf_metrics.json", "dpo_metrics.json",
+                                       "equivalence.json", "eval_rlhf.json", "eval_dpo.json")}
+    inputs.update({f"provenance/{n}": provenance.record_path(run.out, n) for n in TRAINED})
+    inputs.update({n: run.path(STAGES[n].outputs[0]) for n in STUDIES if run.path(STAGES[n].outputs[0]).is_file()})
+    run.cached("report", {}, inputs, lambda: _write_report(run), outputs=("summary.json", "report.md", *FIGURES))
+    return read_json(run.path("summary.json"))
+
+
+def _write_report(run) -> None:
     summary = build_summary(run)
     write_json(run.path("summary.json"), summary)
     sft_m, sft_e = read_json(run.path("sft_metrics.json")), read_json(run.path("eval_sft.json"))
     rm, rlhf = read_json(run.path("reward_model_metrics.json")), read_json(run.path("rlhf_metrics.json"))
-    dpo, eq, ev = read_json(run.path("dpo_metrics.json")), read_json(run.path("equivalence.json")), read_json(run.path("eval.json"))
+    dpo, eq, ev = read_json(run.path("dpo_metrics.json")), read_json(run.path("equivalence.json")), evaluations(run)
     prefs = read_json(run.path("prefs_report.json"))
-    figs = {
-        "sft_curve": plots.sft_curve(sft_m["history"], run.path("sft_curve.png")),
-        "gold_hist": plots.gold_histograms({"corpus": sft_e["corpus"]["gold"], "SFT samples": sft_e["gold"],
-                                            "RLHF samples": ev["rlhf"]["gold"], "DPO samples": ev["dpo"]["gold"]},
-                                           run.path("gold_hist.png"), "Gold reward of held-out samples"),
-        "reward_model": plots.reward_model_figure(rm, run.path("reward_model.png")),
-        "rlhf": plots.rlhf_curves(rlhf["history"], run.path("rlhf_curves.png")),
-        "dpo": plots.dpo_metrics_figure(dpo["history"], run.path("dpo_metrics.png")),
-        "equivalence": plots.equivalence_figure(eq, run.path("equivalence.png")),
-        "ipo": plots.ipo_figure(eq["ipo_contrast"], run.path("ipo_contrast.png")),
-    }
-    t, cost = summary["timings"], summary["cost"]
+    plots.sft_curve(sft_m["history"], run.path("sft_curve.png"))
+    plots.gold_histograms({"corpus": sft_e["corpus"]["gold"], "SFT samples": sft_e["gold"],
+                           "RLHF samples": ev["rlhf"]["gold"], "DPO samples": ev["dpo"]["gold"]},
+                          run.path("gold_hist.png"), "Gold reward of held-out samples")
+    plots.reward_model_figure(rm, run.path("reward_model.png"))
+    plots.rlhf_curves(rlhf["history"], run.path("rlhf_curves.png"))
+    plots.dpo_metrics_figure(dpo["history"], run.path("dpo_metrics.png"))
+    plots.equivalence_figure(eq, run.path("equivalence.png"))
+    plots.ipo_figure(eq["ipo_contrast"], run.path("ipo_contrast.png"))
+    t, cost, data = summary["timings"], summary["cost"], summary["data"]
     sft_row = {**summary["sft"], "win_rate_vs_sft": 0.5}
     lines = [
         "# minidpo run report", "",
-        f"Run folder `{run.out}`, seed {run.seed}, device {run.device}, "
-        f"{'fast (tiny) configs' if run.fast else 'default configs'}. Every number below was computed in this run.", "",
+        f"Run folder `{run.out}`, seed {run.seed}, device {run.device}, dtype {run.dtype_name}, "
+        f"{'fast (tiny) configs' if run.fast else 'default configs'}. " + _computed_line(run), "",
         "## SFT vs RLHF vs DPO on held-out films", "",
         f"{len(sft_e['gold'])} samples per method (temperature 1) on films never seen in training; "
         "win rate = P[gold(method) > gold(SFT)] on the same prompts, ties ½; KL = mean Σ_t log π/π_ref "
@@ -97,7 +143,7 @@ def write_report(run) -> dict:
         _row("SFT", sft_row, f"{t['sft']:.0f}" if t["sft"] else "-", "-"),
         _row("RLHF (RM + REINFORCE)", summary["rlhf"], f"{t['rlhf_road']:.0f}", cost["rlhf"]["forward"]),
         _row("DPO", summary["dpo"], f"{t['dpo']:.0f}" if t["dpo"] else "-", cost["dpo"]["forward"]),
-        "", f"The corpus itself scores {summary['sft']['corpus_gold_reward']:+.3f} ± "
+        "", _data_line(data, rlhf), "", f"The corpus itself scores {summary['sft']['corpus_gold_reward']:+.3f} ± "
         f"{summary['sft']['corpus_gold_std']:.2f}; the best possible review scores about +4.2.", "",
         f"![gold reward histograms]({'gold_hist.png'})", "",
         "## 1. SFT", "",
@@ -123,6 +169,8 @@ def write_report(run) -> dict:
         + ", ".join(f"{k} {v:.3f}" for k, v in rlhf["seconds_per_step"].items()) + ".", "",
         "![RLHF curves](rlhf_curves.png)", "",
         "## 5. DPO", "",
+        f"Trained on `{data['dpo']['file']}` ({data['dpo']['pairs']} pairs read, "
+        f"{dpo['train_data']['truncated']} truncated, {len(dpo['train_data']['refused'])} lines refused). "
         f"β = {dpo['config']['beta']}, loss `{dpo['config']['loss_type']}`, {dpo['steps']} steps; implicit-reward "
         f"accuracy on held-out pairs {dpo['val_implicit_reward_accuracy']:.3f}. Watch `logps/chosen`: both "
         "log-probs can fall, only their margin is trained.", "",
@@ -145,11 +193,54 @@ def write_report(run) -> dict:
         cells = [sft_e["samples"][i], ev["rlhf"]["samples"][i], ev["dpo"]["samples"][i]]
         lines.append(f"| {cells[0]['prompt']} | " + " | ".join(f"{c['response']} ({c['gold']:+.1f})" for c in cells) + " |")
     lines += critics_sections(run)
-    lines += ["", "## Wall time per stage (s)", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {s} | {v:.1f} |" for s, v in t.items() if v is not None]
-    run.path("report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    summary["figures"] = figs
-    return summary
+    lines += sources_section(run)
+    text = "\n".join(lines) + "\n"
+    atomic_write(run.path("report.md"), lambda f: f.write(text.encode("utf-8")))
+
+
+def _computed_line(run) -> str:
+    done = [n for n in TRAINED if n in run.computed]
+    if len(done) == len(TRAINED):
+        return "Every stage below was computed by the command that wrote this report."
+    if not done:
+        return ("Every stage below was reused from earlier commands (inputs unchanged); when each finished "
+                "is in the last section.")
+    return (f"The command that wrote this report computed {', '.join(done)}; it reused "
+            f"{', '.join(n for n in TRAINED if n not in done)} from earlier commands (inputs unchanged; "
+            "see the last section).")
+
+
+def _data_line(data: dict, rlhf: dict) -> str:
+    d, r = data["dpo"], data["reward_model"]
+    if rlhf["config"].get("reward") == "gold":
+        head = "RLHF here optimised the gold reward itself (no reward model). "
+    else:
+        head = ""
+    if data["same_data"]:
+        return head + (f"DPO and the reward model learned from the same preference file, `{d['file']}` "
+                       f"({d['pairs']} pairs, sha256 {provenance.short(d['sha256'])}).")
+    return head + (f"**DPO and RLHF did not see the same data**: DPO learned from `{d['file']}` ({d['pairs']} pairs, "
+                   f"sha256 {provenance.short(d['sha256'])}), the reward model from `{r['file']}` ({r['pairs']} "
+                   f"pairs, sha256 {provenance.short(r['sha256'])}). Compare the two rows with that in mind.")
+
+
+def sources_section(run) -> list[str]:
+    """Where every number comes from: each stage's record (inputs with hash prefixes, settings)."""
+    lines = ["", "## Where every number comes from", "",
+             "Each stage is reused only while its settings, seed, dtype, input files (by content hash) and "
+             "code are unchanged; `provenance/STAGE.json` holds the full record.", "",
+             "| stage | this command | finished | seconds | read (sha256 prefix) | settings |", "|---|---|---|---|---|---|"]
+    for name in [*PIPELINE, *STUDIES]:
+        rec = run.record(name)
+        if rec is None or name == "report":
+            continue
+        status = "computed" if name in run.computed else "reused"
+        read = "<br>".join(f"{role}: `{src}` {provenance.short(rec['key']['inputs'].get(role))}"
+                           for role, src in rec.get("sources", {}).items()) or "-"
+        settings = ", ".join(f"{k}={v}" for k, v in rec["key"]["config"].items()
+                             if not isinstance(v, (dict, list)) and k not in ("log_every", "eval_every"))
+        lines.append(f"| {name} | {status} | {rec['finished']} | {rec['seconds']:.1f} | {read} | {settings} |")
+    return lines
 
 
 def critics_sections(run) -> list[str]:

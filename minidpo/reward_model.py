@@ -23,9 +23,8 @@ import torch
 import torch.nn as nn
 
 from . import world
-from .checkpoint import CheckpointError, load_checkpoint, load_gpt, save_checkpoint, write_json
-from .data import collate, prompt_and_response_rows
-from .dpo import pair_batch
+from .checkpoint import CheckpointError, load_checkpoint, load_gpt, model_config, save_checkpoint, write_json
+from .data import collate, pair_batch, prompt_and_response_rows
 from .losses import bradley_terry_loss
 from .model import GPT, GPTConfig
 from .preferences import encode_pairs, oracle_accuracy, read_preferences
@@ -153,7 +152,7 @@ def train_reward_model(cfg: RMConfig, tok, sft_path, train_file, val_file, out_d
                 s = rm.raw(ids, mask)
             c, r = s[:len(chunk)], s[len(chunk):]
             loss = bradley_terry_loss(c, r).mean() + cfg.center_weight * ((c + r) ** 2).mean()
-            check_finite(loss, "reward-model", step)
+            check_finite(loss, "reward-model", step, rm, (s,), cfg.lr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
@@ -195,10 +194,7 @@ def train_reward_model(cfg: RMConfig, tok, sft_path, train_file, val_file, out_d
 
 def load_reward_model(path, device="cpu", vocab_size: int | None = None) -> RewardModel:
     state, config = load_checkpoint(path)
-    cfg = GPTConfig(**config["model"])
-    if vocab_size is not None and cfg.vocab_size != vocab_size:
-        raise CheckpointError(f"{path}: vocab_size {cfg.vocab_size} does not match the tokenizer's {vocab_size}")
-    rm = RewardModel(cfg)
+    rm = RewardModel(model_config(config, path, vocab_size))
     try:
         rm.load_state_dict(state)
     except RuntimeError as e:

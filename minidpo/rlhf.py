@@ -34,7 +34,7 @@ from .data import collate, prompt_and_response_rows
 from .model import sequence_logps
 from .reward_model import load_reward_model
 from .sampling import make_generator, sample
-from .training import Progress, autocast, check_finite, make_optimizer, set_lr
+from .training import Progress, autocast, check_finite, check_weights_finite, make_optimizer, set_lr
 
 
 @dataclass
@@ -69,6 +69,16 @@ def reinforce_loss(seq_logps: torch.Tensor, advantages: torch.Tensor) -> torch.T
     return -(advantages.detach() * seq_logps).mean()
 
 
+def sample_or_explain(policy, tok, prompts, gen, stage: str, step: int, lr: float, dtype=None):
+    """On-policy samples (temperature 1, no top-k); when the last update broke the policy, the
+    error names the learning rate that did it instead of failing inside torch."""
+    try:
+        return sample(policy, tok, prompts, gen, temperature=1.0, top_k=None, dtype=dtype)
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{stage}: cannot sample at step {step}: {e}; the update before it, with "
+                                 f"learning rate {lr:g}, was too large: try a lower --lr") from None
+
+
 def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.device("cpu"), dtype=None,
                quiet: bool = False, out_name: str = "rlhf", checkpoint_every: int = 0) -> dict:
     """REINFORCE from the SFT checkpoint against the reward model at `rm_path`
@@ -76,6 +86,9 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
     out_dir = Path(out_dir)
     if cfg.reward not in ("learned", "gold"):
         raise ValueError(f"reward must be 'learned' or 'gold', not {cfg.reward!r}")
+    if not cfg.beta >= 0:  # also refuses NaN
+        raise ValueError(f"rlhf: β must be ≥ 0 (a negative KL coefficient pays the policy to leave the reference), "
+                         f"not {cfg.beta}")
     torch.manual_seed(cfg.seed)
     policy, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
     ref, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
@@ -94,7 +107,7 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
         t0 = time.perf_counter()
         prompts = [world.make_prompt(rng.choice(train_titles)) for _ in range(cfg.prompts_per_step)]
         flat = [p for p in prompts for _ in range(cfg.k)]
-        ids = sample(policy, tok, flat, gen, temperature=1.0, top_k=None, dtype=dtype)
+        ids = sample_or_explain(policy, tok, flat, gen, "rlhf", step, cfg.lr, dtype)
         texts = [tok.decode_response(r) for r in ids]
         rows_ids, rows_mask = collate(prompt_and_response_rows(tok, flat, ids), tok.end_id, device)
         t1 = time.perf_counter()
@@ -111,11 +124,12 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
         returns = (proxy - cfg.beta * kl_k1).view(cfg.prompts_per_step, cfg.k)
         adv = leave_one_out_advantages(returns).flatten().to(device)
         loss = reinforce_loss(logps.float(), adv)
-        check_finite(loss, "rlhf", step)
+        check_finite(loss, "rlhf", step, policy, (logps,), cfg.lr, cfg.beta)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
         opt.step()
+        check_weights_finite(policy, "rlhf", step, cfg.lr)  # before they are used to sample again
         t3 = time.perf_counter()
         seconds["sampling"] += t1 - t0
         seconds["scoring"] += t2 - t1

@@ -95,7 +95,7 @@ def train_sft(cfg: SFTConfig, tok: Tokenizer, out_dir, device=torch.device("cpu"
         x, y = sft_targets(train_ids[idx, :T].to(device), train_mask[idx, :T].to(device))
         with autocast(device, dtype):
             _, loss = model(x, y)
-        check_finite(loss, "sft", step)
+        check_finite(loss, "sft", step, model, lr=cfg.lr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -119,7 +119,8 @@ def train_sft(cfg: SFTConfig, tok: Tokenizer, out_dir, device=torch.device("cpu"
     save_checkpoint(out_dir / "sft.pt", model.state_dict(),
                     {"stage": "sft", "model": asdict(model_cfg), "train": asdict(cfg)})
     write_json(out_dir / "sft_metrics.json", metrics)
-    resume_path.unlink(missing_ok=True)
+    resume_path.unlink(missing_ok=True)  # a finished stage leaves no resume files behind
+    resume_path.with_suffix(".json").unlink(missing_ok=True)
     return metrics
 
 

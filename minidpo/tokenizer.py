@@ -16,6 +16,7 @@ the boundary and the response mask is exact:
 from __future__ import annotations
 
 import base64
+import hashlib
 import heapq
 import re
 from collections import Counter, defaultdict
@@ -97,7 +98,9 @@ def save_ranks(ranks: dict[bytes, int], path: str | Path) -> None:
     """tiktoken's text format: one `base64(token bytes) rank` per line."""
     lines = [f"{base64.b64encode(tok).decode('ascii')} {rank}" for tok, rank in
              sorted(ranks.items(), key=lambda kv: kv[1])]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="ascii")
+    from .checkpoint import atomic_write
+    text = "\n".join(lines) + "\n"
+    atomic_write(Path(path), lambda f: f.write(text.encode("ascii")))
 
 
 def load_ranks(path: str | Path) -> dict[bytes, int]:
@@ -127,6 +130,9 @@ class Tokenizer:
         self.prompt_id, self.response_id, self.end_id = (specials[t] for t in SPECIAL_TOKENS)
         self.vocab_size = self.enc.n_vocab
         self.n_ordinary = len(ranks)
+        # what the merges are, not where they came from: part of every stage's provenance key
+        self.fingerprint = hashlib.sha256(b"".join(base64.b64encode(t) + b" %d\n" % r
+                                                   for t, r in sorted(ranks.items(), key=lambda kv: kv[1]))).hexdigest()
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_MERGES) -> "Tokenizer":

@@ -73,10 +73,38 @@ def set_lr(opt, lr: float) -> None:
         g["lr"] = lr
 
 
-def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
-    if not torch.isfinite(loss).all():
-        raise FloatingPointError(f"{stage}: loss became {loss.item()} at step {step}; stopping "
-                                 f"(the last good checkpoint is kept). Try a lower --lr.")
+def _finite(tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def check_finite(loss: torch.Tensor, stage: str, step: int, model=None, logps=(), lr=None, beta=None) -> None:
+    """Stop when the loss is NaN or infinite, naming the flag most likely at fault from what
+    actually happened: non-finite weights or log-probs mean the steps were too large (--lr); a
+    loss that overflowed from finite log-probs means the KL coefficient was (--beta)."""
+    if _finite([loss]):
+        return
+    head = f"{stage}: loss became {loss.float().mean().item()} at step {step}; stopping (the last written checkpoint is kept)"
+    if model is not None and not _finite(model.parameters()):
+        cause = f"the weights are no longer finite: the learning rate{_value(lr)} is too large, try a lower --lr"
+    elif not _finite(logps):
+        cause = f"the model's log-probs are no longer finite: the learning rate{_value(lr)} is too large, try a lower --lr"
+    elif beta is not None:
+        cause = f"the log-probs are finite, so β{_value(beta)} made the loss overflow: try a smaller --beta"
+    else:
+        cause = f"try a lower --lr{_value(lr, ' than')}"
+    raise FloatingPointError(f"{head}: {cause}")
+
+
+def check_weights_finite(model, stage: str, step: int, lr=None) -> None:
+    """After an update, before the weights are used again (to sample, say): all finite?"""
+    if not _finite(model.parameters()):
+        raise FloatingPointError(f"{stage}: the weights stopped being finite at the update of step {step}; stopping "
+                                 f"(the last written checkpoint is kept): the learning rate{_value(lr)} is too large, "
+                                 "try a lower --lr")
+
+
+def _value(v, word="") -> str:
+    return "" if v is None else f"{word} {v:g}"
 
 
 def measure_matmul_peak(device=torch.device("cpu"), n: int = 1024, seconds: float = 0.5) -> float:

@@ -37,7 +37,6 @@ def test_remedies_use_the_registered_losses(fast_run, monkeypatch):
     """No second copy of a loss: the remedies name registered losses, and DPO training looks the
     loss up in minidpo.losses.LOSSES at every step."""
     from minidpo.dpo import DPOConfig, compute_reference_logps, run_dpo
-    from minidpo.pipeline import load_policy
     from minidpo.preferences import encode_pairs, read_preferences
     for change in REMEDIES.values():
         assert change.get("loss_type", "sigmoid") in losses.LOSSES
@@ -45,7 +44,7 @@ def test_remedies_use_the_registered_losses(fast_run, monkeypatch):
     original = losses.LOSSES["ipo"]
     monkeypatch.setitem(losses.LOSSES, "ipo", lambda h, b, e=0.0: calls.append(1) or original(h, b, e))
     run, _ = fast_run
-    policy = load_policy(run, "sft.pt")
+    policy = run.load_policy("sft.pt")
     pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
     enc, _ = encode_pairs(run.tok, pairs[:32], policy.config.block_size)
     ref = compute_reference_logps(policy, enc, run.tok.end_id, average=False)
@@ -60,13 +59,12 @@ def test_one_online_round_samples_the_current_policy_and_raises_gold(fast_run):
     from minidpo.dpo import DPOConfig, compute_reference_logps
     from minidpo.evaluate import evaluate_policy
     from minidpo.online_dpo import online_round
-    from minidpo.pipeline import load_policy
     from minidpo.preferences import encode_pairs, make_pairs, read_preferences
     from minidpo.sampling import make_generator, sample
     run, _ = fast_run
-    tok, sft = run.tok, load_policy(run, "sft.pt")
+    tok, sft = run.tok, run.load_policy("sft.pt")
     # start the round from a policy that is NOT the SFT model, so "current policy" is testable
-    policy = load_policy(run, "dpo.pt")
+    policy = run.load_policy("dpo.pt")
     before = copy.deepcopy(policy)
     prompts = [world.make_prompt(t) for t in world.split_titles()[0][:300] for _ in range(2)]
     val_pairs, _ = read_preferences(run.path("prefs_val.jsonl"))

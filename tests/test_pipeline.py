@@ -1,6 +1,7 @@
 """End to end on tiny configs: every stage runs, numbers move the right way, reruns are identical,
 bad input gets one clear line."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -49,16 +50,11 @@ def test_rlhf_raises_proxy_and_gold(fast_run):
 def test_cached_reference_logps_equal_fresh(fast_run):
     run, _ = fast_run
     cached = [torch.load(p, weights_only=True) for p in run.out.glob("ref_logps-*.pt")]
-    ref = run_load(run)
+    ref = run.load_policy("sft.pt")
     pairs, _ = read_preferences(run.path("prefs_train.jsonl"))
     enc, _ = encode_pairs(run.tok, pairs, ref.config.block_size)
     fresh = compute_reference_logps(ref, enc, run.tok.end_id, average=False)
     assert any(c.shape == fresh.shape and torch.equal(c, fresh) for c in cached)
-
-
-def run_load(run):
-    from minidpo.pipeline import load_policy
-    return load_policy(run, "sft.pt")
 
 
 def test_reward_model_reads_last_response_token_and_ignores_padding(fast_run):
@@ -86,7 +82,7 @@ def test_rerun_reuses_stages_and_same_seed_is_bit_identical(fast_run, tmp_path, 
     before = again.path("sft.pt").stat().st_mtime_ns
     capsys.readouterr()
     run_all(again)
-    assert "sft: reusing existing outputs" in capsys.readouterr().out
+    assert "sft: reusing its outputs" in capsys.readouterr().out
     assert again.path("sft.pt").stat().st_mtime_ns == before
 
 
@@ -101,7 +97,10 @@ def test_cli_bad_preference_file_is_one_clear_line(fast_run, tmp_path, capsys):
 
 def test_cli_missing_and_mismatched_checkpoints(tmp_path, capsys, fast_run):
     code = cli.main(["rlhf", "--out", str(tmp_path / "empty"), "--fast", "--quiet"])
-    assert code == 2 and "checkpoint not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "sft has not run" in err and "sft.pt not found" in err
+    assert "python -m minidpo sft --out" in err and err.count("\n") == 1
+    from minidpo.checkpoint import load_gpt, CheckpointError
     run, _ = fast_run
     folder = tmp_path / "mismatch"
     folder.mkdir()
@@ -109,8 +108,12 @@ def test_cli_missing_and_mismatched_checkpoints(tmp_path, capsys, fast_run):
     cfg = json.loads(run.path("sft.json").read_text())
     cfg["model"]["vocab_size"] = 100
     (folder / "sft.json").write_text(json.dumps(cfg))
-    code = cli.main(["prefs", "--out", str(folder), "--fast", "--quiet"])
-    assert code == 2 and "does not match the tokenizer" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="does not match the tokenizer"):
+        load_gpt(folder / "sft.pt", vocab_size=run.tok.vocab_size)
+    for bad in ({"n_head": 3}, {"n_layer": "4"}, {"dropout": 2.0}):  # hand-edited configs
+        (folder / "sft.json").write_text(json.dumps({**cfg, "model": {**cfg["model"], "vocab_size": run.tok.vocab_size, **bad}}))
+        with pytest.raises(CheckpointError, match="sft.json: no valid 'model' config"):
+            load_gpt(folder / "sft.pt")
 
 
 def test_cli_rejects_bad_flag_values(capsys):
@@ -122,9 +125,48 @@ def test_cli_rejects_bad_flag_values(capsys):
     assert "invalid" in capsys.readouterr().err
 
 
-def test_nan_loss_stops_with_clear_message():
-    with pytest.raises(FloatingPointError, match="dpo: loss became nan at step 7"):
-        check_finite(torch.tensor(float("nan")), "dpo", 7)
+NAN_INJECTIONS = {  # stage -> (where its loop gets its loss, a replacement that returns NaN)
+    "sft": ("torch.nn.functional.cross_entropy", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True)),
+    "reward_model": ("minidpo.reward_model.bradley_terry_loss", lambda c, r: (c - r) * float("nan")),
+    "rlhf": ("minidpo.rlhf.reinforce_loss", lambda logps, adv: logps.mean() * float("nan")),
+    "dpo": ("minidpo.losses.LOSSES", None),
+}
+
+
+@pytest.mark.parametrize("stage", list(NAN_INJECTIONS))
+def test_a_non_finite_loss_stops_every_training_loop(stage, fast_run, tmp_path, monkeypatch):
+    """A NaN injected into each loop's loss stops it at the first step with one message, and
+    nothing the stage wrote before is replaced by a broken result."""
+    from minidpo import losses
+    from minidpo import pipeline as P
+    from minidpo.runfolder import Run
+    run, _ = fast_run
+    folder = tmp_path / "f"
+    shutil.copytree(run.out, folder)
+    r = Run.create(folder, seed=0, fast=True, device="cpu", dtype="fp32", quiet=True)
+    target, fake = NAN_INJECTIONS[stage]
+    if stage == "dpo":
+        fake = {**losses.LOSSES, "sigmoid": lambda h, beta, eps=0.0: h * float("nan")}
+    monkeypatch.setattr(target, fake)
+    before = {p.name: p.read_bytes() for p in folder.glob(f"{stage}*")}
+    with pytest.raises(FloatingPointError, match=rf"^{stage.replace('_', '-')}: loss became nan at step 1; stopping"):
+        getattr(P, f"stage_{stage}")(r, lr=1e-4)  # a changed setting, so the stage recomputes
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    assert r.record(stage) == run.record(stage)  # its provenance still describes the old outputs
+
+
+def test_check_finite_blames_the_right_flag():
+    m = torch.nn.Linear(2, 2)
+    nan = torch.tensor(float("nan"))
+    with pytest.raises(FloatingPointError, match="β 2 made the loss overflow"):
+        check_finite(nan, "dpo", 7, m, (torch.zeros(3),), lr=0.1, beta=2.0)
+    with pytest.raises(FloatingPointError, match="log-probs are no longer finite: the learning rate 0.1"):
+        check_finite(nan, "dpo", 7, m, (torch.tensor([-float("inf")]),), lr=0.1, beta=2.0)
+    with torch.no_grad():
+        m.weight[0, 0] = float("inf")
+    with pytest.raises(FloatingPointError, match="dpo: loss became nan at step 7.*weights are no longer finite"):
+        check_finite(nan, "dpo", 7, m, (torch.zeros(3),), lr=0.1, beta=2.0)
+    check_finite(torch.tensor(1.0), "dpo", 7, m)  # a finite loss passes whatever the weights
 
 
 def test_interrupted_sft_resumes_bit_identical(fast_run, tmp_path):
@@ -145,9 +187,9 @@ def test_interrupted_sft_resumes_bit_identical(fast_run, tmp_path):
 def test_a_run_folder_never_mixes_fast_and_default_outputs(fast_run, capsys):
     run, _ = fast_run
     before = run.path("run_config.json").read_text()
-    code = cli.main(["sft", "--out", str(run.out), "--quiet"])  # default config, fast folder
+    code = cli.main(["sft", "--out", str(run.out), "--quiet", "--force"])  # default config, fast folder
     err = capsys.readouterr().err
-    assert code == 2 and "holds a run with fast=True, seed=0" in err and "--force" in err
+    assert code == 2 and "holds a run with fast=True, seed=0" in err and "use another --out" in err
     code = cli.main(["prefs", "--out", str(run.out), "--fast", "--seed", "3", "--quiet"])
     assert code == 2 and "seed=3" in capsys.readouterr().err
     assert run.path("run_config.json").read_text() == before
@@ -157,7 +199,9 @@ def test_cli_dpo_on_a_users_file_reports_what_it_read(fast_run, tmp_path, capsys
     run, _ = fast_run
     folder = tmp_path / "user"
     folder.mkdir()
-    for name in ("sft.pt", "sft.json", "eval_sft.json", "run_config.json"):
+    for name in ("sft.pt", "sft.json", "sft_metrics.json", "eval_sft.json", "run_config.json", "provenance/sft.json",
+                 "provenance/eval_sft.json"):
+        (folder / name).parent.mkdir(exist_ok=True)
         (folder / name).write_bytes(run.path(name).read_bytes())
     good = '{"prompt": "Review: The Silent Harbor", "chosen": "I loved this film.", "rejected": "I hated this film."}'
     long = ('{"prompt": "Review: ' + "very " * 60 + '", "chosen": "The plot was good.", "rejected": "The plot was bad."}')

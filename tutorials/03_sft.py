@@ -19,7 +19,8 @@ print(f"held-out loss {metrics['val_loss_init']:.2f} -> {metrics['val_loss']:.3f
 if metrics.get("mfu"):
     print(f"that is {100 * metrics['mfu']:.0f}% of this machine's fp32 matmul peak "
           f"({metrics['matmul_peak_flops'] / 1e9:.0f} GFLOP/s, measured at the start)")
-print("figure:", plots.sft_curve(metrics["history"], run.path("sft_curve.png")))
+plots.sft_curve(metrics["history"], run.path("sft_curve.png"))
+print("figure:", run.path("sft_curve.png"))
 
 # %% Sample on films never seen in training, score with the gold reward
 ev = P.stage_eval_sft(run)
@@ -28,5 +29,6 @@ print(f"SFT samples: gold {ev['gold_reward']:+.3f} ± {ev['gold_std']:.2f}, flue
 print(f"corpus     : gold {ev['corpus']['gold_reward']:+.3f} ± {ev['corpus']['gold_std']:.2f}")
 for s in ev["samples"][:6]:
     print(f"  {s['prompt']:32s} -> {s['response']}  ({s['gold']:+.1f})")
-print("figure:", plots.gold_histograms({"corpus": ev["corpus"]["gold"], "SFT samples": ev["gold"]},
-                                       run.path("sft_gold_hist.png"), "Gold reward: SFT samples vs corpus"))
+plots.gold_histograms({"corpus": ev["corpus"]["gold"], "SFT samples": ev["gold"]},
+                                       run.path("sft_gold_hist.png"), "Gold reward: SFT samples vs corpus")
+print("figure:", run.path("sft_gold_hist.png"))

@@ -20,4 +20,5 @@ print(f"held-out pairwise accuracy {m['val_accuracy']:.3f}; oracle {m['oracle_ac
 print(f"correlation with the gold reward on fresh SFT samples of held-out films: {m['gold_correlation_heldout']:.2f}")
 print(f"normalisation: raw reward mean {m['normalisation']['raw_mean']:+.3f}, std {m['normalisation']['raw_std']:.3f} "
       "on reference samples -> shifted and scaled to mean 0, std 1 before RL")
-print("figure:", plots.reward_model_figure(m, run.path("reward_model.png")))
+plots.reward_model_figure(m, run.path("reward_model.png"))
+print("figure:", run.path("reward_model.png"))

@@ -21,7 +21,8 @@ h = m["history"]
 for r in h[:: max(1, len(h) // 8)] + [h[-1]]:
     print(f"step {r['step']:4d} | proxy {r['proxy_reward']:+.3f} | gold {r['gold_reward']:+.3f} | "
           f"KL {r['kl_k1']:.3f} (k3 {r['kl_k3']:.3f}) | entropy {r['entropy']:.3f} | length {r['length']:.1f}")
-print("figure:", plots.rlhf_curves(h, run.path("rlhf_curves.png")))
+plots.rlhf_curves(h, run.path("rlhf_curves.png"))
+print("figure:", run.path("rlhf_curves.png"))
 
 # %% Where the time goes: sampling is sequential, token by token
 per = m["seconds_per_step"]
@@ -29,8 +30,8 @@ total = sum(per.values())
 print("seconds per step: " + ", ".join(f"{k} {v:.3f} ({v / total:.0%})" for k, v in per.items()))
 
 # %% Before / after on held-out films (same prompts, same seed)
-ev = P.stage_evaluate(run, ("rlhf",))["rlhf"]
-sft = P.read_json(run.path("eval_sft.json"))
+ev = P.stage_eval_rlhf(run)
+sft = P.stage_eval_sft(run)
 print(f"RLHF: gold {ev['gold_reward']:+.3f} (SFT {sft['gold_reward']:+.3f}), win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
       f"KL {ev['kl_to_ref']:.2f}, fluency {ev['fluency']:.3f}")
 for i in first_per_prompt(sft["samples"])[:5]:  # one sample each of five films

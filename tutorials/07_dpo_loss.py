@@ -22,7 +22,7 @@ run = tutorial_run("07: the DPO loss step by step")
 P.stage_sft(run)
 P.stage_prefs(run)
 tok = run.tok
-policy = P.load_policy(run, "sft.pt")
+policy = run.load_policy("sft.pt")
 pairs, _ = read_preferences(run.path("prefs_train.jsonl"))
 encoded, _ = encode_pairs(tok, pairs, policy.config.block_size)
 

@@ -17,7 +17,8 @@ P.stage_eval_sft(run)
 P.stage_prefs(run)
 m = P.stage_dpo(run)
 print(f"{m['steps']} steps in {m['seconds']:.0f}s; reference log-probs read from the cache: {m['reference_logps_cached']}")
-print("figure:", plots.dpo_metrics_figure(m["history"], run.path("dpo_metrics.png")))
+plots.dpo_metrics_figure(m["history"], run.path("dpo_metrics.png"))
+print("figure:", run.path("dpo_metrics.png"))
 
 # %% The training metrics, start and end
 first, last = m["history"][1], m["history"][-1]
@@ -26,8 +27,8 @@ for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewa
     print(f"{k:20s} {first[k]:+.3f} -> {last[k]:+.3f}")
 
 # %% Gold numbers on held-out films, and before/after samples side by side
-ev = P.stage_evaluate(run, ("dpo",))["dpo"]
-sft = P.read_json(run.path("eval_sft.json"))
+ev = P.stage_eval_dpo(run)
+sft = P.stage_eval_sft(run)
 print(f"DPO: gold {ev['gold_reward']:+.3f} (SFT {sft['gold_reward']:+.3f}), win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
       f"KL {ev['kl_to_ref']:.2f}, fluency {ev['fluency']:.3f} (SFT {sft['fluency']:.3f})")
 print(f"held-out implicit-reward accuracy {m['val_implicit_reward_accuracy']:.3f}")

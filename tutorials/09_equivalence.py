@@ -44,5 +44,6 @@ for name, r in res["ipo_contrast"].items():
     t = r["trace"][-1]
     print(f"{name:14s}: gap after {t['steps']} steps {t['gap']:7.3f} (IPO target 1/(2β) = {r['target_gap_ipo']:.2f}), "
           f"π(loser) {t['p_loser']:.1e}")
-print("figures:", plots.equivalence_figure(res, run.path("equivalence.png")),
-      plots.ipo_figure(res["ipo_contrast"], run.path("ipo_contrast.png")))
+plots.equivalence_figure(res, run.path("equivalence.png"))
+plots.ipo_figure(res["ipo_contrast"], run.path("ipo_contrast.png"))
+print("figures:", run.path("equivalence.png"), run.path("ipo_contrast.png"))

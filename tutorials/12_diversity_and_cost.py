@@ -13,7 +13,7 @@ from minidpo.critics import cost_table, run_diversity
 
 run = tutorial_run("12: diversity vs β and the cost of RL")
 points = run_diversity(run)
-sft = P.read_json(run.path("eval_sft.json"))
+sft = P.stage_eval_sft(run)
 print(f"SFT: gold {sft['gold_reward']:+.3f}, entropy {sft['entropy']:.3f}, unique {sft['unique_frac']:.3f}")
 
 # %% As β → 0 for RLHF the leash is gone: reward up (or hacked), entropy and unique responses down
@@ -24,10 +24,5 @@ for method in ("rlhf", "dpo"):
           f"unique {hi['unique_frac']:.3f} -> {lo['unique_frac']:.3f}, gold {hi['gold_reward']:+.3f} -> {lo['gold_reward']:+.3f}")
 print("figure:", run.out / "diversity" / "diversity.png")
 
-# %% The cost table (needs the pipeline's outputs: the stages run above made sure of most of them)
-for stage in (P.stage_rlhf, P.stage_dpo, P.stage_equivalence):
-    stage(run)
-P.stage_evaluate(run)
-from minidpo.report import write_report
-write_report(run)
+# %% The cost table (it brings the RLHF and DPO stages it compares up to date first)
 rows = cost_table(run)
