@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from minidpo import losses
-from minidpo.losses import LOSSES, bradley_terry_loss, dpo_gradient_weight, dpo_loss, register_loss
+from minidpo.losses import (LOSSES, bradley_terry_loss, dpo_gradient_weight, dpo_loss, preference_metrics,
+                            register_loss)
 
 
 def rand(n=64, seed=0):
@@ -12,12 +13,18 @@ def rand(n=64, seed=0):
     return [(-20 * torch.rand(n, generator=g, dtype=torch.float64)) for _ in range(4)]
 
 
-def test_policy_equals_reference_gives_ln2():
+def test_policy_equals_reference_gives_ln2_and_the_metrics_count_strict_wins():
     pc, pr, _, _ = rand()
     l, cr, rr = dpo_loss(pc, pr, pc.clone(), pr.clone(), beta=0.3)
     assert torch.allclose(l, torch.full_like(l, math.log(2)))
     assert (cr == 0).all() and (rr == 0).all()
-    assert (cr > rr).float().mean().item() == 0.0  # accuracy counts strict wins
+    m = preference_metrics(l, cr, rr, pc, pr)
+    assert m["rewards/accuracies"] == 0.0 and m["rewards/margins"] == 0.0  # a tie is not a win
+    assert abs(m["loss"] - math.log(2)) < 1e-12 and m["logps/chosen"] == pc.mean().item()
+    # one pair ranked right by the implicit reward out of four: accuracy 1/4, margin its mean
+    cr2, rr2 = torch.tensor([0.2, 0.0, -0.1, 0.0]), torch.tensor([0.1, 0.0, 0.0, 0.3])
+    m = preference_metrics(torch.zeros(4), cr2, rr2, torch.zeros(4), torch.zeros(4))
+    assert m["rewards/accuracies"] == 0.25 and abs(m["rewards/margins"] - (-0.3 / 4)) < 1e-7
 
 
 @pytest.mark.parametrize("beta", [0.05, 0.5, 2.0])

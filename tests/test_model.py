@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -72,12 +73,18 @@ def test_prompt_and_padding_do_not_change_response_logps(tok):
     # padding: the short row alone gives the same numbers
     alone = collate([b], tok.end_id)
     assert torch.allclose(sequence_logps(m, *alone)[1], seq[1:], atol=1e-5)
-    # prompt tokens: perturbing them changes nothing in the masked per-token terms at prompt positions
-    assert (tok_lp[~mask[:, 1:]] == 0).all()
+    # the sequence log-prob is exactly the sum of log p(next token) over the response tokens, read
+    # off an independent full log-softmax: prompt tokens are conditioned on but never scored
+    full = torch.log_softmax(m(ids[:, :-1]), -1).gather(2, ids[:, 1:, None]).squeeze(-1)
+    for i in range(2):
+        positions = mask[i, 1:].nonzero().squeeze(1)
+        assert torch.allclose(seq[i], full[i, positions].sum(), atol=1e-5)
+        assert positions.min() == len(tok.encode_prompt(["Review: The Silent Harbor", "Review: The Golden Harbor"][i])) - 1
+    # the prompt changes the response's log-prob (it conditions it), yet is never scored itself
     ids2 = ids.clone()
     ids2[0, 1] = (ids2[0, 1] + 5) % tok.n_ordinary
-    tok_lp2, _ = sequence_logps(m, ids2, mask)
-    assert (tok_lp2[~mask[:, 1:]] == 0).all()
+    tok_lp2, seq2 = sequence_logps(m, ids2, mask)
+    assert not torch.allclose(seq2[0], seq[0]) and torch.equal(seq2[1], seq[1])
     # the SFT loss ignores prompt targets entirely
     x, y = sft_targets(ids, mask)
     assert ((y != -100) == mask[:, 1:]).all()
@@ -104,4 +111,38 @@ def test_checkpoint_roundtrip_bit_exact_and_clear_errors(tmp_path):
     (tmp_path / "m.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="m.json: not valid JSON"):
         load_gpt(tmp_path / "m.pt")
-    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temp files
+    (tmp_path / "m.pt").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError) as e:
+        load_gpt(tmp_path / "m.pt")
+    assert "weights_only" not in str(e.value) and "\n" not in str(e.value)  # never advice to unpickle garbage
+
+
+def test_atomic_write_is_all_or_nothing_and_stale_temporaries_are_removed(tmp_path):
+    from minidpo.checkpoint import atomic_write, remove_stale_temporaries, write_jsonl
+    target = tmp_path / "f.json"
+    atomic_write(target, lambda f: f.write(b"old"))
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # what open() would give, not 0600
+
+    def dies_halfway(f):
+        f.write(b"half of the new")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, dies_halfway)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+    # a process killed mid-write (SIGKILL: no cleanup) leaves a .NAME.*.tmp; the next start removes it
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / ".f.json.x1.tmp", tmp_path / "sub" / ".m.pt.y2.tmp"]
+    for p in stale:
+        p.write_bytes(b"partial")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert not any(p.exists() for p in stale) and target.read_bytes() == b"old"
+    write_jsonl(tmp_path / "log.jsonl", [{"loss": float("nan"), "step": 1}, {"loss": float("inf")}])
+    assert [json.loads(l) for l in (tmp_path / "log.jsonl").read_text().splitlines()] == [
+        {"loss": None, "step": 1}, {"loss": None}]
+
+
+def _umask() -> int:
+    import os
+    u = os.umask(0)
+    os.umask(u)
+    return u

@@ -3,11 +3,11 @@ from minidpo import world
 P = "Review: The Silent Harbor"
 
 
-def test_gold_reward_deterministic_and_sentiment_ordered():
+def test_gold_reward_values_and_sentiment_order():
     pos = "The acting was brilliant. I loved this film."
     neg = "The acting was terrible. I hated this film."
-    assert world.gold_reward(P, pos) == world.gold_reward(P, pos)
     assert world.gold_reward(P, pos) > 0 > world.gold_reward(P, neg)
+    assert abs(world.gold_reward(P, neg) + 2.0) < 1e-9
     assert abs(world.gold_reward(P, pos) - 2.0) < 1e-9
     assert abs(world.gold_reward(P, "The music felt very good.") - 0.9) < 1e-9
 
