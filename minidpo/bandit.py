@@ -168,17 +168,17 @@ def gpt_gradient_check(beta: float = 0.5, seed: int = 0) -> dict:
     mask = torch.zeros(2 * B, T, dtype=torch.bool)
     mask[:, 5:] = True
     with torch.no_grad():
-        ref_lp = sequence_logps(ref, ids, mask)[1]
+        ref_lp = sequence_logps(ref, ids, mask).logps
     params = list(policy.parameters())
 
-    lp = sequence_logps(policy, ids, mask)[1]
+    lp = sequence_logps(policy, ids, mask).logps
     losses, cr, rr = dpo_loss(lp[:B], lp[B:], ref_lp[:B], ref_lp[B:], beta)
     auto = torch.autograd.grad(losses.mean(), params)
 
     weight = dpo_gradient_weight(cr, rr)                     # σ(r̂_l − r̂_w), detached
-    lp = sequence_logps(policy, ids, mask)[1]
+    lp = sequence_logps(policy, ids, mask).logps
     g_w = torch.autograd.grad((weight * lp[:B]).sum(), params)   # Σ_i w_i ∇log π(y_w,i)
-    lp = sequence_logps(policy, ids, mask)[1]
+    lp = sequence_logps(policy, ids, mask).logps
     g_l = torch.autograd.grad((weight * lp[B:]).sum(), params)   # Σ_i w_i ∇log π(y_l,i)
     closed = [-beta / B * (a - b) for a, b in zip(g_w, g_l)]
     abs_err = max((a - c).abs().max().item() for a, c in zip(auto, closed))

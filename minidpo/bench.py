@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
     ref_logps = torch.randn(64, device=device) - 20  # cached: the reference never runs in the loop
 
     def dpo_step():
-        _, seq = sequence_logps(model, ids, mask)
+        seq = sequence_logps(model, ids, mask).logps
         losses, _, _ = dpo_loss(seq[:32], seq[32:], ref_logps[:32], ref_logps[32:], beta=0.5)
         opt.zero_grad(set_to_none=True)
         losses.mean().backward()
@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
             sequence_logps(ref, ids_r, mask_r)
             rm(ids_r, mask_r)
         t2 = time.perf_counter()
-        _, lp = sequence_logps(model, ids_r, mask_r)
+        lp = sequence_logps(model, ids_r, mask_r).logps
         opt.zero_grad(set_to_none=True)
         (-lp.mean()).backward()
         opt.step()

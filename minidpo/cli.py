@@ -46,6 +46,16 @@ POSITIVE_INT, POSITIVE = _number(int, 0), _number(float, 0)
 NON_NEGATIVE, PROBABILITY = _number(float, 0, low_inclusive=True), _number(float, 0, True, 0.5)
 
 
+def _loss_arg(text):
+    """KEY=VALUE with a finite number (or true/false) as the value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    return key, _number(float)(value)
+
+
 def _common(p: argparse.ArgumentParser, out_default: str | None = None):
     p.add_argument("--out", default=out_default,
                    help=f"run folder (default: {out_default or 'runs/default, or runs/fast with --fast'})")
@@ -95,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.choices["dpo"]
     p.add_argument("--data", help="JSONL with prompt/chosen/rejected (default: OUT/prefs_train.jsonl)")
     p.add_argument("--val-data", help="held-out JSONL (default: OUT/prefs_val.jsonl)")
-    p.add_argument("--loss-type", choices=sorted(LOSSES))
+    p.add_argument("--loss-type", choices=sorted(LOSSES), metavar="NAME",
+                   help="a registered loss (minidpo/losses.py): " + ", ".join(sorted(LOSSES)))
+    p.add_argument("--loss-arg", action="append", type=_loss_arg, default=[], metavar="KEY=VALUE",
+                   help="a hyperparameter of the loss, e.g. --loss-arg gamma_beta_ratio=0.3 (repeatable)")
     p.add_argument("--skip-invalid", action="store_true",
                    help="refuse bad lines of --data (each one reported) instead of stopping at the first")
     p.add_argument("--average-logps", action="store_true", default=None,
@@ -167,8 +180,10 @@ def _stage_command(run, name: str, args) -> None:
         print(f"SFT: held-out loss {m['val_loss']:.3f}; samples: gold {e['gold_reward']:+.3f} ± {e['gold_std']:.2f} "
               f"(corpus {e['corpus']['gold_reward']:+.3f} ± {e['corpus']['gold_std']:.2f}), fluency {e['fluency']:.3f}")
     elif name == "dpo":
+        if args.loss_arg:
+            args.loss_args = dict(args.loss_arg)
         m = P.stage_dpo(run, args.data, args.val_data, args.skip_invalid,
-                        **_overrides(args, flags + ["loss_type", "average_logps"]))
+                        **_overrides(args, flags + ["loss_type", "loss_args", "average_logps"]))
         d = m["train_data"]
         print(f"{d['file']}: {d['read']} pairs read, {d['truncated']} truncated to the context; "
               f"refused lines: {len(d['refused'])}; blank lines: {d['blank_lines']}")

@@ -84,7 +84,7 @@ REMEDIES = {  # name -> DPO settings changed from the default (β = 0.5, sigmoid
     "larger β (2.0)": {"beta": 2.0},
     "conservative DPO (ε = 0.2)": {"label_smoothing": 0.2},
     "IPO (β = 0.1)": {"loss_type": "ipo", "beta": 0.1},
-    "RPO: + NLL on chosen (α = 1)": {"rpo_alpha": 1.0},
+    "RPO: + NLL on chosen (α = 1)": {"loss_type": "rpo"},
 }
 
 

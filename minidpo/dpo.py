@@ -1,17 +1,16 @@
 """Stage 7: DPO training — one loss, no reward model, no sampling.
 
 Per step: a batch of pairs goes through the policy in ONE forward pass (chosen rows and rejected
-rows stacked), `sequence_logps` gives log π(y_w|x) and log π(y_l|x), and `losses.dpo_loss` does the
-rest. The reference model's log-probs are computed once, before training, and cached on disk
-(keyed by the reference checkpoint's bytes and the tokenized data), so the reference never runs
-inside the training loop and a re-run reuses them.
+rows stacked), `pair_record` collects log π(y_w|x) and log π(y_l|x) (summed and per token) with the
+cached reference log-probs, and the registered loss (`losses.LOSSES[cfg.loss_type]`) does the rest:
+`batch_loss` is that whole computation for one batch, used by training and evaluation alike. The
+reference model's log-probs are computed once, before training, and cached on disk (keyed by the
+reference checkpoint's bytes and the tokenized data), so the reference never runs inside the
+training loop; a loss that needs no reference (SimPO, ORPO, ...) never runs it at all.
 
 Sequence log-probs are sums over response tokens, as in the paper. `average_logps=True` uses the
 per-token mean instead; the log-ratio then shrinks by the response length (~15 tokens here), so β
 must grow by about that factor for the same strength of the KL leash.
-
-`rpo_alpha` > 0 adds α · (per-token NLL of the chosen response) to the loss (RPO, Pang et al. 2024):
-DPO alone trains only the margin and lets log π(y_w) fall; the NLL term holds it up.
 """
 from __future__ import annotations
 
@@ -19,14 +18,14 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from .checkpoint import atomic_write, load_gpt, save_checkpoint, write_json, write_jsonl
 from .data import pair_batch
-from .losses import dpo_loss, preference_metrics
+from .losses import PairRecord, get_loss, loss_arguments, preference_metrics
 from .model import sequence_logps
 from .preferences import encode_pairs, read_preferences
 from .provenance import input_hash
@@ -41,10 +40,10 @@ class DPOConfig:
     batch_size: int = 32          # pairs per step (64 sequences per forward pass)
     warmup: int = 10
     weight_decay: float = 0.0
-    loss_type: str = "sigmoid"
-    label_smoothing: float = 0.0
+    loss_type: str = "sigmoid"    # any name in losses.LOSSES
+    label_smoothing: float = 0.0  # for the losses that take it (sigmoid: conservative DPO)
+    loss_args: dict = field(default_factory=dict)  # the loss's own hyperparameters (--loss-arg k=v)
     average_logps: bool = False
-    rpo_alpha: float = 0.0        # weight of an NLL term on the chosen response (RPO); 0 = plain DPO
     log_every: int = 10
     seed: int = 0
 
@@ -52,15 +51,36 @@ class DPOConfig:
     def fast(cls, **kw):
         return cls(**{**dict(lr=2e-4, epochs=2, batch_size=16, log_every=5), **kw})
 
+    def loss(self):
+        """(the registered loss, the arguments it is called with); errors for unknown ones."""
+        return get_loss(self.loss_type), loss_arguments(self.loss_type, self.label_smoothing, self.loss_args)
 
-def batch_logps(model, encoded_pairs, pad_id, average: bool, dtype=None):
-    """(chosen logps (B,), rejected logps (B,)) from one concatenated forward pass."""
+
+def pair_record(model, encoded_pairs, pad_id, beta: float, average: bool, ref_logps=None, dtype=None) -> PairRecord:
+    """The `PairRecord` of a batch of encoded pairs: one concatenated forward pass of `model`
+    (chosen rows, then rejected rows) and the reference log-probs (N, 2), when there are any."""
     device = next(model.parameters()).device
     ids, mask = pair_batch(encoded_pairs, device, pad_id)
     with autocast(device, dtype):
-        _, seq = sequence_logps(model, ids, mask, average)
-    seq = seq.float()
-    return seq[:len(encoded_pairs)], seq[len(encoded_pairs):]
+        out = sequence_logps(model, ids, mask, average)
+    n = len(encoded_pairs)
+    seq, tokens = out.logps.float(), out.token_logps.float()
+    response = mask[:, 1:]
+    ref = ref_logps.to(device) if ref_logps is not None else None
+    return PairRecord(seq[:n], seq[n:], beta,
+                      ref[:, 0] if ref is not None else None, ref[:, 1] if ref is not None else None,
+                      tokens[:n], tokens[n:], response[:n], response[n:], average)
+
+
+def batch_loss(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id: int, dtype=None, prefix: str = ""):
+    """The loss of one batch of pairs: the policy's log-probs, the cached reference log-probs (or
+    None for a reference-free loss), the registered loss. Returns (mean loss, its record, metrics)."""
+    loss, args = cfg.loss()
+    record = pair_record(policy, encoded_pairs, pad_id, cfg.beta, cfg.average_logps, ref_logps, dtype)
+    out = loss(record, **args)
+    metrics = preference_metrics(out.losses, out.chosen_rewards, out.rejected_rewards,
+                                 record.chosen_logps, record.rejected_logps, prefix)
+    return out.losses.mean(), record, metrics
 
 
 @torch.no_grad()
@@ -70,8 +90,8 @@ def compute_reference_logps(ref_model, encoded_pairs, pad_id, average: bool, bat
     ref_model.eval()
     out = []
     for i in range(0, len(encoded_pairs), batch_size):
-        c, r = batch_logps(ref_model, encoded_pairs[i:i + batch_size], pad_id, average, dtype)
-        out.append(torch.stack([c, r], 1).cpu())
+        r = pair_record(ref_model, encoded_pairs[i:i + batch_size], pad_id, 0.0, average, dtype=dtype)
+        out.append(torch.stack([r.chosen_logps, r.rejected_logps], 1).cpu())
     return torch.cat(out)
 
 
@@ -98,34 +118,49 @@ def cached_reference_logps(ref_model, ref_path, encoded_pairs, pad_id, average: 
 
 
 @torch.no_grad()
-def evaluate_pairs(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id, dtype=None,
-                   batch_size: int = 128) -> dict:
-    """DPO metrics on held-out pairs; `eval/rewards/accuracies` is the implicit reward's accuracy."""
+def evaluate_pairs(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id, dtype=None, chunk: int = 128) -> dict:
+    """The loss and its metrics on held-out pairs (`eval/` prefix), all pairs as one batch (scored
+    `chunk` pairs per forward pass); `eval/rewards/accuracies` is the implicit reward's accuracy."""
     policy.eval()
-    chosen, rejected = [], []
-    for i in range(0, len(encoded_pairs), batch_size):
-        c, r = batch_logps(policy, encoded_pairs[i:i + batch_size], pad_id, cfg.average_logps, dtype)
-        chosen.append(c.cpu())
-        rejected.append(r.cpu())
-    chosen, rejected = torch.cat(chosen), torch.cat(rejected)
-    losses, cr, rr = dpo_loss(chosen, rejected, ref_logps[:, 0], ref_logps[:, 1], cfg.beta,
-                              cfg.label_smoothing, cfg.loss_type)
+    loss, args = cfg.loss()
+    parts = [pair_record(policy, encoded_pairs[i:i + chunk], pad_id, cfg.beta, cfg.average_logps,
+                         None if ref_logps is None else ref_logps[i:i + chunk], dtype)
+             for i in range(0, len(encoded_pairs), chunk)]
+    record = concat_records(parts)
+    out = loss(record, **args)
     policy.train()
-    return preference_metrics(losses, cr, rr, chosen, rejected, prefix="eval/")
+    return preference_metrics(out.losses, out.chosen_rewards, out.rejected_rewards,
+                              record.chosen_logps, record.rejected_logps, prefix="eval/")
+
+
+def concat_records(records: list[PairRecord]) -> PairRecord:
+    """One record from several (per-token tensors right-padded to the widest)."""
+    width = max(r.chosen_token_logps.size(1) for r in records)
+
+    def cat(name):
+        values = [getattr(r, name) for r in records]
+        if values[0] is None:
+            return None
+        if values[0].dim() == 2:
+            values = [torch.nn.functional.pad(v, (0, width - v.size(1))) for v in values]
+        return torch.cat(values)
+    first = records[0]
+    return PairRecord(cat("chosen_logps"), cat("rejected_logps"), first.beta, cat("ref_chosen_logps"),
+                      cat("ref_rejected_logps"), cat("chosen_token_logps"), cat("rejected_token_logps"),
+                      cat("chosen_mask"), cat("rejected_mask"), first.average_logps)
 
 
 def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_id: int, dtype=None,
             quiet: bool = False, log_path=None, on_step=None) -> dict:
-    """The DPO training loop on encoded pairs with precomputed reference log-probs (N, 2).
+    """The DPO training loop on encoded pairs with precomputed reference log-probs (N, 2), or None
+    for a loss that needs no reference.
     Updates `policy` in place; returns {"history", "seconds", "steps", "tokens_forward", "tokens_backward"}.
     on_step(step, policy) is called after every update (for checkpoints along training)."""
-    device = next(policy.parameters()).device
     opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
     steps_per_epoch = (len(train_enc) + cfg.batch_size - 1) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
     prog = Progress("dpo", total, every=cfg.log_every, quiet=quiet)
     rng = random.Random(cfg.seed)
-    n_chosen_tokens = torch.tensor([sum(c[1]) for c, _ in train_enc], dtype=torch.float32)
     history, tokens = [], 0
 
     # the log of a run in progress is NAME.partial.jsonl, rewritten whole and atomically at each
@@ -148,20 +183,13 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             set_lr(opt, lr_at(step, total, cfg.lr, cfg.warmup))
             step += 1
-            chosen, rejected = batch_logps(policy, [train_enc[i] for i in idx], pad_id, cfg.average_logps, dtype)
-            ref_b = ref_train[idx].to(device)
-            losses, cr, rr = dpo_loss(chosen, rejected, ref_b[:, 0], ref_b[:, 1], cfg.beta,
-                                      cfg.label_smoothing, cfg.loss_type)
-            loss = losses.mean()
-            if cfg.rpo_alpha:  # RPO: + α · NLL per token of the chosen response (keeps it likely)
-                nll = -chosen if cfg.average_logps else -chosen / n_chosen_tokens[idx].to(device)
-                loss = loss + cfg.rpo_alpha * nll.mean()
-            check_finite(loss, "dpo", step, policy, (chosen, rejected), cfg.lr, cfg.beta)
+            loss, rec, m = batch_loss(policy, [train_enc[i] for i in idx],
+                                      None if ref_train is None else ref_train[idx], cfg, pad_id, dtype)
+            check_finite(loss, "dpo", step, policy, (rec.chosen_logps, rec.rejected_logps), cfg.lr, cfg.beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
             opt.step()
-            m = preference_metrics(losses, cr, rr, chosen, rejected)
             if step % cfg.log_every == 0 or step == total:
                 r = {"step": step, "epoch": epoch, **m}
                 if step == total or step % (cfg.log_every * 2) == 0:
@@ -188,19 +216,25 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
     bad lines of the training file (each listed in the metrics) instead of stopping at the first."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    loss, _ = cfg.loss()  # an unknown loss or argument fails here, before any work
     torch.manual_seed(cfg.seed)
     policy, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
-    ref, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
     block = policy.config.block_size
     train_pairs, train_report = read_preferences(train_file, skip_invalid)
     val_pairs, val_report = read_preferences(val_file)
     train_enc, train_trunc = encode_pairs(tok, train_pairs, block)
     val_enc, val_trunc = encode_pairs(tok, val_pairs, block)
     t0 = time.perf_counter()
-    ref_train, cached = cached_reference_logps(ref, sft_path, train_enc, tok.end_id, cfg.average_logps, out_dir, dtype)
-    ref_val, _ = cached_reference_logps(ref, sft_path, val_enc, tok.end_id, cfg.average_logps, out_dir, dtype)
+    ref_train = ref_val = None
+    cached, ref_tokens = False, 0
+    if loss.reference:  # a reference-free loss (SimPO, ORPO, ...) never loads or runs the reference
+        ref, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
+        ref_train, cached = cached_reference_logps(ref, sft_path, train_enc, tok.end_id, cfg.average_logps,
+                                                   out_dir, dtype)
+        ref_val, _ = cached_reference_logps(ref, sft_path, val_enc, tok.end_id, cfg.average_logps, out_dir, dtype)
+        ref_tokens = sum(len(c[0]) + len(r[0]) for c, r in train_enc + val_enc)
+        del ref  # from here on, the reference model is never needed again
     ref_seconds = time.perf_counter() - t0
-    del ref  # from here on, the reference model is never needed again
 
     def checkpoint(step, model):
         if checkpoint_every and step % checkpoint_every == 0:
@@ -209,9 +243,8 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
 
     out = run_dpo(policy, cfg, train_enc, ref_train, val_enc, ref_val, tok.end_id, dtype, quiet,
                   out_dir / f"{out_name}_log.jsonl", checkpoint)
-    ref_tokens = sum(len(c[0]) + len(r[0]) for c, r in train_enc + val_enc)
     final = out["history"][-1]
-    metrics = {"config": asdict(cfg), "seconds": out["seconds"], "reference_seconds": ref_seconds,
+    metrics = {"config": asdict(cfg), "loss_args": cfg.loss()[1], "seconds": out["seconds"], "reference_seconds": ref_seconds,
                "steps": out["steps"], "train_data": {**train_report, **train_trunc},
                "val_data": {**val_report, **val_trunc}, "reference_logps_cached": cached,
                "tokens_forward": out["tokens_forward"] + ref_tokens,  # the road's cost, cached or not

@@ -14,6 +14,8 @@ On held-out prompts (films never trained on) we sample from the policy exactly a
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from . import world
@@ -23,23 +25,26 @@ from .sampling import make_generator, sample
 from .training import autocast
 
 
+class Scored(NamedTuple):
+    logps: torch.Tensor  # (N,) log π(y|x) of each response, on the CPU
+    entropy: float       # mean per-token entropy of π over all their response positions (nats)
+
+
 @torch.no_grad()
 def response_logps(model, tok, prompts, responses_ids, batch_size: int = 256, dtype=None,
-                   average: bool = False, with_entropy: bool = False):
-    """log π(y|x) for given (prompt, response-token) pairs, in batches, on the model's device.
-    with_entropy=True also returns the mean per-token entropy of π over those response positions."""
+                   average: bool = False) -> Scored:
+    """log π(y|x) for given (prompt, response-token) pairs, in batches, on the model's device."""
     device = next(model.parameters()).device
     rows = prompt_and_response_rows(tok, prompts, responses_ids)
-    out, entropy, n = [], 0.0, 0
+    logps, entropy, n = [], 0.0, 0
     for i in range(0, len(rows), batch_size):
         ids, mask = collate(rows[i:i + batch_size], tok.end_id, device)
         with autocast(device, dtype):
-            _, seq, ent = sequence_logps(model, ids, mask, average, with_entropy=True)
-        out.append(seq.float().cpu())
-        entropy += ent.sum().item()
-        n += int(mask[:, 1:].sum())
-    logps = torch.cat(out)
-    return (logps, entropy / max(1, n)) if with_entropy else logps
+            out = sequence_logps(model, ids, mask, average, with_entropy=True)
+        logps.append(out.logps.float().cpu())
+        entropy += out.entropy.sum().item()
+        n += int(out.lengths.sum())
+    return Scored(torch.cat(logps), entropy / max(1, n))
 
 
 def text_stats(prompts: list[str], texts: list[str]) -> dict:
@@ -72,8 +77,8 @@ def evaluate_policy(policy, ref, tok, prompts: list[str], seed: int = 1234, sft_
     ids = sample(policy, tok, prompts, make_generator(seed, device), dtype=dtype)
     texts = [tok.decode_response(r) for r in ids]
     stats = text_stats(prompts, texts)
-    logp, stats["entropy"] = response_logps(policy, tok, prompts, ids, dtype=dtype, with_entropy=True)
-    logp_ref = response_logps(ref, tok, prompts, ids, dtype=dtype)
+    logp, stats["entropy"] = response_logps(policy, tok, prompts, ids, dtype=dtype)
+    logp_ref = response_logps(ref, tok, prompts, ids, dtype=dtype).logps
     stats["kl_to_ref"] = (logp - logp_ref).mean().item()
     stats["length"] = sum(len(r) for r in ids) / len(ids)
     stats["win_rate_vs_sft"] = win_rate(stats["gold"], sft_gold) if sft_gold is not None else 0.5

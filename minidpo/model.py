@@ -11,7 +11,7 @@ log π(y|x): per-token log-probs of the response tokens (prompt and padding mask
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -215,15 +215,24 @@ class GPT(nn.Module):
         return [r[:r.index(stop_id) + 1] if stop_id in r else r for r in rows]
 
 
-def sequence_logps(model, input_ids, response_mask, average: bool = False, with_entropy: bool = False):
-    """log π(y|x) of each row's response: (per-token log-probs (B, T-1), sequence log-probs (B,)).
+@dataclass
+class ResponseLogps:
+    """What `sequence_logps` measures about each row's response (B rows, T-1 next-token positions)."""
+    token_logps: torch.Tensor           # (B, T-1) log π(y_t | x, y_<t) at response positions, 0 elsewhere
+    logps: torch.Tensor                 # (B,) their sum: log π(y|x) (the mean with average=True)
+    lengths: torch.Tensor               # (B,) number of response tokens
+    entropy: torch.Tensor | None = None  # (B, T-1) entropy of π at response positions (with_entropy=True)
+
+
+def sequence_logps(model, input_ids, response_mask, average: bool = False,
+                   with_entropy: bool = False) -> ResponseLogps:
+    """log π(y|x) of each row's response, and its per-token terms (see `ResponseLogps`).
 
     input_ids: (B, T) token ids [prompt, response, padding]; response_mask: (B, T) bool, True on
     response tokens (the <|end|> token included). Token t is predicted from logits at t-1, so the
     mask is shifted by one. Prompt and padding positions contribute exactly 0.
     average=False (default, as in the DPO paper) sums over response tokens; average=True divides
-    by the number of response tokens (a per-token scale, so β must be ~length times larger).
-    with_entropy=True also returns the policy's entropy at each response position (B, T-1)."""
+    by the number of response tokens (a per-token scale, so β must be ~length times larger)."""
     logits = model(input_ids[:, :-1])
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # log-softmax in fp32 under autocast; float64 stays float64
@@ -231,10 +240,9 @@ def sequence_logps(model, input_ids, response_mask, average: bool = False, with_
     mask = response_mask[:, 1:]
     all_logps = F.log_softmax(logits, -1)
     token_logps = torch.gather(all_logps, 2, targets.unsqueeze(-1)).squeeze(-1) * mask
+    lengths = mask.sum(-1)
     seq = token_logps.sum(-1)
     if average:
-        seq = seq / mask.sum(-1).clamp(min=1)
-    if with_entropy:
-        entropy = -(all_logps.exp() * all_logps).sum(-1) * mask
-        return token_logps, seq, entropy
-    return token_logps, seq
+        seq = seq / lengths.clamp(min=1)
+    entropy = -(all_logps.exp() * all_logps).sum(-1) * mask if with_entropy else None
+    return ResponseLogps(token_logps, seq, lengths, entropy)

@@ -81,6 +81,7 @@ def stage_dpo(run: Run, train_file=None, val_file=None, skip_invalid: bool = Fal
     content hash are recorded, and the report names it."""
     from .dpo import DPOConfig, train_dpo
     cfg = run.settings(DPOConfig, **overrides)
+    cfg.loss()  # an unknown loss, or an argument it does not take, is an error before any work
     inputs = run.inputs("dpo", train_data=train_file, val_data=val_file)
     config = {**asdict(cfg), "skip_invalid": True} if skip_invalid else asdict(cfg)
     run.cached("dpo", config, inputs, lambda: train_dpo(

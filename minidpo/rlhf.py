@@ -113,11 +113,12 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
         t1 = time.perf_counter()
         gold = torch.tensor([world.gold_reward(p, t) for p, t in zip(flat, texts)])
         with torch.no_grad(), autocast(device, dtype):
-            ref_token_logps, ref_logps = sequence_logps(ref, rows_ids, rows_mask)
+            ref_token_logps = sequence_logps(ref, rows_ids, rows_mask).token_logps
             proxy = rm(rows_ids, rows_mask).float().cpu() if rm is not None else gold
         t2 = time.perf_counter()
         with autocast(device, dtype):
-            token_logps, logps, entropy = sequence_logps(policy, rows_ids, rows_mask, with_entropy=True)
+            current = sequence_logps(policy, rows_ids, rows_mask, with_entropy=True)
+        token_logps, logps, entropy = current.token_logps, current.logps, current.entropy
         log_ratio = (token_logps.detach() - ref_token_logps).float()       # per token, response only
         kl_k1 = log_ratio.sum(-1).cpu()
         kl_k3 = ((-log_ratio).exp() - 1 + log_ratio).sum(-1).cpu()         # ≥ 0 per sample

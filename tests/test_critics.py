@@ -42,7 +42,8 @@ def test_remedies_use_the_registered_losses(fast_run, monkeypatch):
         assert change.get("loss_type", "sigmoid") in losses.LOSSES
     calls = []
     original = losses.LOSSES["ipo"]
-    monkeypatch.setitem(losses.LOSSES, "ipo", lambda h, b, e=0.0: calls.append(1) or original(h, b, e))
+    counted = losses.Loss("ipo", lambda record, **a: calls.append(1) or original.fn(record, **a), True, original.args)
+    monkeypatch.setitem(losses.LOSSES, "ipo", counted)
     run, _ = fast_run
     policy = run.load_policy("sft.pt")
     pairs, _ = read_preferences(run.path("prefs_val.jsonl"))

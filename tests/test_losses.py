@@ -5,7 +5,7 @@ import torch
 
 from minidpo import losses
 from minidpo.losses import (LOSSES, bradley_terry_loss, dpo_gradient_weight, dpo_loss, preference_metrics,
-                            register_loss)
+                            register_margin_loss)
 
 
 def rand(n=64, seed=0):
@@ -78,8 +78,8 @@ def test_numerically_stable_for_huge_margins():
 
 
 def test_new_loss_registers_with_one_decorator():
-    @register_loss("test-square")
-    def square(h, beta, label_smoothing=0.0):
+    @register_margin_loss("test-square")
+    def square(h, beta):
         return (beta * h) ** 2
     try:
         pc, pr, rc, rw = rand(seed=6)

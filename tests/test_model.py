@@ -69,10 +69,10 @@ def test_prompt_and_padding_do_not_change_response_logps(tok):
     a = render(tok, "Review: The Silent Harbor", "The acting was good.")
     b = render(tok, "Review: The Golden Harbor", "I loved this film.")
     ids, mask = collate([a, b], tok.end_id)
-    tok_lp, seq = sequence_logps(m, ids, mask)
+    seq = sequence_logps(m, ids, mask).logps
     # padding: the short row alone gives the same numbers
     alone = collate([b], tok.end_id)
-    assert torch.allclose(sequence_logps(m, *alone)[1], seq[1:], atol=1e-5)
+    assert torch.allclose(sequence_logps(m, *alone).logps, seq[1:], atol=1e-5)
     # the sequence log-prob is exactly the sum of log p(next token) over the response tokens, read
     # off an independent full log-softmax: prompt tokens are conditioned on but never scored
     full = torch.log_softmax(m(ids[:, :-1]), -1).gather(2, ids[:, 1:, None]).squeeze(-1)
@@ -83,14 +83,14 @@ def test_prompt_and_padding_do_not_change_response_logps(tok):
     # the prompt changes the response's log-prob (it conditions it), yet is never scored itself
     ids2 = ids.clone()
     ids2[0, 1] = (ids2[0, 1] + 5) % tok.n_ordinary
-    tok_lp2, seq2 = sequence_logps(m, ids2, mask)
+    seq2 = sequence_logps(m, ids2, mask).logps
     assert not torch.allclose(seq2[0], seq[0]) and torch.equal(seq2[1], seq[1])
     # the SFT loss ignores prompt targets entirely
     x, y = sft_targets(ids, mask)
     assert ((y != -100) == mask[:, 1:]).all()
     assert int((y != -100).sum()) == int(mask.sum())
     # mean option divides by the number of response tokens
-    _, mean = sequence_logps(m, ids, mask, average=True)
+    mean = sequence_logps(m, ids, mask, average=True).logps
     assert torch.allclose(mean, seq / mask[:, 1:].sum(1), atol=1e-6)
 
 

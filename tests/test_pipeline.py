@@ -146,7 +146,9 @@ def test_a_non_finite_loss_stops_every_training_loop(stage, fast_run, tmp_path, 
     r = Run.create(folder, seed=0, fast=True, device="cpu", dtype="fp32", quiet=True)
     target, fake = NAN_INJECTIONS[stage]
     if stage == "dpo":
-        fake = {**losses.LOSSES, "sigmoid": lambda h, beta, eps=0.0: h * float("nan")}
+        nan = losses.Loss("sigmoid", lambda rec, **a: losses.LossOutput(rec.margin * float("nan"), *rec.implicit_rewards()),
+                          True, losses.LOSSES["sigmoid"].args)
+        fake = {**losses.LOSSES, "sigmoid": nan}
     monkeypatch.setattr(target, fake)
     before = {p.name: p.read_bytes() for p in folder.glob(f"{stage}*")}
     with pytest.raises(FloatingPointError, match=rf"^{stage.replace('_', '-')}: loss became nan at step 1; stopping"):

@@ -28,10 +28,10 @@ def test_generated_rows_score_only_response_tokens_padding_after_end_ignored(tok
     responses = [tok.encode_response("I loved this film."), tok.encode_response("The plot was dull. The cast felt weak.")]
     ids, mask = collate(prompt_and_response_rows(tok, prompts, responses), tok.end_id)
     assert mask.sum(1).tolist() == [len(r) for r in responses]
-    lp = sequence_logps(m, ids, mask)[1]
+    lp = sequence_logps(m, ids, mask).logps
     ids2 = ids.clone()
     ids2[0, mask[0].nonzero().max() + 1:] = 7  # garbage padding after <|end|>
-    assert torch.equal(sequence_logps(m, ids2, mask)[1], lp)
+    assert torch.equal(sequence_logps(m, ids2, mask).logps, lp)
 
 
 def test_reinforce_estimator_matches_exact_gradient_on_enumerable_gpt():
@@ -53,9 +53,9 @@ def test_reinforce_estimator_matches_exact_gradient_on_enumerable_gpt():
     beta = 0.3
     params = list(policy.parameters())
 
-    logp = sequence_logps(policy, ids, mask)[1]
+    logp = sequence_logps(policy, ids, mask).logps
     with torch.no_grad():
-        ref_logp = sequence_logps(ref, ids, mask)[1]
+        ref_logp = sequence_logps(ref, ids, mask).logps
     p = logp.exp()
     assert abs(p.sum().item() - 1) < 1e-12  # the 9 responses are everything
     exact_kl = (p * (logp - ref_logp)).sum()

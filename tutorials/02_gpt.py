@@ -55,7 +55,8 @@ print("an untrained model babbles (20 sampled tokens):", repr(tok.decode(babble)
 rows = [render(tok, "Review: The Silent Harbor", "I loved this film."),
         render(tok, "Review: The Silent Harbor", "I hated this film.")]
 ids, mask = collate(rows, tok.end_id)
-token_logps, seq = sequence_logps(model, ids, mask)
+out = sequence_logps(model, ids, mask)
+token_logps, seq = out.token_logps, out.logps
 print("response tokens per row:", mask.sum(1).tolist())
 print("log π(y|x) per row:", [round(v, 3) for v in seq.tolist()], "(sum over response tokens)")
 print("per-token log-probs at prompt positions are exactly 0:", bool((token_logps[~mask[:, 1:]] == 0).all()))

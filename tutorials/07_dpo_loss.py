@@ -13,9 +13,9 @@ import torch
 from minidpo import pipeline as P
 from minidpo.cli import tutorial_run
 from minidpo.checkpoint import load_gpt
-from minidpo.dpo import DPOConfig, batch_logps, compute_reference_logps, evaluate_pairs, train_dpo
+from minidpo.dpo import DPOConfig, compute_reference_logps, evaluate_pairs, pair_record, train_dpo
 from minidpo.evaluate import evaluate_policy
-from minidpo.losses import LOSSES, dpo_gradient_weight, dpo_loss, register_loss
+from minidpo.losses import LOSSES, dpo_gradient_weight, dpo_loss, register_margin_loss
 from minidpo.preferences import encode_pairs, read_preferences
 
 run = tutorial_run("07: the DPO loss step by step")
@@ -27,7 +27,8 @@ pairs, _ = read_preferences(run.path("prefs_train.jsonl"))
 encoded, _ = encode_pairs(tok, pairs, policy.config.block_size)
 
 # %% Rung 1: log π(y|x) of one sequence = sum of its response tokens' log-probs
-chosen, rejected = batch_logps(policy, encoded[:1], tok.end_id, average=False)
+rec = pair_record(policy, encoded[:1], tok.end_id, beta=0.5, average=False)
+chosen, rejected = rec.chosen_logps, rec.rejected_logps
 print(f"pair 0: log π(chosen) = {chosen.item():.3f}, log π(rejected) = {rejected.item():.3f}")
 
 # %% Rung 2: the loss on four numbers. At the start the policy IS the reference: loss = ln 2
@@ -46,7 +47,8 @@ for margin in (-4.0, -1.0, 0.0, 1.0, 4.0):
 # %% Rung 3: a batch (one forward pass over chosen and rejected together), with cached reference log-probs
 batch = encoded[:32]
 ref_logps = compute_reference_logps(policy, batch, tok.end_id, average=False)
-c, r = batch_logps(policy, batch, tok.end_id, average=False)
+rec = pair_record(policy, batch, tok.end_id, beta=0.5, average=False)
+c, r = rec.chosen_logps, rec.rejected_logps
 losses, rc, rr = dpo_loss(c, r, ref_logps[:, 0], ref_logps[:, 1], beta=0.5)
 print(f"batch of {len(batch)}: mean loss {losses.mean().item():.6f} (all ln 2 before training)")
 
@@ -58,8 +60,8 @@ for k, v in evaluate_pairs(policy, val_enc, val_ref, DPOConfig(beta=0.5), tok.en
     print(f"  {k:28s} {v:+.4f}")
 
 # %% Rung 5: a new loss in class. Register it under a name ...
-@register_loss("squared-margin")
-def squared_margin(h, beta, label_smoothing=0.0):
+@register_margin_loss("squared-margin")
+def squared_margin(h, beta):
     """A toy variant: pull the margin up to 1/β like IPO, but never push it back down."""
     return torch.relu(1 / beta - h) ** 2
 
