@@ -78,6 +78,7 @@ STAGE_FLAGS = {  # command -> its own flags (name, parser, help); the rest is `_
     "rlhf": [("--beta", NON_NEGATIVE, "KL coefficient, ≥ 0 (0: no leash to the reference)"),
              ("--steps", POSITIVE_INT, None), ("--lr", POSITIVE, None)],
 }
+STAGE_FLAGS["ppo"] = STAGE_FLAGS["grpo"] = STAGE_FLAGS["rlhf"] + [("--epochs", POSITIVE_INT, "passes over each batch")]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="every stage, figures, summary.json and report.md")
     _common(p)
-    p.add_argument("--all", action="store_true", help="also every study (" + ", ".join(
-        s.command for s in STAGES.values() if s.study) + ")")
+    p.add_argument("--all", action="store_true", help="also PPO, GRPO and every study but the long ones (" + ", ".join(
+        s.command for s in STAGES.values() if s.study and not s.long) + ")")
 
     p = sub.add_parser("tokenizer", help="retrain the BPE merges shipped in data/")
     p.add_argument("--out", default=None, help="merges file (default: data/tokenizer.tiktoken)")
@@ -113,10 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse bad lines of --data (each one reported) instead of stopping at the first")
     p.add_argument("--average-logps", action="store_true", default=None,
                    help="mean instead of sum of response-token log-probs (then raise β ~length×)")
-    sub.choices["rlhf"].add_argument("--reward", choices=["learned", "gold"])
+    for name in ("rlhf", "ppo", "grpo"):
+        sub.choices[name].add_argument("--reward", choices=["learned", "gold"],
+                                       help="learned: the reward model; gold: RL on r* itself (PPO-GT)")
     p = sub.add_parser("evaluate", help="evaluate rlhf.pt and dpo.pt of a run folder against SFT")
-    _common(p)
-    p = sub.add_parser("frontier", help="reward-vs-KL frontier of DPO and RLHF over several β")
     _common(p)
     return parser
 
@@ -157,9 +158,6 @@ def _dispatch(args) -> int:
     elif args.command == "evaluate":
         require(run, "sft", "eval_sft", "rlhf", "dpo")
         _print_eval({"rlhf": P.stage_eval_rlhf(run), "dpo": P.stage_eval_dpo(run)})
-    elif args.command == "frontier":
-        from .frontier import run_frontier
-        run_frontier(run)
     elif STAGES[name].study:
         STAGES[name](run)  # a study brings what it needs up to date itself
     else:
@@ -192,10 +190,10 @@ def _stage_command(run, name: str, args) -> None:
         require(run, "eval_sft")
         _print_eval({"dpo": P.stage_eval_dpo(run)})
         print(f"implicit-reward accuracy on held-out pairs: {m['val_implicit_reward_accuracy']:.3f}")
-    elif name == "rlhf":
-        P.stage_rlhf(run, **_overrides(args, flags + ["reward"]))
+    elif name in ("rlhf", "ppo", "grpo"):
+        STAGES[name](run, **_overrides(args, flags + ["reward"]))
         require(run, "eval_sft")
-        _print_eval({"rlhf": P.stage_eval_rlhf(run)})
+        _print_eval({name: STAGES[f"eval_{name}"](run)})
     elif name == "equivalence":
         from . import plots
         res = P.stage_equivalence(run)

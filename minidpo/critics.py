@@ -23,8 +23,7 @@ def _diversity(run) -> None:
     points = []
     for method, betas in (FAST_DIVERSITY_BETAS if run.fast else DIVERSITY_BETAS).items():
         for beta in betas:
-            ckpts = sweep.trained(run, method, beta)
-            s = sweep.evaluate(run, ckpts[max(ckpts)])
+            s = sweep.evaluate(run, sweep.trained(run, method, beta))
             points.append({"method": method, "beta": beta, **s})
             print(f"{method} β={beta}: gold {s['gold_reward']:+.3f}, entropy {s['entropy']:.3f} nats/token, "
                   f"unique {s['unique_frac']:.3f}, distinct-2 {s['distinct_2']:.3f}, KL {s['kl_to_ref']:.2f}", flush=True)
@@ -35,47 +34,59 @@ def _diversity(run) -> None:
     plots.diversity_figure(points, out / "diversity.png")
 
 
+ROADS = {  # road -> (its training stage, the models it holds in memory while it trains)
+    "dpo": ("dpo", ("policy",)),  # the reference runs once, before training, and is dropped
+    "rlhf (REINFORCE)": ("rlhf", ("policy", "reference", "reward model")),
+    "ppo": ("ppo", ("policy", "reference", "reward model", "value model")),
+    "grpo": ("grpo", ("policy", "reference", "reward model")),
+}
+
+
 def cost_table(run) -> dict:
-    """The whole RLHF road (reward model + REINFORCE) against the whole DPO road (reference pass +
-    training), from a finished pipeline run, and RLHF cut at the step where its training samples
-    first reach DPO's final gold reward (10-step mean). Wall times and peak memory come from the
-    stages' provenance records (when they were computed)."""
+    """Every road from the SFT model to a tuned policy, measured in one run folder: DPO (reference
+    pass + training) against the three RLHF roads (reward model + REINFORCE, PPO or GRPO): wall
+    time, the models held in memory while training and their parameters, tokens through forward
+    and backward passes, samples generated, and, for each RL road, the point where its training
+    samples first reach DPO's final gold reward (10-step mean). Wall times and peak memory come
+    from the stages' provenance records (when they were computed)."""
     rows = run.study("cost", lambda: _cost(run))
-    print("road                      | wall (s) | gold   | tokens fwd | tokens bwd | samples generated | peak RSS (MB)")
+    print("road                       | wall (s) | gold   | models held | params  | tokens fwd | tokens bwd | samples")
     for name, r in rows.items():
-        mb = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] else "-"
-        print(f"{name:25s} | {r['wall_s']:8.1f} | {r['gold_reward']:+.3f} | {r['tokens_forward']:10.0f} | "
-              f"{r['tokens_backward']:10.0f} | {r['samples_generated']:17d} | {mb}")
+        print(f"{name:26s} | {r['wall_s']:8.1f} | {r['gold_reward']:+.3f} | {len(r['models']):11d} | "
+              f"{r['params'] / 1e6:5.2f} M | {r['tokens_forward']:10.0f} | {r['tokens_backward']:10.0f} | "
+              f"{r['samples_generated']}")
     return rows
 
 
 def _cost(run) -> None:
-    records = {name: run.record(name) for name in ("reward_model", "rlhf", "dpo")}
-    t = {name: r["seconds"] for name, r in records.items()}
-    mem = {name: r.get("peak_memory_mb") for name, r in records.items()}
-    s = {m: read_json(run.path(f"eval_{m}.json")) for m in ("rlhf", "dpo")}
-    rm, rl = read_json(run.path("reward_model_metrics.json")), read_json(run.path("rlhf_metrics.json"))
-    dpo = read_json(run.path("dpo_metrics.json"))
-    rows = {
-        "rlhf": {"wall_s": t["reward_model"] + t["rlhf"], "gold_reward": s["rlhf"]["gold_reward"],
-                 "tokens_forward": rm["tokens_forward"] + rl["tokens_forward"] + rl["tokens_generated"],
-                 "tokens_backward": rm["tokens_backward"] + rl["tokens_backward"],
-                 "samples_generated": rl["samples_generated"] + rm["samples_generated"],
-                 "peak_memory_mb": max(mem.get("reward_model") or 0, mem.get("rlhf") or 0) or None},
-        "dpo": {"wall_s": t["dpo"], "gold_reward": s["dpo"]["gold_reward"],
-                "tokens_forward": dpo["tokens_forward"], "tokens_backward": dpo["tokens_backward"],
-                "samples_generated": 0, "peak_memory_mb": mem.get("dpo")},
-    }
-    target, h = s["dpo"]["gold_reward"], rl["history"]
-    i = first_step_reaching(h, target)
-    if i is not None:
-        frac = i / len(h)
-        rows["rlhf_to_dpo_gold"] = {
-            "wall_s": t["reward_model"] + h[i - 1]["seconds"], "gold_reward": target, "step": i,
-            "tokens_forward": rm["tokens_forward"] + frac * (rl["tokens_forward"] + rl["tokens_generated"]),
-            "tokens_backward": rm["tokens_backward"] + frac * rl["tokens_backward"],
-            "samples_generated": int(frac * rl["samples_generated"]) + rm["samples_generated"],
-            "peak_memory_mb": rows["rlhf"]["peak_memory_mb"]}
+    from .checkpoint import load_checkpoint
+    params = sum(v.numel() for k, v in load_checkpoint(run.path("sft.pt"))[0].items() if k != "lm_head.weight")
+    rm_params = sum(v.numel() for k, v in load_checkpoint(run.path("reward_model.pt"))[0].items()
+                    if k not in ("backbone.lm_head.weight", "shift", "scale"))
+    size = {"policy": params, "reference": params, "reward model": rm_params,
+            "value model": rm_params}  # a GPT backbone and a scalar head, like the reward model
+    rm, rm_seconds = read_json(run.path("reward_model_metrics.json")), run.record("reward_model")["seconds"]
+    dpo_gold = read_json(run.path("eval_dpo.json"))["gold_reward"]
+    rows = {}
+    for road, (stage, models) in ROADS.items():
+        m, rec = read_json(run.path(f"{stage}_metrics.json")), run.record(stage)
+        rl = stage != "dpo"
+        row = {"wall_s": rec["seconds"] + (rm_seconds if rl else 0.0),
+               "gold_reward": read_json(run.path(f"eval_{stage}.json"))["gold_reward"],
+               "models": list(models), "params": sum(size[x] for x in models),
+               "tokens_forward": m["tokens_forward"] + m.get("tokens_generated", 0) + (rm["tokens_forward"] if rl else 0),
+               "tokens_backward": m["tokens_backward"] + (rm["tokens_backward"] if rl else 0),
+               "samples_generated": m.get("samples_generated", 0) + (rm["samples_generated"] if rl else 0),
+               "peak_memory_mb": rec.get("peak_memory_mb")}
+        rows[road] = row
+        i = first_step_reaching(m["history"], dpo_gold) if rl else None
+        if i is not None:  # this road, cut where its own samples first reach DPO's gold reward
+            frac, h = i / len(m["history"]), m["history"]
+            rows[f"{road} to DPO's gold"] = {
+                **row, "wall_s": rm_seconds + h[i - 1]["seconds"], "gold_reward": dpo_gold, "step": i,
+                "tokens_forward": rm["tokens_forward"] + frac * (m["tokens_forward"] + m["tokens_generated"]),
+                "tokens_backward": rm["tokens_backward"] + frac * m["tokens_backward"],
+                "samples_generated": int(frac * m["samples_generated"]) + rm["samples_generated"]}
     write_json(run.out / "cost.json", rows)
 
 
@@ -99,8 +110,7 @@ def _failure_modes(run) -> None:
     for name, change in REMEDIES.items():
         beta = change.get("beta", base_beta)
         overrides = {k: v for k, v in change.items() if k != "beta"}
-        ckpts = sweep.trained(run, "dpo", beta, **overrides)
-        final = ckpts[max(ckpts)]
+        final = sweep.trained(run, "dpo", beta, **overrides)
         metrics = read_json(final.with_name(final.stem + "_metrics.json"))
         histories[name] = metrics["history"]
         ev = run.evaluate(run.load_policy(final))

@@ -25,9 +25,9 @@ import torch
 
 from .checkpoint import atomic_write, load_gpt, save_checkpoint, write_json, write_jsonl
 from .data import pair_batch
-from .losses import PairRecord, get_loss, loss_arguments, preference_metrics
+from .losses import PairRecord, UnpairedRecord, get_loss, loss_arguments, preference_metrics
 from .model import sequence_logps
-from .preferences import encode_pairs, read_preferences
+from .preferences import encode_pairs, encode_unpaired, read_preferences, read_unpaired
 from .provenance import input_hash
 from .training import Progress, autocast, check_finite, lr_at, make_optimizer, set_lr
 
@@ -55,6 +55,10 @@ class DPOConfig:
         """(the registered loss, the arguments it is called with); errors for unknown ones."""
         return get_loss(self.loss_type), loss_arguments(self.loss_type, self.label_smoothing, self.loss_args)
 
+    def key(self) -> dict:
+        """What decides a DPO run: these settings, and the source of the loss function itself."""
+        return {**asdict(self), "loss_source": self.loss()[0].fingerprint()}
+
 
 def pair_record(model, encoded_pairs, pad_id, beta: float, average: bool, ref_logps=None, dtype=None) -> PairRecord:
     """The `PairRecord` of a batch of encoded pairs: one concatenated forward pass of `model`
@@ -72,15 +76,36 @@ def pair_record(model, encoded_pairs, pad_id, beta: float, average: bool, ref_lo
                       tokens[:n], tokens[n:], response[:n], response[n:], average)
 
 
-def batch_loss(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id: int, dtype=None, prefix: str = ""):
+def batch_loss(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id: int, dtype=None, prefix: str = "",
+               labels=None):
     """The loss of one batch of pairs: the policy's log-probs, the cached reference log-probs (or
-    None for a reference-free loss), the registered loss. Returns (mean loss, its record, metrics)."""
+    None for a reference-free loss), the registered loss. Returns (mean loss, its record, metrics).
+    For an unpaired loss (KTO) each "pair" is an example and its mismatched completion
+    (`preferences.encode_unpaired`) and `labels` says which examples are desirable."""
     loss, args = cfg.loss()
     record = pair_record(policy, encoded_pairs, pad_id, cfg.beta, cfg.average_logps, ref_logps, dtype)
+    if loss.data == "unpaired":
+        desirable = torch.tensor(labels, dtype=torch.bool, device=record.chosen_logps.device)
+        unpaired = UnpairedRecord(record.chosen_logps, record.ref_chosen_logps, record.rejected_logps,
+                                  record.ref_rejected_logps, desirable, cfg.beta)
+        out = loss(unpaired, **args)
+        return out.losses.mean(), record, unpaired_metrics(out, unpaired, prefix)
     out = loss(record, **args)
     metrics = preference_metrics(out.losses, out.chosen_rewards, out.rejected_rewards,
                                  record.chosen_logps, record.rejected_logps, prefix)
     return out.losses.mean(), record, metrics
+
+
+def unpaired_metrics(out, record: UnpairedRecord, prefix: str = "") -> dict:
+    """TRL's KTO names: the mean implicit reward of desirable and of undesirable examples, their
+    difference, and the KL estimate of the mismatched completions."""
+    mean = lambda t: t.mean().item() if t.numel() else float("nan")
+    return {f"{prefix}loss": out.losses.mean().item(), f"{prefix}rewards/chosen": mean(out.chosen_rewards),
+            f"{prefix}rewards/rejected": mean(out.rejected_rewards),
+            f"{prefix}rewards/margins": mean(out.chosen_rewards) - mean(out.rejected_rewards),
+            f"{prefix}kl": (record.kl_logps - record.ref_kl_logps).mean().item(),
+            f"{prefix}logps/chosen": mean(record.logps[record.desirable].detach()),
+            f"{prefix}logps/rejected": mean(record.logps[~record.desirable].detach())}
 
 
 @torch.no_grad()
@@ -127,8 +152,12 @@ def evaluate_pairs(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id, dty
                          None if ref_logps is None else ref_logps[i:i + chunk], dtype)
              for i in range(0, len(encoded_pairs), chunk)]
     record = concat_records(parts)
-    out = loss(record, **args)
     policy.train()
+    if loss.data == "unpaired":  # held-out data are pairs: the implicit reward's metrics on them
+        chosen, rejected = record.implicit_rewards()
+        return {**preference_metrics(torch.full_like(chosen, float("nan")), chosen, rejected,
+                                     record.chosen_logps, record.rejected_logps, prefix="eval/")}
+    out = loss(record, **args)
     return preference_metrics(out.losses, out.chosen_rewards, out.rejected_rewards,
                               record.chosen_logps, record.rejected_logps, prefix="eval/")
 
@@ -151,7 +180,7 @@ def concat_records(records: list[PairRecord]) -> PairRecord:
 
 
 def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_id: int, dtype=None,
-            quiet: bool = False, log_path=None, on_step=None) -> dict:
+            quiet: bool = False, log_path=None, on_step=None, train_labels=None) -> dict:
     """The DPO training loop on encoded pairs with precomputed reference log-probs (N, 2), or None
     for a loss that needs no reference.
     Updates `policy` in place; returns {"history", "seconds", "steps", "tokens_forward", "tokens_backward"}.
@@ -184,7 +213,8 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
             set_lr(opt, lr_at(step, total, cfg.lr, cfg.warmup))
             step += 1
             loss, rec, m = batch_loss(policy, [train_enc[i] for i in idx],
-                                      None if ref_train is None else ref_train[idx], cfg, pad_id, dtype)
+                                      None if ref_train is None else ref_train[idx], cfg, pad_id, dtype,
+                                      labels=None if train_labels is None else [train_labels[i] for i in idx])
             check_finite(loss, "dpo", step, policy, (rec.chosen_logps, rec.rejected_logps), cfg.lr, cfg.beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -200,7 +230,7 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
                 on_step(step, policy)
             n = sum(len(train_enc[i][0][0]) + len(train_enc[i][1][0]) for i in idx)
             tokens += n
-            prog.step(step, tokens=n, loss=m["loss"], acc=m["rewards/accuracies"], margin=m["rewards/margins"])
+            prog.step(step, tokens=n, loss=m["loss"], margin=m["rewards/margins"])
     policy.eval()
     if partial:
         partial.replace(log_path)
@@ -209,7 +239,7 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
 
 
 def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, device=torch.device("cpu"),
-              dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_every: int = 0,
+              dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_steps=(),
               skip_invalid: bool = False) -> dict:
     """Train a DPO policy from the SFT checkpoint on preference files; writes out_dir/{out_name}.pt,
     {out_name}_log.jsonl and {out_name}_metrics.json. Returns the metrics. skip_invalid=True refuses
@@ -220,9 +250,14 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
     torch.manual_seed(cfg.seed)
     policy, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
     block = policy.config.block_size
-    train_pairs, train_report = read_preferences(train_file, skip_invalid)
+    train_labels = None
+    if loss.data == "unpaired":  # KTO: single labelled completions (pairs are split into two)
+        examples, train_report = read_unpaired(train_file, skip_invalid)
+        train_enc, train_labels, train_trunc = encode_unpaired(tok, examples, block)
+    else:
+        train_pairs, train_report = read_preferences(train_file, skip_invalid)
+        train_enc, train_trunc = encode_pairs(tok, train_pairs, block)
     val_pairs, val_report = read_preferences(val_file)
-    train_enc, train_trunc = encode_pairs(tok, train_pairs, block)
     val_enc, val_trunc = encode_pairs(tok, val_pairs, block)
     t0 = time.perf_counter()
     ref_train = ref_val = None
@@ -237,12 +272,12 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
     ref_seconds = time.perf_counter() - t0
 
     def checkpoint(step, model):
-        if checkpoint_every and step % checkpoint_every == 0:
+        if step in checkpoint_steps:  # checkpoints along training (the frontier evaluates them)
             save_checkpoint(out_dir / f"{out_name}_step{step}.pt", model.state_dict(),
                             {"stage": "dpo", "model": asdict(model.config), "train": asdict(cfg), "step": step})
 
     out = run_dpo(policy, cfg, train_enc, ref_train, val_enc, ref_val, tok.end_id, dtype, quiet,
-                  out_dir / f"{out_name}_log.jsonl", checkpoint)
+                  out_dir / f"{out_name}_log.jsonl", checkpoint, train_labels)
     final = out["history"][-1]
     metrics = {"config": asdict(cfg), "loss_args": cfg.loss()[1], "seconds": out["seconds"], "reference_seconds": ref_seconds,
                "steps": out["steps"], "train_data": {**train_report, **train_trunc},

@@ -29,6 +29,8 @@ Names, formulas and defaults follow TRL where TRL has the loss; differences are 
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -99,6 +101,23 @@ class PairRecord:
         return value
 
 
+@dataclass
+class UnpairedRecord:
+    """One batch of B single completions with a label each (desirable or not), as KTO sees it, and a
+    mismatched completion per example (another example's completion for this prompt), whose
+    log-ratio estimates the policy's KL to the reference: KTO's reference point."""
+    logps: torch.Tensor              # (B,) log π(y|x)
+    ref_logps: torch.Tensor          # (B,) log π_ref(y|x)
+    kl_logps: torch.Tensor           # (B,) log π(y'|x) of the mismatched completion y'
+    ref_kl_logps: torch.Tensor       # (B,) log π_ref(y'|x)
+    desirable: torch.Tensor          # (B,) bool
+    beta: float
+
+    @property
+    def logratios(self):
+        return self.logps - self.ref_logps
+
+
 class LossOutput(NamedTuple):
     losses: torch.Tensor            # (B,) per example; the caller reduces
     chosen_rewards: torch.Tensor    # (B,) detached, logged as rewards/chosen
@@ -111,6 +130,18 @@ class Loss:
     fn: Callable                 # fn(record, **args) -> LossOutput
     reference: bool              # does it read π_ref? (if not, training never runs the reference)
     args: dict = field(default_factory=dict)  # its hyperparameters and their defaults
+    data: str = "pairs"          # "pairs" (a PairRecord) or "unpaired" (an UnpairedRecord: KTO)
+    source: Callable | None = None  # the function as written (the margin form's, not its wrapper)
+
+    def fingerprint(self) -> str:
+        """A hash of the loss's source code: part of every training's provenance key, so a loss
+        edited in a notebook cell (outside minidpo's files) is retrained, never reused."""
+        fn = self.source or self.fn
+        try:
+            text = inspect.getsource(fn)
+        except (OSError, TypeError):  # defined where no source is kept (an interactive prompt)
+            text = fn.__code__.co_code.hex() + repr(fn.__code__.co_consts)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def __call__(self, record: PairRecord, **args) -> LossOutput:
         return self.fn(record, **self.resolve(args))
@@ -127,10 +158,11 @@ class Loss:
 LOSSES: dict[str, Loss] = {}
 
 
-def register_loss(name: str, reference: bool = True, **args):
-    """Register `fn(record, **args) -> LossOutput` under `name`; `args` are its defaults."""
+def register_loss(name: str, reference: bool = True, data: str = "pairs", **args):
+    """Register `fn(record, **args) -> LossOutput` under `name`; `args` are its defaults. A loss
+    with data="unpaired" reads an `UnpairedRecord` (single completions with labels) instead."""
     def add(fn):
-        LOSSES[name] = Loss(name, fn, reference, args)
+        LOSSES[name] = Loss(name, fn, reference, args, data, fn)
         return fn
     return add
 
@@ -139,8 +171,8 @@ def register_margin_loss(name: str, **args):
     """Register `fn(h, beta, **args) -> per-example losses` (the lecture form) under `name`;
     the rewards logged are the implicit rewards β·log-ratio."""
     def add(fn):
-        register_loss(name, True, **args)(
-            lambda record, **a: LossOutput(fn(record.margin, record.beta, **a), *record.implicit_rewards()))
+        LOSSES[name] = Loss(name, lambda record, **a: LossOutput(fn(record.margin, record.beta, **a),
+                                                                 *record.implicit_rewards()), True, args, "pairs", fn)
         return fn
     return add
 
@@ -203,8 +235,8 @@ def rpo_loss(record: PairRecord, alpha=1.0) -> LossOutput:
     """RPO (Pang et al. 2024, eq. 3): DPO plus α·NLL of the chosen response per token. DPO trains
     only the margin and lets log π(y_w) fall; the NLL term holds it up. (TRL: `rpo_alpha` added to
     any loss, with the NLL averaged over all chosen tokens of the batch; here per example.)"""
-    nll = -(record.chosen_logps if record.average_logps else record.chosen_logps / record.chosen_lengths)
-    return LossOutput(sigmoid_loss(record.margin, record.beta) + alpha * nll, *record.implicit_rewards())
+    chosen, _ = record.mean_logps()
+    return LossOutput(sigmoid_loss(record.margin, record.beta) - alpha * chosen, *record.implicit_rewards())
 
 
 @register_loss("dpop", lam=50.0)
@@ -282,6 +314,24 @@ def aot_pair_loss(record: PairRecord, label_smoothing=0.0) -> LossOutput:
     chosen, _ = torch.sort(record.chosen_logratios, dim=0)
     rejected, _ = torch.sort(record.rejected_logratios, dim=0)
     return LossOutput(sigmoid_loss(chosen - rejected, record.beta, label_smoothing), *record.implicit_rewards())
+
+
+@register_loss("kto", data="unpaired", desirable_weight=1.0, undesirable_weight=1.0)
+def kto_loss(record: UnpairedRecord, desirable_weight=1.0, undesirable_weight=1.0) -> LossOutput:
+    """KTO (Ethayarajh et al. 2024, eq. 8), from single labelled completions: a prospect-theory
+    value of the implicit reward r = log π(y|x)/π_ref(y|x) against a reference point z0, the
+    (detached, clamped ≥ 0) mean log-ratio of mismatched completions, an estimate of KL(π ‖ π_ref):
+        desirable    λ_D·(1 − σ(β·(r − z0)))        undesirable   λ_U·(1 − σ(β·(z0 − r)))
+    TRL's KTOTrainer (`desirable_weight`, `undesirable_weight`; z0 from completions shifted within
+    the batch, here within the data set). Returns the implicit rewards β·r of desirable examples as
+    `chosen_rewards` and of undesirable ones as `rejected_rewards` (different lengths)."""
+    z0 = (record.kl_logps - record.ref_kl_logps).mean().clamp(min=0).detach()
+    r = record.logratios
+    good = record.desirable
+    losses = torch.where(good, desirable_weight * (1 - torch.sigmoid(record.beta * (r - z0))),
+                         undesirable_weight * (1 - torch.sigmoid(record.beta * (z0 - r))))
+    rewards = (record.beta * r).detach()
+    return LossOutput(losses, rewards[good], rewards[~good])
 
 
 # --- reference-free losses ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from . import world
 from .checkpoint import read_json, write_json
 from .runfolder import EVAL_SEED_OFFSET, Run, RunFolderError  # noqa: F401  (Run: the public entry point)
-from .stages import PIPELINE, STAGES, STUDIES, ensure
+from .stages import OPTIONAL, PIPELINE, STAGES, STUDIES, ensure
 
 
 def stage_sft(run: Run, **overrides) -> dict:
@@ -67,13 +67,29 @@ def stage_reward_model(run: Run, **overrides) -> dict:
 
 def stage_rlhf(run: Run, **overrides) -> dict:
     from .rlhf import RLHFConfig, train_rlhf
-    cfg = run.settings(RLHFConfig, **overrides)
-    inputs = run.inputs("rlhf")
-    if cfg.reward == "gold":  # RL on the gold reward reads no reward model
+    return _stage_rl(run, "rlhf", RLHFConfig, train_rlhf, **overrides)
+
+
+def _stage_rl(run: Run, name: str, config_class, train, **overrides) -> dict:
+    """An RL stage (REINFORCE, PPO, GRPO) from the SFT checkpoint against the run's reward model
+    (or the gold reward itself with reward="gold", which then reads no reward model)."""
+    cfg = run.settings(config_class, **overrides)
+    inputs = run.inputs(name)
+    if cfg.reward == "gold":
         del inputs["reward_model"]
-    run.cached("rlhf", asdict(cfg), inputs, lambda: train_rlhf(
+    run.cached(name, asdict(cfg), inputs, lambda: train(
         cfg, run.tok, inputs["sft"], inputs.get("reward_model"), run.out, run.device, run.dtype, run.quiet))
-    return read_json(run.path("rlhf_metrics.json"))
+    return read_json(run.path(f"{name}_metrics.json"))
+
+
+def stage_ppo(run: Run, **overrides) -> dict:
+    from .ppo import PPOConfig, train_ppo
+    return _stage_rl(run, "ppo", PPOConfig, train_ppo, **overrides)
+
+
+def stage_grpo(run: Run, **overrides) -> dict:
+    from .grpo import GRPOConfig, train_grpo
+    return _stage_rl(run, "grpo", GRPOConfig, train_grpo, **overrides)
 
 
 def stage_dpo(run: Run, train_file=None, val_file=None, skip_invalid: bool = False, **overrides) -> dict:
@@ -81,9 +97,9 @@ def stage_dpo(run: Run, train_file=None, val_file=None, skip_invalid: bool = Fal
     content hash are recorded, and the report names it."""
     from .dpo import DPOConfig, train_dpo
     cfg = run.settings(DPOConfig, **overrides)
-    cfg.loss()  # an unknown loss, or an argument it does not take, is an error before any work
+    config = cfg.key()  # an unknown loss, or an argument it does not take, is an error before any work
     inputs = run.inputs("dpo", train_data=train_file, val_data=val_file)
-    config = {**asdict(cfg), "skip_invalid": True} if skip_invalid else asdict(cfg)
+    config = {**config, "skip_invalid": True} if skip_invalid else config
     run.cached("dpo", config, inputs, lambda: train_dpo(
         cfg, run.tok, inputs["sft"], inputs["train_data"], inputs["val_data"], run.out, run.device, run.dtype,
         run.quiet, skip_invalid=skip_invalid))
@@ -121,6 +137,14 @@ def stage_eval_dpo(run: Run) -> dict:
     return _stage_eval(run, "dpo")
 
 
+def stage_eval_ppo(run: Run) -> dict:
+    return _stage_eval(run, "ppo")
+
+
+def stage_eval_grpo(run: Run) -> dict:
+    return _stage_eval(run, "grpo")
+
+
 def run_all(run: Run, critics: bool = False) -> dict:
     """The README's main command: every stage of the pipeline, then the report; returns the summary
     (also in summary.json). critics=True (`run --all`) adds every study and its report section."""
@@ -128,7 +152,7 @@ def run_all(run: Run, critics: bool = False) -> dict:
     run.claim_folder()
     ensure(run, *(s for s in PIPELINE if s != "report"))
     if critics:
-        ensure(run, *STUDIES)
+        ensure(run, *OPTIONAL, *STUDIES)
     summary = STAGES["report"](run)
     print(f"== all stages done in {time.perf_counter() - t0:.1f}s; see {run.path('report.md')}")
     return summary

@@ -137,21 +137,69 @@ def ipo_figure(contrast: dict, path=None) -> Figure:
     return _save(fig, path)
 
 
-def frontier_figure(points: list[dict], path=None, sft_gold: float | None = None) -> Figure:
-    fig, ax = _subplots(figsize=(6.5, 4.2))
-    if sft_gold is not None:
-        ax.plot([0], [sft_gold], "k*", ms=12, label="SFT (the reference)")
-    markers = {"dpo": "o", "rlhf": "s"}
-    for method in ("dpo", "rlhf"):
-        for beta in sorted({p["beta"] for p in points if p["method"] == method}):
-            pts = sorted((p for p in points if p["method"] == method and p["beta"] == beta),
-                         key=lambda p: p["step"])
-            ax.plot([p["kl_to_ref"] for p in pts], [p["gold_reward"] for p in pts],
-                    marker=markers[method], ls="-" if method == "dpo" else "--",
-                    label=f"{method.upper()} β={beta}")
+FRONTIER_STYLE = {  # method -> (marker, line style): DPO-family solid, RL dashed, gold dotted
+    "dpo": ("o", "-"), "preferred_ft": ("v", "-"), "unlikelihood": ("^", "-"), "reinforce": ("s", "--"),
+    "ppo": ("D", "--"), "grpo": ("P", "--"), "ppo_gt": ("*", ":")}
+
+
+def frontier_figure(result: dict, path=None) -> Figure:
+    """One panel per labelling condition: every evaluated point (faint, all seeds) and each
+    method's upper frontier, mean over seeds with a ±1 std band."""
+    conditions = list(result["curves"])
+    fig, axes = _subplots(1, len(conditions), figsize=(6.5 * len(conditions), 4.6), squeeze=False)
+    for ax, labels in zip(axes[0], conditions):
+        ax.plot([0], [result["sft"]["gold_reward"]], "k*", ms=12, label="SFT (the reference)")
+        for i, (method, curve) in enumerate(result["curves"][labels].items()):
+            marker, style = FRONTIER_STYLE.get(method, ("o", "-"))
+            pts = [p for p in result["points"] if p["method"] == method and p["labels"] in (labels, "gold")]
+            ax.scatter([p["kl_to_ref"] for p in pts], [p["gold_reward"] for p in pts], marker=marker, s=14,
+                       color=f"C{i}", alpha=0.3)
+            if curve["kl"]:
+                lo = [m - s for m, s in zip(curve["mean"], curve["std"])]
+                hi = [m + s for m, s in zip(curve["mean"], curve["std"])]
+                ax.plot(curve["kl"], curve["mean"], style, color=f"C{i}", label=result["methods"][method])
+                ax.fill_between(curve["kl"], lo, hi, color=f"C{i}", alpha=0.15)
+        ax.set(xlabel="KL(π ‖ π_ref) per response (nats)", ylabel="mean gold reward on held-out films",
+               title=f"Reward vs KL, labels: {labels} ({len(result['seeds'])} seeds)")
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def ppo_figure(ppo: list[dict], reinforce: list[dict], path=None) -> Figure:
+    """PPO next to REINFORCE: gold reward and KL per step, then PPO's own diagnostics."""
+    fig, (a, b, c) = _subplots(1, 3, figsize=(15, 4))
+    for name, h, style in (("REINFORCE", reinforce, "--"), ("PPO", ppo, "-")):
+        steps = [r["step"] for r in h]
+        a.plot(steps, [r["gold_reward"] for r in h], style, label=f"{name}: gold")
+        a.plot(steps, [r["proxy_reward"] for r in h], style, alpha=0.4, label=f"{name}: reward model")
+        b.plot(steps, [r["kl_k1"] for r in h], style, label=name)
+    a.set(xlabel="step (one batch of samples)", ylabel="mean reward of the step's samples", title="Rewards")
+    b.set(xlabel="step", ylabel="KL to the reference (k1, nats)", title="KL to the reference")
+    steps = [r["step"] for r in ppo]
+    for key, label in (("clip_frac", "clip fraction"), ("approx_kl", "approx KL(π_old ‖ π_θ)"),
+                       ("value_ev", "value explained variance")):
+        c.plot(steps, [r[key] for r in ppo], label=label)
+    c.set(xlabel="step", title="PPO's diagnostics", ylim=(-0.5, 1.05))
+    for ax in (a, b, c):
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def loss_bench_figure(result: dict, curves: dict, path=None) -> Figure:
+    """Each loss's final policy (mean over seeds, ±1 std bars) on the reward-vs-KL axes, beside the
+    frontiers of DPO and the RL methods from the Figure 2 study when it has run."""
+    fig, ax = _subplots(figsize=(9, 6))
+    ax.plot([0], [result["sft"]["gold_reward"]], "k*", ms=12, label="SFT")
+    for i, (method, curve) in enumerate(curves.items()):
+        ax.plot(curve["kl"], curve["mean"], FRONTIER_STYLE.get(method, ("o", "-"))[1], color=f"C{i}",
+                label=f"{method} frontier (Figure 2 study)")
+    for name, r in result["rows"].items():
+        x, y = r["kl_to_ref"], r["gold_reward"]
+        ax.errorbar(x["mean"], y["mean"], xerr=x["std"], yerr=y["std"], fmt="o", ms=4, color="grey", alpha=0.8)
+        ax.annotate(name, (x["mean"], y["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set(xlabel="KL(π ‖ π_ref) per response (nats)", ylabel="mean gold reward on held-out films",
-           title="Reward vs KL frontier (the paper's Fig. 2, in miniature)")
-    ax.legend(fontsize=7, ncol=2)
+           title=f"The loss bench: every registered loss, {result['epochs']} epoch, {len(result['seeds'])} seeds")
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 

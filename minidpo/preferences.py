@@ -1,16 +1,19 @@
 """Stage 5: preference data — pairs sampled from the SFT model, labelled by Bradley–Terry.
 
 For each prompt we draw K responses from the SFT model, exactly on-policy (temperature 1, no top-k),
-and pair them up. A pair (y1, y2) is labelled with the Bradley–Terry model of the gold reward,
+and pair them up. A pair (y1, y2) is labelled (`PrefsConfig.labels`) either
 
-    P(y1 ≻ y2) = σ(r*(x, y1) − r*(x, y2)),
-
-by a seeded coin flip, so labels are noisy the way human labels are: two responses of nearly equal
-reward are a coin toss. A pair of identical samples cannot be compared, and a pair with an empty
+  "bt"             with the Bradley–Terry model of the gold reward, P(y1 ≻ y2) = σ(r*(x, y1) − r*(x, y2)),
+                   by a seeded coin flip, so labels are noisy the way human labels are: two responses
+                   of nearly equal reward are a coin toss (the default);
+  "deterministic"  the response with the higher gold reward is chosen, always (the DPO paper's IMDb
+                   setting, where a sentiment classifier picks the winner); an exact tie is a coin toss. A pair of identical samples cannot be compared, and a pair with an empty
 sample would not pass the file checks below: both are refused and counted in the report.
 
 Files are JSONL with keys `prompt`, `chosen`, `rejected` (TRL / Anthropic HH convention); other keys
-are kept but ignored. `read_preferences` validates every line and names file and line on error.
+are kept but ignored. TRL's conversational format (message lists) and unpaired examples
+(`prompt`, `completion`, `label`, for KTO) are read too. Every line is validated, and an error names
+file and line.
 
 Length rule (documented, never silent): a pair whose prompt + completion exceeds the model's context
 keeps the last `block_size // 2` tokens of its prompt, then the first tokens of each completion
@@ -41,6 +44,7 @@ class PrefsConfig:
     train_repeats: int = 8      # each training film is prompted this many times ...
     val_repeats: int = 8        # ... and each held-out film this many times
     k: int = 2                  # samples per prompt, paired consecutively: (0,1), (2,3), ...
+    labels: str = "bt"          # "bt" (noisy Bradley–Terry) or "deterministic" (the better one wins)
     seed: int = 0
 
     @classmethod
@@ -49,21 +53,30 @@ class PrefsConfig:
 
 
 # --- making pairs ----------------------------------------------------------------------------
+LABELS = ("bt", "deterministic")
+
+
 def label_pair(rng: random.Random, prompt: str, y1: str, y2: str, s1: float | None = None,
-               s2: float | None = None) -> dict:
+               s2: float | None = None, labels: str = "bt") -> dict:
     """Bradley–Terry label: y1 wins with probability σ(s1 − s2), where the scores s are the gold
-    rewards unless given (e.g. a reward model's, for labels without a human). The gold rewards
-    are stored with the pair either way."""
+    rewards unless given (e.g. a reward model's, for labels without a human); with
+    labels="deterministic" the higher score wins (a tie is a coin toss). The gold rewards are
+    stored with the pair either way."""
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {', '.join(LABELS)}, not {labels!r}")
     r1, r2 = world.gold_reward(prompt, y1), world.gold_reward(prompt, y2)
     s1, s2 = (r1, r2) if s1 is None else (s1, s2)
-    p1 = 1 / (1 + math.exp(-(s1 - s2)))
+    if labels == "deterministic" and s1 != s2:
+        p1 = 1.0 if s1 > s2 else 0.0
+    else:
+        p1 = 1 / (1 + math.exp(-(s1 - s2)))
     if rng.random() < p1:
         return {"prompt": prompt, "chosen": y1, "rejected": y2, "chosen_gold": r1, "rejected_gold": r2}
     return {"prompt": prompt, "chosen": y2, "rejected": y1, "chosen_gold": r2, "rejected_gold": r1}
 
 
 def make_pairs(model, tok, prompts: list[str], k: int, seed: int, dtype=None,
-               scorer=None) -> tuple[list[dict], dict]:
+               scorer=None, labels: str = "bt") -> tuple[list[dict], dict]:
     """Sample k responses per prompt from `model`, pair them, label by Bradley–Terry on the gold
     reward, or on `scorer(prompts, response_token_lists) -> scores` when given.
     Returns (pairs, counts); counts say how many candidate pairs were refused and why."""
@@ -82,7 +95,7 @@ def make_pairs(model, tok, prompts: list[str], k: int, seed: int, dtype=None,
         elif not texts[i].strip() or not texts[i + 1].strip():
             empty += 1  # the file format refuses empty completions, so we never write one
         else:
-            pairs.append(label_pair(rng, flat[i], texts[i], texts[i + 1], scores[i], scores[i + 1]))
+            pairs.append(label_pair(rng, flat[i], texts[i], texts[i + 1], scores[i], scores[i + 1], labels))
     return pairs, {"candidates": len(flat) // 2, "refused_identical": identical, "refused_empty": empty,
                    "pairs": len(pairs)}
 
@@ -105,7 +118,7 @@ def generate_preference_files(model, tok, cfg: PrefsConfig, out_dir, dtype=None)
     for name, titles, repeats, seed in (("train", train_titles, cfg.train_repeats, cfg.seed),
                                         ("val", heldout_titles, cfg.val_repeats, cfg.seed + 1)):
         prompts = [world.make_prompt(t) for t in titles for _ in range(repeats)]
-        pairs, counts = make_pairs(model, tok, prompts, cfg.k, seed, dtype)
+        pairs, counts = make_pairs(model, tok, prompts, cfg.k, seed, dtype, labels=cfg.labels)
         write_preferences(out_dir / f"prefs_{name}.jsonl", pairs)
         report[name] = {**counts, "oracle_accuracy": oracle_accuracy(pairs)}
     report["config"] = asdict(cfg)
@@ -118,7 +131,11 @@ def write_preferences(path, pairs: list[dict]) -> None:
     atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
-def _check_line(raw: bytes, where: str) -> dict:
+ROLES = ("system", "user", "assistant")
+
+
+def _parse(raw: bytes, where: str) -> dict:
+    """One line as a JSON object, or a PreferenceFileError naming file and line."""
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -129,6 +146,47 @@ def _check_line(raw: bytes, where: str) -> dict:
         raise PreferenceFileError(f"{where}: invalid JSON ({e.msg}, column {e.colno})") from None
     if not isinstance(obj, dict):
         raise PreferenceFileError(f"{where}: expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def _messages(value, key: str, where: str) -> list[dict]:
+    """A list of {"role", "content"} messages, checked."""
+    if not isinstance(value, list) or not value:
+        raise PreferenceFileError(f"{where}: {key!r} must be a non-empty list of messages")
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise PreferenceFileError(f"{where}: {key}[{i}] must be {{\"role\": one of {', '.join(ROLES)}, "
+                                      f"\"content\": a string}}")
+    return value
+
+
+def _conversational(obj: dict, where: str) -> dict:
+    """TRL's conversational format -> {prompt, chosen, rejected} as text. The prompt is the
+    contents of the prompt messages joined by newlines: given as `prompt`, or (implicit prompt)
+    the messages chosen and rejected share; each completion is one final assistant message."""
+    chosen, rejected = _messages(obj.get("chosen"), "chosen", where), _messages(obj.get("rejected"), "rejected", where)
+    if "prompt" in obj:
+        prompt = _messages(obj["prompt"], "prompt", where)
+    else:
+        n = 0
+        while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+            n += 1
+        prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
+        if not prompt:
+            raise PreferenceFileError(f"{where}: no 'prompt', and chosen and rejected share no first messages "
+                                      "(an implicit prompt is the messages they share)")
+    for key, completion in (("chosen", chosen), ("rejected", rejected)):
+        if len(completion) != 1 or completion[0]["role"] != "assistant":
+            raise PreferenceFileError(f"{where}: {key!r} must end in exactly one assistant message after the prompt")
+    return {**obj, "prompt": "\n".join(m["content"] for m in prompt),
+            "chosen": chosen[0]["content"], "rejected": rejected[0]["content"]}
+
+
+def _check_pair(obj: dict, where: str) -> dict:
+    """A preference pair with string `prompt`, `chosen`, `rejected` (converted from TRL's
+    conversational format when the completions are message lists)."""
+    if isinstance(obj.get("chosen"), list) or isinstance(obj.get("prompt"), list):
+        obj = _conversational(obj, where)
     for key in REQUIRED_KEYS:
         if key not in obj:
             raise PreferenceFileError(f"{where}: missing key {key!r} (need {', '.join(REQUIRED_KEYS)})")
@@ -142,27 +200,76 @@ def _check_line(raw: bytes, where: str) -> dict:
     return obj
 
 
-def read_preferences(path, skip_invalid: bool = False) -> tuple[list[dict], dict]:
-    """(pairs, report). Every line is checked; by default the first bad line raises a
-    PreferenceFileError `file:line: what is wrong`. skip_invalid=True refuses bad lines instead,
-    and lists each one in report["refused"] (nothing is dropped silently). Blank lines are counted."""
+def _check_unpaired(obj: dict, where: str) -> dict:
+    """An unpaired example: string `prompt` and `completion`, boolean `label` (desirable or not)."""
+    for key, kind in (("prompt", str), ("completion", str), ("label", bool)):
+        if key not in obj:
+            raise PreferenceFileError(f"{where}: missing key {key!r} (an unpaired example needs prompt, "
+                                      "completion, label)")
+        if not isinstance(obj[key], kind):
+            raise PreferenceFileError(f"{where}: {key!r} must be a {'boolean' if kind is bool else 'string'}, "
+                                      f"not {type(obj[key]).__name__}")
+    if not obj["completion"].strip():
+        raise PreferenceFileError(f"{where}: 'completion' is empty")
+    return obj
+
+
+def _read_lines(path, check, what: str, skip_invalid: bool) -> tuple[list[dict], dict]:
+    """Every non-blank line through `check`; the first bad line raises `file:line: what is wrong`,
+    or with skip_invalid each bad line is refused and listed in the report."""
     path = Path(path)
     if not path.is_file():
         raise PreferenceFileError(f"preference file not found: {path}")
-    pairs, refused, blank = [], [], 0
-    for lineno, raw in enumerate(path.read_bytes().splitlines(), 1):
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PreferenceFileError(f"{path}: cannot read it ({e.strerror})") from None
+    items, refused, blank = [], [], 0
+    for lineno, raw in enumerate(data.splitlines(), 1):
         if not raw.strip():
             blank += 1
             continue
+        where = f"{path}:{lineno}"
         try:
-            pairs.append(_check_line(raw, f"{path}:{lineno}"))
+            items.append(check(_parse(raw, where), where))
         except PreferenceFileError as e:
             if not skip_invalid:
                 raise
             refused.append(str(e))
-    if not pairs:
-        raise PreferenceFileError(f"{path}: no valid preference pairs found")
-    return pairs, {"file": str(path), "read": len(pairs), "refused": refused, "blank_lines": blank}
+    if not items:
+        raise PreferenceFileError(f"{path}: no valid {what} found")
+    return items, {"file": str(path), "read": len(items), "refused": refused, "blank_lines": blank}
+
+
+def read_preferences(path, skip_invalid: bool = False) -> tuple[list[dict], dict]:
+    """(pairs, report). Lines are `{"prompt", "chosen", "rejected"}` with strings, or TRL's
+    conversational format (message lists, with or without a separate prompt). Every line is checked;
+    by default the first bad line raises a PreferenceFileError `file:line: what is wrong`.
+    skip_invalid=True refuses bad lines instead, and lists each one in report["refused"] (nothing
+    is dropped silently). Blank lines are counted."""
+    return _read_lines(path, _check_pair, "preference pairs", skip_invalid)
+
+
+def read_unpaired(path, skip_invalid: bool = False) -> tuple[list[dict], dict]:
+    """(examples, report) for losses that learn from single labelled completions (KTO): a file of
+    `{"prompt", "completion", "label": true|false}` lines; or a file of pairs, each split into its
+    chosen completion (label true) and its rejected one (label false)."""
+    path = Path(path)
+    first = next((line for line in (path.read_bytes().splitlines() if path.is_file() else []) if line.strip()), b"")
+    try:
+        unpaired = "completion" in json.loads(first)
+    except (ValueError, TypeError):
+        unpaired = False
+    if unpaired:
+        return _read_lines(path, _check_unpaired, "unpaired examples", skip_invalid)
+    pairs, report = read_preferences(path, skip_invalid)
+    return pairs_to_unpaired(pairs), {**report, "split_from_pairs": True, "read": 2 * len(pairs)}
+
+
+def pairs_to_unpaired(pairs: list[dict]) -> list[dict]:
+    """Each pair as two unpaired examples: (prompt, chosen, desirable), (prompt, rejected, not)."""
+    return [{"prompt": p["prompt"], "completion": c, "label": label}
+            for p in pairs for c, label in ((p["chosen"], True), (p["rejected"], False))]
 
 
 # --- tokens ---------------------------------------------------------------------------------------
@@ -188,3 +295,15 @@ def encode_pairs(tok, pairs: list[dict], block_size: int) -> tuple[list, dict]:
         encoded.append((c, r))
         n_trunc += t
     return encoded, {"encoded": len(encoded), "truncated": n_trunc}
+
+
+def encode_unpaired(tok, examples: list[dict], block_size: int) -> tuple[list, list[bool], dict]:
+    """(rows, labels, report) for unpaired examples. Each row is a pair of token rows: the example
+    (x_i, y_i) and a mismatched completion (x_i, y_{i+1}) for KTO's reference point (the KL of the
+    policy to the reference on completions that do not belong to the prompt; TRL shifts within a
+    batch, here within the file, so the mismatch is fixed and the reference log-probs cacheable)."""
+    n = len(examples)
+    shifted = [{"prompt": e["prompt"], "chosen": e["completion"], "rejected": examples[(i + 1) % n]["completion"]}
+               for i, e in enumerate(examples)]
+    rows, report = encode_pairs(tok, shifted, block_size)
+    return rows, [bool(e["label"]) for e in examples], report

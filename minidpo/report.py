@@ -13,7 +13,7 @@ from pathlib import Path
 from . import plots, provenance
 from .checkpoint import atomic_write, read_json, write_json
 from .evaluate import first_per_prompt
-from .stages import PIPELINE, STAGES, STUDIES
+from .stages import LONG_STUDIES, OPTIONAL, PIPELINE, STAGES, STUDIES
 
 TRAINED = ("sft", "eval_sft", "prefs", "reward_model", "rlhf", "dpo", "equivalence", "eval_rlhf", "eval_dpo")
 FIGURES = ("sft_curve.png", "gold_hist.png", "reward_model.png", "rlhf_curves.png", "dpo_metrics.png",
@@ -84,7 +84,7 @@ def evaluations(run) -> dict:
 
 def stage_seconds(run) -> dict:
     """Wall time of each stage, from its provenance record (when it was last computed)."""
-    return {name: (run.record(name) or {}).get("seconds") for name in (*TRAINED, *STUDIES)}
+    return {name: (run.record(name) or {}).get("seconds") for name in (*TRAINED, *OPTIONAL, *STUDIES, *LONG_STUDIES)}
 
 
 def data_sources(run) -> dict:
@@ -107,7 +107,8 @@ def write_report(run) -> dict:
                                        "reward_model_metrics.json", "rlhf_metrics.json", "dpo_metrics.json",
                                        "equivalence.json", "eval_rlhf.json", "eval_dpo.json")}
     inputs.update({f"provenance/{n}": provenance.record_path(run.out, n) for n in TRAINED})
-    inputs.update({n: run.path(STAGES[n].outputs[0]) for n in STUDIES if run.path(STAGES[n].outputs[0]).is_file()})
+    inputs.update({n: run.path(STAGES[n].outputs[0]) for n in (*OPTIONAL, *STUDIES, *LONG_STUDIES)
+                   if run.path(STAGES[n].outputs[0]).is_file()})
     run.cached("report", {}, inputs, lambda: _write_report(run), outputs=("summary.json", "report.md", *FIGURES))
     return read_json(run.path("summary.json"))
 
@@ -143,6 +144,9 @@ def _write_report(run) -> None:
         _row("SFT", sft_row, f"{t['sft']:.0f}" if t["sft"] else "-", "-"),
         _row("RLHF (RM + REINFORCE)", summary["rlhf"], f"{t['rlhf_road']:.0f}", cost["rlhf"]["forward"]),
         _row("DPO", summary["dpo"], f"{t['dpo']:.0f}" if t["dpo"] else "-", cost["dpo"]["forward"]),
+        *[_row(f"RLHF (RM + {label})", read_json(run.path(f"eval_{m}.json")),
+               f"{(t['reward_model'] or 0) + (run.record(m) or {}).get('seconds', 0):.0f}", "-")
+          for m, label in (("ppo", "PPO"), ("grpo", "GRPO")) if run.path(f"eval_{m}.json").is_file()],
         "", _data_line(data, rlhf), "", f"The corpus itself scores {summary['sft']['corpus_gold_reward']:+.3f} ± "
         f"{summary['sft']['corpus_gold_std']:.2f}; the best possible review scores about +4.2.", "",
         f"![gold reward histograms]({'gold_hist.png'})", "",
@@ -193,6 +197,7 @@ def _write_report(run) -> None:
         cells = [sft_e["samples"][i], ev["rlhf"]["samples"][i], ev["dpo"]["samples"][i]]
         lines.append(f"| {cells[0]['prompt']} | " + " | ".join(f"{c['response']} ({c['gold']:+.1f})" for c in cells) + " |")
     lines += critics_sections(run)
+    lines += long_study_sections(run)
     lines += sources_section(run)
     text = "\n".join(lines) + "\n"
     atomic_write(run.path("report.md"), lambda f: f.write(text.encode("utf-8")))
@@ -230,7 +235,7 @@ def sources_section(run) -> list[str]:
              "Each stage is reused only while its settings, seed, dtype, input files (by content hash) and "
              "code are unchanged; `provenance/STAGE.json` holds the full record.", "",
              "| stage | this command | finished | seconds | read (sha256 prefix) | settings |", "|---|---|---|---|---|---|"]
-    for name in [*PIPELINE, *STUDIES]:
+    for name in [*PIPELINE, *OPTIONAL, *STUDIES, *LONG_STUDIES]:
         rec = run.record(name)
         if rec is None or name == "report":
             continue
@@ -241,6 +246,60 @@ def sources_section(run) -> list[str]:
                              if not isinstance(v, (dict, list)) and k not in ("log_every", "eval_every"))
         lines.append(f"| {name} | {status} | {rec['finished']} | {rec['seconds']:.1f} | {read} | {settings} |")
     return lines
+
+
+def long_study_sections(run) -> list[str]:
+    """Sections for the long studies whose results are in the run folder (their own commands)."""
+    out, folder = [], run.out / "frontier"
+    if (folder / "frontier.json").is_file():
+        r = read_json(folder / "frontier.json")
+        out += ["", "## 12. The paper's Figure 2: reward against KL for every method", "",
+                f"Gold reward read off each method's upper frontier at matched KL, mean ± std over {len(r['seeds'])} "
+                "seeds (each seed: its own pairs and reward model); '-' where no seed's frontier reaches that KL. "
+                "PPO-GT learns from the gold reward, so its row is the same in both conditions.", ""]
+        for labels, table in r["matched"].items():
+            out += [f"**Labels: {labels}**", "", "| method | " + " | ".join(f"KL {k:g}" for k in r["kl_targets"]) + " |",
+                    "|---|" + "---|" * len(r["kl_targets"])]
+            for method, row in table.items():
+                cells = [f"{row[str(k)]['gold_mean']:+.2f} ± {row[str(k)]['gold_std']:.2f}"
+                         + ("" if row[str(k)]["n"] == len(r["seeds"]) else f" (n={row[str(k)]['n']})")
+                         if str(k) in row else "-" for k in r["kl_targets"]]
+                out.append(f"| {r['methods'][method]} | " + " | ".join(cells) + " |")
+            out.append("")
+        out += ["![frontier](frontier/frontier.png)"]
+    if (folder / "ablation.json").is_file():
+        r = read_json(folder / "ablation.json")
+        kl = r["primary_kl"]
+        out += ["", "## 13. Why: from this setting to the paper's, one factor at a time", "",
+                f"At KL = {kl} nats; gap = DPO − RL paired by seed, mean ± std; 'beyond the spread' = "
+                "|mean| > 2 standard errors.", "",
+                "| change | RL method | DPO | RL | DPO − RL | |", "|---|---|---|---|---|---|"]
+        for row in r["rows"]:
+            c = row["by_kl"].get(str(kl)) if kl is not None else None
+            if not c:
+                out.append(f"| {row['change']} | {row['rl_label']} | - | - | - | not reached |")
+                continue
+            out.append(f"| {row['change']} | {row['rl_label']} | {c['dpo']['gold_mean']:+.2f} ± {c['dpo']['gold_std']:.2f} | "
+                       f"{c['rl']['gold_mean']:+.2f} ± {c['rl']['gold_std']:.2f} | {c['gap_mean']:+.2f} ± {c['gap_std']:.2f} | "
+                       f"{'beyond the spread' if c['beyond_spread'] else 'within the spread'} |")
+    if (folder / "losses.json").is_file():
+        r = read_json(folder / "losses.json")
+        kl = r["matched_kl"]
+        out += ["", "## 14. The loss bench", "",
+                f"Every registered loss, {r['epochs']} epoch on the same pairs, {len(r['seeds'])} seeds; sorted by gold "
+                f"at KL {kl} (mean ± std; '-' where not every seed reaches it), then the final policy's numbers.", "",
+                f"| loss | gold at KL {kl} | final gold | win rate | KL | fluency | unique | Δ log π(y_w) | seconds |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for name in r["order"]:
+            x = r["rows"][name]
+            m = x["matched"].get(str(kl))
+            at = f"{m['gold_mean']:+.2f} ± {m['gold_std']:.2f}" if m and m["n"] == len(r["seeds"]) else "-"
+            out.append(f"| {name} | {at} | {x['gold_reward']['mean']:+.3f} ± {x['gold_reward']['std']:.3f} | "
+                       f"{x['win_rate_vs_sft']['mean']:.3f} | {x['kl_to_ref']['mean']:.2f} | {x['fluency']['mean']:.3f} | "
+                       f"{x['unique_frac']['mean']:.3f} | {x['logps_chosen_change']['mean']:+.2f} | "
+                       f"{x['train_seconds']['mean']:.0f} |")
+        out += ["", "![loss bench](frontier/losses.png)"]
+    return out
 
 
 def critics_sections(run) -> list[str]:
@@ -268,12 +327,14 @@ def critics_sections(run) -> list[str]:
     f = run.out / "cost.json"
     if f.is_file():
         r = read_json(f)
-        out += ["", "## 9. The cost of RL", "", "| road | wall (s) | gold | tokens forward | tokens backward | samples generated | peak RSS (MB) |",
-                "|---|---|---|---|---|---|---|"]
+        out += ["", "## 9. The cost of RL", "",
+                "Each RL road includes training its reward model. Models held = in memory while the road trains.", "",
+                "| road | wall (s) | gold | models held | parameters | tokens forward | tokens backward | samples generated |",
+                "|---|---|---|---|---|---|---|---|"]
         for k, v in r.items():
-            mb = f"{v['peak_memory_mb']:.0f}" if v.get("peak_memory_mb") else "-"
-            out.append(f"| {k} | {v['wall_s']:.1f} | {v['gold_reward']:+.3f} | {v['tokens_forward']:.0f} | "
-                       f"{v['tokens_backward']:.0f} | {v['samples_generated']} | {mb} |")
+            out.append(f"| {k} | {v['wall_s']:.1f} | {v['gold_reward']:+.3f} | {', '.join(v['models'])} | "
+                       f"{v['params'] / 1e6:.2f} M | {v['tokens_forward']:.0f} | {v['tokens_backward']:.0f} | "
+                       f"{v['samples_generated']} |")
     f = run.out / "failure_modes" / "failure_modes.json"
     if f.is_file():
         r = read_json(f)

@@ -93,13 +93,14 @@ class Run:
                                    {**inputs, "tokenizer": self.tok.fingerprint}, code)
 
     def cached(self, name: str, config: dict, inputs: dict, compute, outputs=None, code: str | None = None,
-               folder=None) -> bool:
+               folder=None, announce: bool = True) -> bool:
         """Reuse `name`'s outputs if its key (config, seed, dtype, input files, code) is unchanged
         and its outputs are untouched; otherwise compute() and record them. Returns True when
         computed. `inputs`: role -> file Path (hashed) or a hash string. `outputs`: file names
         inside `folder` (default: the stage table's), or a function returning the paths written.
         `code`: the module that does the work (default: the stage table's); it and every minidpo
-        module it imports are part of the key, so an edited loss makes DPO stale."""
+        module it imports are part of the key, so an edited loss makes DPO stale. `announce=False`
+        (the many units of a study, which print their own progress) prints nothing."""
         from .stages import STAGES
         folder = Path(folder or self.out)
         stage = STAGES.get(name)
@@ -108,12 +109,13 @@ class Run:
         key = self.key(config, inputs, code)
         forced = self.force and name not in self.computed  # --force redoes each unit once per command
         why = "--force" if forced else provenance.why_stale(folder, name, key)
+        say = (lambda text: print(text, flush=True)) if announce else (lambda text: None)
         if why is None:
             if name not in self.reused:
-                print(f"== {name}: reusing its outputs (inputs unchanged; --force redoes it)", flush=True)
+                say(f"== {name}: reusing its outputs (inputs unchanged; --force redoes it)")
                 self.reused.append(name)
             return False
-        print(f"== {name}: start" + ("" if why == "no provenance record" else f" (recomputing: {why})"), flush=True)
+        say(f"== {name}: start" + ("" if why == "no provenance record" else f" (recomputing: {why})"))
         seed_everything(self.seed)
         t0 = time.perf_counter()
         with PeakMemory(self.device) as mem:
@@ -123,7 +125,7 @@ class Run:
         sources = {r: p for r, p in inputs.items() if isinstance(p, Path)}
         provenance.write_record(folder, name, key, paths, sources, seconds, str(self.device), mem.mb)
         self.computed.append(name)
-        print(f"== {name}: done in {seconds:.1f}s" + (f", peak memory {mem.mb:.0f} MB" if mem.mb else ""), flush=True)
+        say(f"== {name}: done in {seconds:.1f}s" + (f", peak memory {mem.mb:.0f} MB" if mem.mb else ""))
         return True
 
     def inputs(self, name: str, **files) -> dict:

@@ -1,8 +1,9 @@
 """The shape of the pipeline at a glance: every stage and study, what it needs and what it writes.
 
     sft ─┬─ eval_sft ───────────────────────────────┬─ eval_rlhf ─┐
-         ├─ prefs ─┬─ reward_model ── rlhf ─────────┘             ├─ report
-         │         └─ dpo ──────────────────────── eval_dpo ──────┘
+         ├─ prefs ─┬─ reward_model ─┬─ rlhf ────────┘             ├─ report
+         │         │                ├─ ppo, grpo ── eval_ppo, eval_grpo   (run --all)
+         │         └─ dpo ──────────┴────────────── eval_dpo ──────┘
     equivalence (the exact lab, needs nothing) ───────────────────┘
 
 One table (`STAGES`) names each stage, the function that computes it ("module:function", imported
@@ -27,6 +28,8 @@ class Stage:
     outputs: tuple[str, ...]    # files it writes in the run folder (a study: its own subfolder)
     help: str
     study: bool = False         # a study (`run --all`), not part of the default pipeline
+    default: bool = True        # part of `run` (False: only `run --all`, or its own command)
+    long: bool = False          # a study of many minutes: only its own command, not `run --all`
     code: str = ""              # the module that does the work (default: the function's); it and
                                 # all it imports are part of the stage's provenance key
 
@@ -76,6 +79,19 @@ STAGES = _stages(
     Stage("eval_dpo", "pipeline:stage_eval_dpo", ("sft", "eval_sft", "dpo"),
           {"policy": "dpo.pt", **SFT, **BASELINE}, ("eval_dpo.json",),
           "the DPO policy on the held-out films against SFT", code="evaluate"),
+    Stage("ppo", "pipeline:stage_ppo", ("sft", "reward_model"), {**SFT, **RM},
+          ("ppo.pt", "ppo.json", "ppo_metrics.json"),
+          "RLHF step 2 with PPO: value model, GAE, clipped updates (InstructGPT, TRL)", code="ppo", default=False),
+    Stage("grpo", "pipeline:stage_grpo", ("sft", "reward_model"), {**SFT, **RM},
+          ("grpo.pt", "grpo.json", "grpo_metrics.json"),
+          "RLHF step 2 with GRPO: group-normalised advantages, no value model (DeepSeekMath)", code="grpo",
+          default=False),
+    Stage("eval_ppo", "pipeline:stage_eval_ppo", ("sft", "eval_sft", "ppo"),
+          {"policy": "ppo.pt", **SFT, **BASELINE}, ("eval_ppo.json",),
+          "the PPO policy on the held-out films against SFT", code="evaluate", default=False),
+    Stage("eval_grpo", "pipeline:stage_eval_grpo", ("sft", "eval_sft", "grpo"),
+          {"policy": "grpo.pt", **SFT, **BASELINE}, ("eval_grpo.json",),
+          "the GRPO policy on the held-out films against SFT", code="evaluate", default=False),
     Stage("report", "report:write_report",
           ("sft", "eval_sft", "prefs", "reward_model", "rlhf", "dpo", "equivalence", "eval_rlhf", "eval_dpo"),
           {}, ("summary.json", "report.md"),  # what it reads: see report.write_report
@@ -87,10 +103,12 @@ STAGES = _stages(
     Stage("diversity", "critics:run_diversity", ("sft", "eval_sft", "prefs", "reward_model"),
           {**SFT, **PAIRS, **RM, **BASELINE}, ("diversity/diversity.json", "diversity/diversity.png"),
           "gold reward, entropy and unique responses against β", study=True),
-    Stage("cost", "critics:cost_table", ("reward_model", "rlhf", "dpo", "eval_rlhf", "eval_dpo"),
-          {"reward_model_metrics": "reward_model_metrics.json", "rlhf_metrics": "rlhf_metrics.json",
-           "dpo_metrics": "dpo_metrics.json", "rlhf_eval": "eval_rlhf.json", "dpo_eval": "eval_dpo.json"},
-          ("cost.json",), "the cost table of the RLHF road against the DPO road", study=True),
+    Stage("cost", "critics:cost_table", ("reward_model", "rlhf", "dpo", "ppo", "grpo", "eval_rlhf", "eval_dpo",
+                                         "eval_ppo", "eval_grpo"),
+          {**{f"{m}_metrics": f"{m}_metrics.json" for m in ("reward_model", "rlhf", "dpo", "ppo", "grpo")},
+           **{f"{m}_eval": f"eval_{m}.json" for m in ("rlhf", "dpo", "ppo", "grpo")}},
+          ("cost.json",), "the cost table of the RLHF roads (REINFORCE, PPO, GRPO) against the DPO road",
+          study=True),
     Stage("failure_modes", "critics:run_failure_modes", ("sft", "eval_sft", "prefs"),
           {**SFT, **PAIRS, **BASELINE}, ("failure_modes/failure_modes.json", "failure_modes/failure_modes.png"),
           "DPO's falling log-probs and a table of remedies", study=True),
@@ -98,10 +116,24 @@ STAGES = _stages(
           {**SFT, **PAIRS, **RM, **BASELINE, "dpo_eval": "eval_dpo.json"},
           ("online_dpo/online_dpo.json", "online_dpo/online_dpo.png"),
           "rounds of fresh on-policy pairs vs offline DPO at equal labels", study=True),
+    Stage("frontier", "frontier:run_frontier", ("sft", "eval_sft", "prefs", "reward_model"),
+          {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/frontier.json", "frontier/frontier.png"),
+          "the paper's Figure 2: reward vs KL for DPO, PPO, PPO-GT, REINFORCE, GRPO, Preferred-FT and "
+          "Unlikelihood, 3 seeds, two labelling conditions (about half an hour)", study=True, long=True),
+    Stage("ablation", "ablation:run_ablation", ("sft", "eval_sft", "prefs", "reward_model"),
+          {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/ablation.json",),
+          "why RL beats DPO here: from our setting to the paper's one factor at a time (reuses the "
+          "frontier's units)", study=True, long=True),
+    Stage("losses", "loss_bench:run_loss_bench", ("sft", "eval_sft", "prefs", "reward_model"),
+          {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/losses.json", "frontier/losses.png"),
+          "the loss bench: every registered loss on the same pairs, 3 seeds, sorted by gold reward at "
+          "matched KL (about a quarter of an hour)", study=True, long=True),
 )
 
-PIPELINE = tuple(name for name, s in STAGES.items() if not s.study)
-STUDIES = tuple(name for name, s in STAGES.items() if s.study)
+PIPELINE = tuple(name for name, s in STAGES.items() if not s.study and s.default)
+OPTIONAL = tuple(name for name, s in STAGES.items() if not s.study and not s.default)
+STUDIES = tuple(name for name, s in STAGES.items() if s.study and not s.long)
+LONG_STUDIES = tuple(name for name, s in STAGES.items() if s.long)
 
 
 def order(*names: str) -> list[str]:

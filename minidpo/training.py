@@ -207,3 +207,32 @@ class PeakMemory:
             except OSError:
                 pass
         return False
+
+
+class StudyProgress:
+    """Progress of a study made of many units (trainings): `frontier [12/96] ppo β=0.1 s1 (31s) |
+    elapsed 5:12 | eta 14:30`. `kinds` lists the kind of every unit to come; the ETA is, for each
+    unit left, the mean time of the units of its kind computed so far (else of any kind). Reused
+    units cost nothing and do not count. It prints even under --quiet (which silences per-step lines)."""
+
+    def __init__(self, study: str, kinds: list[str]):
+        self.study, self.left = study, list(kinds)
+        self.total, self.done, self.t0 = len(kinds), 0, time.perf_counter()
+        self.seconds: dict[str, list[float]] = {}
+
+    def unit_done(self, kind: str, label: str, seconds: float | None) -> None:
+        self.done += 1
+        self.left.remove(kind)
+        if seconds is not None:
+            self.seconds.setdefault(kind, []).append(seconds)
+        every = [s for v in self.seconds.values() for s in v]
+        mean_all = sum(every) / len(every) if every else 0.0
+        eta = sum(sum(self.seconds[k]) / len(self.seconds[k]) if k in self.seconds else mean_all for k in self.left)
+        elapsed = time.perf_counter() - self.t0
+        took = "reused" if seconds is None else f"{seconds:.0f}s"
+        print(f"{self.study} [{self.done}/{self.total}] {label} ({took}) | elapsed {_clock(elapsed)} | "
+              f"eta {_clock(eta)}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"

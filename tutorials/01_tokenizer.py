@@ -13,14 +13,24 @@ from minidpo.tokenizer import Tokenizer, train_bpe
 
 run = tutorial_run("01: train a byte-level BPE and serve it with tiktoken")
 
-# %% The corpus: prompt -> response examples from the world's grammar
+# %% [markdown]
+# ## The corpus
+# Prompt → response examples from the world's grammar: the text the tokenizer is trained on.
+
+# %%
 corpus = world.make_corpus(2000 if run.fast else 20000, seed=run.seed)
 text = "\n".join(p + "\n" + r for p, r in corpus)
 print(f"{len(corpus)} examples, {len(text) / 1e6:.2f} MB of text; first three:")
 for p, r in corpus[:3]:
     print(f"  {p!r} -> {r!r}")
 
-# %% Train merges: word counts + incremental pair updates make this take about a second
+# %% [markdown]
+# ## Training byte-level BPE
+# Start from the 256 bytes; repeatedly merge the most frequent adjacent pair into a new token.
+# Word counts and incremental pair updates make this take about a second.
+# *Question*: why do the world's words end up as single tokens?
+
+# %%
 t0 = time.perf_counter()
 ranks = train_bpe(text, num_merges=512)
 print(f"{len(ranks) - 256} merges learned in {time.perf_counter() - t0:.2f}s "
@@ -28,7 +38,12 @@ print(f"{len(ranks) - 256} merges learned in {time.perf_counter() - t0:.2f}s "
 learned = sorted(ranks.items(), key=lambda kv: kv[1])[256:266]
 print("first merges:", [tok.decode("utf-8", "replace") for tok, _ in learned])
 
-# %% Serve them with tiktoken; the shipped merges in data/ were trained the same way
+# %% [markdown]
+# ## Served by tiktoken
+# A `tiktoken.Encoding` built from our merge ranks (no download: `get_encoding("gpt2")` needs
+# the internet). The merges shipped in data/ were trained the same way.
+
+# %%
 tok = Tokenizer(ranks)
 shipped = Tokenizer.load()
 print(f"this tokenizer: {tok.vocab_size} tokens; shipped one: {shipped.vocab_size} tokens")
@@ -36,12 +51,21 @@ sample = corpus[0][1]
 ids = shipped.encode(sample)
 print(f"{sample!r} -> {len(ids)} tokens: {[shipped.decode([i]) for i in ids]}")
 
-# %% Lossless on ANY text, thanks to the byte fallback
+# %% [markdown]
+# ## Lossless on any text
+# Every byte is a token, so any string round-trips, emoji included.
+
+# %%
 for s in ["Très bien! 🙂", "世界 \x00\t<|end|>", "The Silent Harbor was a brilliant film."]:
     back = shipped.decode(shipped.encode(s))
     print(f"{s!r}: {len(shipped.encode(s))} tokens, round trip exact: {back == s}")
 
-# %% The prompt/response format: tokenized in two parts, so the response mask is exact
+# %% [markdown]
+# ## Prompt and response, tokenized apart
+# `<|prompt|> x <|response|> y <|end|>`, with x and y tokenized separately: no BPE merge can cross
+# the boundary, so the response mask — which tokens DPO scores — is exact by construction.
+
+# %%
 prompt, response = corpus[0]
 p_ids, r_ids = shipped.encode_prompt(prompt), shipped.encode_response(response)
 print("prompt ids  :", p_ids)

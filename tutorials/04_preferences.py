@@ -1,8 +1,11 @@
 # %% [markdown]
 # # 04 · Preference data: pairs from the SFT model, labels from Bradley–Terry
 # For each prompt we sample two responses from the SFT model (temperature 1: exactly on-policy) and
-# label the pair with P(y1 ≻ y2) = σ(r*(y1) − r*(y2)). Labels are noisy on purpose: two responses
-# of nearly equal reward are a coin toss, as for human raters. Run: `python tutorials/04_preferences.py`.
+# label the pair with the Bradley–Terry model of the gold reward (the DPO paper's eq. 1):
+# $$P(y_1 \succ y_2 \mid x) = \sigma\big(r^*(x, y_1) - r^*(x, y_2)\big)$$
+# Labels are noisy on purpose: two responses of nearly equal reward are a coin toss, as for human
+# raters. (`PrefsConfig(labels="deterministic")` picks the better one always — the paper's IMDb
+# setting; lesson 10 compares the two.) Run: `python tutorials/04_preferences.py`.
 
 # %%
 import math
@@ -10,25 +13,44 @@ import math
 from minidpo import pipeline as P
 from minidpo.cli import tutorial_run
 from minidpo.preferences import read_preferences
+from minidpo.stages import ensure
 
 run = tutorial_run("04: preference pairs and their label noise")
-P.stage_sft(run)
+ensure(run, "sft")
 report = P.stage_prefs(run)
 pairs, file_report = read_preferences(run.path("prefs_train.jsonl"))
 print(f"read {file_report['read']} pairs from {file_report['file']}; refused lines: {len(file_report['refused'])}")
 print(f"candidate pairs refused because both samples were identical: {report['train']['refused_identical']}")
 
-# %% Three pairs as they are stored (JSONL: prompt / chosen / rejected, plus the gold rewards we know)
+# %% [markdown]
+# ## The file
+# JSONL, one pair a line, with the keys of TRL and the Anthropic HH data: `prompt`, `chosen`,
+# `rejected` (plus the gold rewards, which only this toy world knows). Your own file in this format,
+# or TRL's conversational one, trains with `python -m minidpo dpo --data YOURS.jsonl`.
+
+# %%
 for p in pairs[:3]:
     print(f"{p['prompt']}\n   chosen  ({p['chosen_gold']:+.1f}): {p['chosen']}\n   rejected({p['rejected_gold']:+.1f}): {p['rejected']}")
 
-# %% The label noise: how often the chosen response really has the higher gold reward
+# %% [markdown]
+# ## The label noise
+# How often is the "chosen" response really the better one under the gold reward? That fraction
+# is the **oracle accuracy**: no reward model trained on these labels can beat it on average.
+# *Predict*: roughly what should it be, given that the SFT samples' gold rewards spread with a
+# standard deviation of about 1?
+
+# %%
 wrong = sum(p["chosen_gold"] < p["rejected_gold"] for p in pairs)
 ties = sum(p["chosen_gold"] == p["rejected_gold"] for p in pairs)
 print(f"chosen is worse under the gold reward in {wrong / len(pairs):.1%} of pairs, tied in {ties / len(pairs):.1%}")
 print(f"oracle accuracy (the best any reward model can do on these labels): {report['train']['oracle_accuracy']:.3f}")
 
-# %% Bradley–Terry in numbers: the bigger the reward gap, the surer the label
+# %% [markdown]
+# ## Bradley–Terry in numbers
+# The bigger the reward gap, the surer the label: per bin of |gap|, the observed agreement of
+# label and gold next to σ(|gap|), the agreement the model predicts.
+
+# %%
 # per bin of |gap|: how often the label agrees with the gold reward (a tie counts ½), and the
 # agreement Bradley–Terry predicts, the mean of σ(|gap|) over the bin's pairs
 bins = {}

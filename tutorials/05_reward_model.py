@@ -1,24 +1,77 @@
 # %% [markdown]
 # # 05 · The reward model (RLHF, step 1)
-# The SFT GPT plus a scalar head read at the last response token, trained with the Bradley–Terry
-# loss −log σ(r(x, y_w) − r(x, y_l)) on the same pairs DPO will use. Its ceiling is the oracle
-# accuracy: the gold reward's own agreement with the noisy labels. Run: `python tutorials/05_reward_model.py`.
+# The SFT GPT plus a scalar head read at the last response token (the `<|end|>` token, which has
+# read the whole response), trained with the Bradley–Terry loss on the same pairs DPO will use.
+# One step in the open first, then the whole run. Its ceiling is the oracle accuracy: how often
+# the gold reward itself agrees with the noisy labels.
+# Run: `python tutorials/05_reward_model.py` (about half a minute after lesson 04).
 
 # %%
+import math
+
+import torch
+
 from minidpo import pipeline as P
 from minidpo import plots
 from minidpo.cli import tutorial_run
+from minidpo.data import pair_batch
+from minidpo.losses import bradley_terry_loss
+from minidpo.preferences import encode_pairs, read_preferences
+from minidpo.reward_model import RMConfig, RewardModel
+from minidpo.stages import ensure
+from minidpo.training import make_optimizer
 
 run = tutorial_run("05: a Bradley–Terry reward model")
-P.stage_sft(run)
-P.stage_prefs(run)
-m = P.stage_reward_model(run)
+ensure(run, "prefs")
+torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 
-# %% Accuracy against the ceiling, and agreement with the gold reward on fresh samples
+# %% [markdown]
+# ## One Bradley–Terry step in the open
+# The model says how likely the labeller was to prefer y_w (Bradley & Terry 1952):
+# $$P(y_w \succ y_l \mid x) = \sigma\big(r_\phi(x, y_w) - r_\phi(x, y_l)\big), \qquad
+# \mathcal{L} = -\log\sigma\big(r_\phi(x, y_w) - r_\phi(x, y_l)\big)$$
+# The head starts at zero, so every reward is 0, every pair's probability is ½ and the loss is
+# exactly ln 2. Chosen and rejected rows go through one forward pass, as in DPO.
+
+# %%
+cfg = run.settings(RMConfig)
+sft = run.load_policy("sft.pt")
+rm = RewardModel(sft.config).to(run.device)
+rm.backbone.load_state_dict(sft.state_dict())
+pairs, _ = read_preferences(run.path("prefs_train.jsonl"))
+encoded, _ = encode_pairs(run.tok, pairs[:cfg.batch_size], sft.config.block_size)
+ids, mask = pair_batch(encoded, run.device, run.tok.end_id)
+print(f"batch: {len(encoded)} pairs -> input_ids {tuple(ids.shape)}, response mask {tuple(mask.shape)}")
+scores = rm.raw(ids, mask)
+chosen, rejected = scores[:len(encoded)], scores[len(encoded):]
+loss = bradley_terry_loss(chosen, rejected).mean()
+first_loss = loss.item()
+print(f"step 0: rewards all {scores.abs().max().item():.1f}; loss {first_loss:.6f} (ln 2 = {math.log(2):.6f})")
+optimizer = make_optimizer(rm, cfg.lr, cfg.weight_decay)
+optimizer.zero_grad()
+loss.backward()
+optimizer.step()
+scores = rm.raw(ids, mask).detach()
+after = bradley_terry_loss(scores[:len(encoded)], scores[len(encoded):]).mean().item()
+print(f"after one step: loss {after:.4f}; r(y_w) − r(y_l) of the first pairs: {(scores[:6] - scores[len(encoded):][:6])}")
+
+# %% [markdown]
+# *Question*: Bradley–Terry only sees reward **differences**. What happens to the loss if you add 5
+# to every reward? (Nothing — that is why the trained reward is normalised to mean 0, std 1 on SFT
+# samples before RL, so one β means the same KL strength whatever the head learned.)
+
+# %% [markdown]
+# ## The whole run
+# Two epochs over the pairs; held-out pairs scored along the way. A reward model is only a proxy:
+# compare its accuracy with the oracle's, and its scores with the gold reward on fresh samples.
+
+# %%
+m = P.stage_reward_model(run)
 print(f"held-out pairwise accuracy {m['val_accuracy']:.3f}; oracle {m['oracle_accuracy']:.3f}; "
       f"ratio {m['accuracy_vs_oracle']:.2f}")
 print(f"correlation with the gold reward on fresh SFT samples of held-out films: {m['gold_correlation_heldout']:.2f}")
 print(f"normalisation: raw reward mean {m['normalisation']['raw_mean']:+.3f}, std {m['normalisation']['raw_std']:.3f} "
       "on reference samples -> shifted and scaled to mean 0, std 1 before RL")
-plots.reward_model_figure(m, run.path("reward_model.png"))
+fig = plots.reward_model_figure(m, run.path("reward_model.png"))
 print("figure:", run.path("reward_model.png"))
+fig

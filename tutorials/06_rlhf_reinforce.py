@@ -2,34 +2,105 @@
 # # 06 · REINFORCE with a KL penalty (RLHF, step 2)
 # Sample from the policy, score with the reward model, subtract β times the log-ratio to the
 # reference, use the other samples of the same prompt as the baseline, push up log π of the good
-# ones. Read the docstring of `minidpo/rlhf.py`: it lists every simplification.
-# Run: `python tutorials/06_rlhf_reinforce.py`.
+# ones. One step in the open first, from the library's pieces, every tensor printed; then the whole
+# run. Read the docstring of `minidpo/rlhf.py`: it lists every simplification.
+# Run: `python tutorials/06_rlhf_reinforce.py` (about a minute after lesson 05).
 
 # %%
+import torch
+
 from minidpo import pipeline as P
 from minidpo import plots
 from minidpo.cli import tutorial_run
 from minidpo.evaluate import first_per_prompt
+from minidpo.model import sequence_logps
+from minidpo.rlhf import RLHFConfig, leave_one_out_advantages, reinforce_loss
+from minidpo.rollouts import RLLoop, kl_estimates
+from minidpo.stages import ensure
+from minidpo.training import make_optimizer
 
 run = tutorial_run("06: REINFORCE with a KL penalty")
-for stage in (P.stage_sft, P.stage_eval_sft, P.stage_prefs, P.stage_reward_model):
-    stage(run)
-m = P.stage_rlhf(run)
+ensure(run, "eval_sft", "reward_model")
+torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 
-# %% What happened during training: proxy reward, gold reward, KL
+# %% [markdown]
+# ## Steps 1–2: sample and score
+# Two prompts, four samples each, at temperature 1 with no top-k: exactly the policy's distribution
+# (REINFORCE's gradient is only unbiased for on-policy samples). The learned reward $r_\phi$ is
+# normalised to mean 0, std 1 on SFT samples; the gold reward is printed beside it, for us only.
+
+# %%
+cfg = run.settings(RLHFConfig, prompts_per_step=2, k=4)
+loop = RLLoop("rlhf", cfg, run.tok, run.path("sft.pt"), run.path("reward_model.pt"), run.out / "lesson06",
+              run.device, run.dtype, quiet=True)
+batch = loop.rollout(step=1)
+for prompt, text, r, g in zip(batch.prompts, batch.texts, batch.reward, batch.gold):
+    print(f"{prompt:28s} r_φ {r:+.2f} | gold {g:+.1f} | {text}")
+
+# %% [markdown]
+# ## Step 3: the return, with the KL penalty folded in
+# $$R(x, y) = r_\phi(x, y) - \beta \sum_t \big[\log\pi(y_t|\ldots) - \log\pi_{ref}(y_t|\ldots)\big]$$
+# The sum is the k1 estimate of the sequence KL from the sample itself. At step 1 the policy is
+# the reference, so the penalty is 0 and R = r_φ.
+
+# %%
+current = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask)
+kl_k1, kl_k3 = kl_estimates(current.token_logps, batch.ref_token_logps)
+returns = (batch.reward - cfg.beta * kl_k1).view(cfg.prompts_per_step, cfg.k)
+print("k1 KL per sample:", kl_k1)
+print("returns (prompt × sample):\n", returns)
+
+# %% [markdown]
+# ## Step 4: the leave-one-out baseline
+# $$A_i = R_i - \frac{1}{K-1}\sum_{j \ne i} R_j$$
+# A baseline that does not use $R_i$ itself keeps the gradient unbiased; within each prompt the
+# advantages sum to zero, so only *relative* quality counts.
+
+# %%
+advantages = leave_one_out_advantages(returns)
+print("advantages:\n", advantages)
+print("sum per prompt:", advantages.sum(1))
+
+# %% [markdown]
+# ## Step 5: the loss and the update
+# $$\mathcal{L} = -\frac{1}{N}\sum_i A_i \log\pi(y_i|x_i)$$
+# $A$ is a constant; only $\log\pi$ carries gradient. Its expectation is the gradient of
+# $\mathbb{E}[r_\phi] - \beta\,\mathrm{KL}(\pi\|\pi_{ref})$ (a test checks this exactly on a GPT
+# small enough to enumerate every response).
+
+# %%
+loss = reinforce_loss(current.logps, advantages.flatten())
+optimizer = make_optimizer(loop.policy, cfg.lr, cfg.weight_decay)
+optimizer.zero_grad()
+loss.backward()
+optimizer.step()
+after = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask).logps.detach()
+print(f"loss {loss.item():+.4f}; change of log π per sample after one step: {after - current.logps.detach()}")
+print("corr(advantage, change of log π):",
+      torch.corrcoef(torch.stack([advantages.flatten(), after - current.logps.detach()]))[0, 1].item())
+
+# %% [markdown]
+# *Try*: set β = 0 (`run.settings(RLHFConfig, beta=0.0)`) and train the whole run: the proxy
+# reward keeps climbing while the gold reward falls — lesson 11 measures this over-optimisation.
+
+# %% [markdown]
+# ## The whole run: proxy reward, gold reward, KL
+# %%
+m = P.stage_rlhf(run)
 h = m["history"]
 for r in h[:: max(1, len(h) // 8)] + [h[-1]]:
     print(f"step {r['step']:4d} | proxy {r['proxy_reward']:+.3f} | gold {r['gold_reward']:+.3f} | "
           f"KL {r['kl_k1']:.3f} (k3 {r['kl_k3']:.3f}) | entropy {r['entropy']:.3f} | length {r['length']:.1f}")
-plots.rlhf_curves(h, run.path("rlhf_curves.png"))
+fig = plots.rlhf_curves(h, run.path("rlhf_curves.png"))
 print("figure:", run.path("rlhf_curves.png"))
-
-# %% Where the time goes: sampling is sequential, token by token
 per = m["seconds_per_step"]
 total = sum(per.values())
 print("seconds per step: " + ", ".join(f"{k} {v:.3f} ({v / total:.0%})" for k, v in per.items()))
+fig
 
-# %% Before / after on held-out films (same prompts, same seed)
+# %% [markdown]
+# ## Before / after on held-out films (same prompts, same seed)
+# %%
 ev = P.stage_eval_rlhf(run)
 sft = P.stage_eval_sft(run)
 print(f"RLHF: gold {ev['gold_reward']:+.3f} (SFT {sft['gold_reward']:+.3f}), win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "

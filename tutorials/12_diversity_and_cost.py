@@ -16,13 +16,31 @@ points = run_diversity(run)
 sft = P.stage_eval_sft(run)
 print(f"SFT: gold {sft['gold_reward']:+.3f}, entropy {sft['entropy']:.3f}, unique {sft['unique_frac']:.3f}")
 
-# %% As β → 0 for RLHF the leash is gone: reward up (or hacked), entropy and unique responses down
+# %% [markdown]
+# ## What β buys
+# The maximiser of the KL-regularised objective, π* ∝ π_ref·exp(r/β), keeps π_ref's spread at large
+# β and collapses onto the best responses as β → 0. Per-token entropy of π over its own samples
+# and the fraction of unique responses measure that spread (distinct-2 says little in a vocabulary
+# this small). *Predict*: which method loses more diversity at its smallest β?
+
+# %%
 for method in ("rlhf", "dpo"):
     pts = sorted((p for p in points if p["method"] == method), key=lambda p: p["beta"])
     lo, hi = pts[0], pts[-1]
     print(f"{method.upper()}: β {hi['beta']} -> {lo['beta']}: entropy {hi['entropy']:.3f} -> {lo['entropy']:.3f}, "
           f"unique {hi['unique_frac']:.3f} -> {lo['unique_frac']:.3f}, gold {hi['gold_reward']:+.3f} -> {lo['gold_reward']:+.3f}")
+from minidpo import plots
+fig = plots.diversity_figure(points)
 print("figure:", run.out / "diversity" / "diversity.png")
+fig
 
-# %% The cost table (it brings the RLHF and DPO stages it compares up to date first)
+# %% [markdown]
+# ## The bill
+# Every road from the SFT model to a tuned policy, in one folder: DPO against REINFORCE, PPO and
+# GRPO (each with its reward model): wall time, the models held in memory while training (PPO holds
+# four: policy, reference, reward and value model), parameters, tokens through forward and backward
+# passes, samples generated, and how long each RL road took to first reach DPO's gold reward.
+# The table brings the stages it compares up to date first (PPO and GRPO take a few minutes).
+
+# %%
 rows = cost_table(run)

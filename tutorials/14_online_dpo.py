@@ -12,7 +12,15 @@ from minidpo.online_dpo import run_online_dpo
 run = tutorial_run("14: online (iterative) DPO")
 res = run_online_dpo(run)
 
-# %% Online vs offline at the same number of labels
+# %% [markdown]
+# ## Online vs offline at the same number of labels
+# Each round: 1. sample two responses per prompt from the *current* policy (temperature 1);
+# 2. label them by Bradley–Terry on the gold reward, or on the reward model; 3. score them once with
+# the reference; 4. a DPO pass on them. The pairs follow the policy, so its new mistakes get labelled.
+# *Question*: labelled by the reward model, online DPO is RLHF without RL — does it inherit the
+# reward model's blind spots? Compare the two label sources' gold reward and agreement with gold.
+
+# %%
 o = res["offline"]
 print(f"offline DPO : {o['labelled_pairs']} pairs, gold {o['gold_reward']:+.3f}, fluency {o['fluency']:.3f}, KL {o['kl_to_ref']:.2f}")
 for name, rounds in res["online"].items():
@@ -20,4 +28,7 @@ for name, rounds in res["online"].items():
     print(f"online ({name:12s}): {last['labelled_pairs']} pairs, gold {last['gold_reward']:+.3f}, "
           f"fluency {last['fluency']:.3f}, KL {last['kl_to_ref']:.2f}; labels agree with gold in "
           f"{sum(r['label_agrees_with_gold'] for r in rounds) / len(rounds):.3f} of pairs")
+from minidpo import plots
+fig = plots.online_figure(res)
 print("figure:", run.out / "online_dpo" / "online_dpo.png")
+fig
