@@ -119,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
                                        help="learned: the reward model; gold: RL on r* itself (PPO-GT)")
     p = sub.add_parser("evaluate", help="evaluate rlhf.pt and dpo.pt of a run folder against SFT")
     _common(p)
+    p = sub.add_parser("doctor", help="the checks to run before trusting a DPO run, on the SFT model and a "
+                                      "preference file (exit code 1 when one fails)")
+    _common(p)
+    p.add_argument("--data", help="preference file to check (default: OUT/prefs_train.jsonl)")
+    p.add_argument("--beta", type=POSITIVE)
+    p.add_argument("--average-logps", action="store_true", default=None)
+    from .doctor import FAULTS
+    for name in ("dpo", "doctor"):
+        sub.choices[name].add_argument("--inject", choices=sorted(FAULTS), metavar="FAULT",
+                                       help="switch on a classic bug (the museum): " + ", ".join(sorted(FAULTS)))
     return parser
 
 
@@ -155,6 +165,11 @@ def _dispatch(args) -> int:
     name = args.command.replace("-", "_")
     if args.command == "run":
         P.run_all(run, critics=args.all)
+    elif args.command == "doctor":
+        from .doctor import run_doctor
+        require(run, "sft", *(() if args.data else ("prefs",)))
+        checks = run_doctor(run, args.data, args.inject, **_overrides(args, ["beta", "average_logps"]))
+        return 0 if all(c.ok for c in checks) else 1
     elif args.command == "evaluate":
         require(run, "sft", "eval_sft", "rlhf", "dpo")
         _print_eval({"rlhf": P.stage_eval_rlhf(run), "dpo": P.stage_eval_dpo(run)})
@@ -180,7 +195,7 @@ def _stage_command(run, name: str, args) -> None:
     elif name == "dpo":
         if args.loss_arg:
             args.loss_args = dict(args.loss_arg)
-        m = P.stage_dpo(run, args.data, args.val_data, args.skip_invalid,
+        m = P.stage_dpo(run, args.data, args.val_data, args.skip_invalid, args.inject,
                         **_overrides(args, flags + ["loss_type", "loss_args", "average_logps"]))
         d = m["train_data"]
         print(f"{d['file']}: {d['read']} pairs read, {d['truncated']} truncated to the context; "
@@ -212,9 +227,19 @@ def _print_eval(results: dict) -> None:
             print(f"   {sample['prompt']} -> {sample['response']}  (gold {sample['gold']:+.1f})")
 
 
+def in_notebook() -> bool:
+    """Running inside a Jupyter / IPython kernel (a notebook), not as a script?"""
+    return "ipykernel" in sys.modules
+
+
 def tutorial_run(description: str):
     """The Run a tutorial script works in: `--fast`, `--out`, `--seed`, `--device` from the command
-    line (unknown arguments, such as a notebook kernel's, are ignored)."""
+    line (unknown arguments, such as a notebook kernel's, are ignored). In a notebook without a GPU
+    the tiny settings are the default (MINIDPO_FULL=1 asks for the full run)."""
+    import os
+
+    import torch
+
     from .runfolder import Run
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--out", default=None, help="run folder (default: runs/tutorial, or runs/tutorial-fast)")
@@ -222,6 +247,8 @@ def tutorial_run(description: str):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     args, _ = p.parse_known_args()
+    if in_notebook() and not torch.cuda.is_available() and os.environ.get("MINIDPO_FULL") != "1":
+        args.fast = True
     out = args.out or ("runs/tutorial-fast" if args.fast else "runs/tutorial")
     run = Run.create(out, seed=args.seed, fast=args.fast, device=args.device)
     run.claim_folder()

@@ -111,12 +111,14 @@ def unpaired_metrics(out, record: UnpairedRecord, prefix: str = "") -> dict:
 @torch.no_grad()
 def compute_reference_logps(ref_model, encoded_pairs, pad_id, average: bool, batch_size: int = 128,
                             dtype=None) -> torch.Tensor:
-    """(N, 2) tensor: log π_ref of chosen and rejected for every pair."""
+    """(N, 2) tensor: log π_ref of chosen and rejected for every pair (in eval mode: no dropout)."""
+    was_training = ref_model.training
     ref_model.eval()
     out = []
     for i in range(0, len(encoded_pairs), batch_size):
         r = pair_record(ref_model, encoded_pairs[i:i + batch_size], pad_id, 0.0, average, dtype=dtype)
         out.append(torch.stack([r.chosen_logps, r.rejected_logps], 1).cpu())
+    ref_model.train(was_training)
     return torch.cat(out)
 
 
@@ -180,9 +182,11 @@ def concat_records(records: list[PairRecord]) -> PairRecord:
 
 
 def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_id: int, dtype=None,
-            quiet: bool = False, log_path=None, on_step=None, train_labels=None) -> dict:
+            quiet: bool = False, log_path=None, on_step=None, train_labels=None, reference_model=None) -> dict:
     """The DPO training loop on encoded pairs with precomputed reference log-probs (N, 2), or None
-    for a loss that needs no reference.
+    for a loss that needs no reference; or, with `reference_model`, reference log-probs computed
+    batch by batch from that model (TRL's mode without precomputation; the doctor's museum passes
+    the policy itself here to show what a reference that is not frozen does).
     Updates `policy` in place; returns {"history", "seconds", "steps", "tokens_forward", "tokens_backward"}.
     on_step(step, policy) is called after every update (for checkpoints along training)."""
     opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
@@ -212,8 +216,12 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             set_lr(opt, lr_at(step, total, cfg.lr, cfg.warmup))
             step += 1
-            loss, rec, m = batch_loss(policy, [train_enc[i] for i in idx],
-                                      None if ref_train is None else ref_train[idx], cfg, pad_id, dtype,
+            batch = [train_enc[i] for i in idx]
+            if reference_model is not None:
+                ref_batch = compute_reference_logps(reference_model, batch, pad_id, cfg.average_logps, dtype=dtype)
+            else:
+                ref_batch = None if ref_train is None else ref_train[idx]
+            loss, rec, m = batch_loss(policy, batch, ref_batch, cfg, pad_id, dtype,
                                       labels=None if train_labels is None else [train_labels[i] for i in idx])
             check_finite(loss, "dpo", step, policy, (rec.chosen_logps, rec.rejected_logps), cfg.lr, cfg.beta)
             opt.zero_grad(set_to_none=True)
@@ -240,10 +248,14 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
 
 def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, device=torch.device("cpu"),
               dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_steps=(),
-              skip_invalid: bool = False) -> dict:
+              skip_invalid: bool = False, fault: str | None = None) -> dict:
     """Train a DPO policy from the SFT checkpoint on preference files; writes out_dir/{out_name}.pt,
     {out_name}_log.jsonl and {out_name}_metrics.json. Returns the metrics. skip_invalid=True refuses
-    bad lines of the training file (each listed in the metrics) instead of stopping at the first."""
+    bad lines of the training file (each listed in the metrics) instead of stopping at the first.
+    `fault` switches on one classic bug of `doctor.FAULTS` (the museum), for teaching."""
+    if fault is not None:
+        return _train_with_fault(cfg, tok, sft_path, train_file, val_file, Path(out_dir), device, dtype, quiet,
+                                 out_name, fault)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     loss, _ = cfg.loss()  # an unknown loss or argument fails here, before any work
@@ -288,6 +300,31 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
                "final": final, "history": out["history"]}
     save_checkpoint(out_dir / f"{out_name}.pt", policy.state_dict(),
                     {"stage": "dpo", "model": asdict(policy.config), "train": asdict(cfg),
+                     "sft": str(sft_path), "data": str(train_file)})
+    write_json(out_dir / f"{out_name}_metrics.json", metrics)
+    return metrics
+
+
+def _train_with_fault(cfg, tok, sft_path, train_file, val_file, out_dir, device, dtype, quiet, out_name, fault):
+    """train_dpo with one bug of the museum switched on: the policy, reference, rows and settings
+    come from `doctor.build`, so the run shows exactly what that bug does."""
+    from .doctor import build, encode_rows
+    s = build(tok, sft_path, train_file, cfg, fault, device)
+    val = encode_rows(tok, read_preferences(val_file)[0], s.policy.config.block_size, fault)
+    shared = s.reference is s.policy
+    ref_train = None if shared else compute_reference_logps(s.reference, s.encoded, tok.end_id, s.cfg.average_logps)
+    ref_val = compute_reference_logps(s.reference, val, tok.end_id, s.cfg.average_logps)
+    out = run_dpo(s.policy, s.cfg, s.encoded, ref_train, val, ref_val, tok.end_id, dtype, quiet,
+                  out_dir / f"{out_name}_log.jsonl", reference_model=s.policy if shared else None)
+    final = out["history"][-1]
+    metrics = {"config": asdict(s.cfg), "fault": fault, "seconds": out["seconds"], "steps": out["steps"],
+               "train_data": {"file": str(train_file), "read": len(s.pairs), "truncated": len(s.truncated),
+                              "refused": [], "blank_lines": 0},
+               "tokens_forward": out["tokens_forward"], "tokens_backward": out["tokens_backward"],
+               "val_implicit_reward_accuracy": final["eval/rewards/accuracies"], "final": final,
+               "history": out["history"]}
+    save_checkpoint(out_dir / f"{out_name}.pt", s.policy.state_dict(),
+                    {"stage": "dpo", "model": asdict(s.policy.config), "train": asdict(s.cfg), "fault": fault,
                      "sft": str(sft_path), "data": str(train_file)})
     write_json(out_dir / f"{out_name}_metrics.json", metrics)
     return metrics

@@ -13,7 +13,10 @@ this project's tuned default, so the DPO family uses β = 0.5 unless its paper s
   sigmoid (DPO)   β 0.5                       ipo      β 0.1 (target gap 1/(2β) = 5 nats)
   hinge (SLiC)    β 0.5 (margin 1/β = 2 nats) robust   β 0.5, ε 0.25 ≈ 1 − the oracle accuracy of
                                                        our Bradley–Terry labels (the flip rate it assumes)
-  exo_pair        β 0.5, ε 1e-3 (TRL)         discopop β 0.5, τ 0.05 (TRL)
+  exo_pair        β 0.5, ε 1e-3 (TRL)         discopop β 0.25 = the paper's 0.05 scaled like DPO's β
+                                              (0.1 -> 0.5), τ 0.05. Near a margin of 0 its loss falls
+                                              toward NEGATIVE margins (derivative +0.78 at h = 0):
+                                              gradient descent can settle ranking pairs the wrong way
   rpo             β 0.5, α 1 (Pang et al.)    dpop     β 0.5, λ 50 (Pal et al.)
   bco_pair, sppo_hard, nca_pair, apo_zero, apo_down, aot, aot_pair    β 0.5
   simpo           β 2.0, γ/β 0.5 (Meng et al. on the per-token mean, which our responses share)
@@ -28,7 +31,7 @@ from .checkpoint import read_json, write_json
 from .losses import LOSSES
 
 SETTINGS = {"ipo": {"beta": 0.1}, "robust": {"label_smoothing": 0.25}, "simpo": {"beta": 2.0},
-            "orpo": {"beta": 0.1}}  # every other loss: β 0.5 and the loss's own defaults
+            "orpo": {"beta": 0.1}, "discopop": {"beta": 0.25}}  # every other loss: β 0.5 and the loss's own defaults
 EPOCHS = 1
 
 

@@ -223,7 +223,9 @@ def exo_pair_loss(h, beta, label_smoothing=1e-3):
 @register_margin_loss("discopop", tau=0.05)
 def discopop_loss(h, beta, tau=0.05):
     """DiscoPOP (Chris Lu et al. 2024, eq. 5), a loss discovered by an LLM-driven search: a blend of
-    the logistic loss and exp(−βh), mixed by σ(βh/τ). TRL's `discopop` (its discopop_tau = 0.05)."""
+    the logistic loss and exp(−βh), mixed by σ(βh/τ). TRL's `discopop` (its discopop_tau = 0.05).
+    Not monotone: at βh = 0 its slope is positive (≈ +0.78 for τ = 0.05), so it first decreases
+    toward a small NEGATIVE margin; from there gradient descent may never cross to the right side."""
     z = beta * h
     mix = torch.sigmoid(z / tau)
     return -F.logsigmoid(z) * (1 - mix) + torch.exp(-z) * mix

@@ -92,7 +92,7 @@ def stage_grpo(run: Run, **overrides) -> dict:
     return _stage_rl(run, "grpo", GRPOConfig, train_grpo, **overrides)
 
 
-def stage_dpo(run: Run, train_file=None, val_file=None, skip_invalid: bool = False, **overrides) -> dict:
+def stage_dpo(run: Run, train_file=None, val_file=None, skip_invalid: bool = False, fault=None, **overrides) -> dict:
     """DPO on OUT/prefs_train.jsonl, or on a file of the user's (`train_file`); its path and
     content hash are recorded, and the report names it."""
     from .dpo import DPOConfig, train_dpo
@@ -100,9 +100,10 @@ def stage_dpo(run: Run, train_file=None, val_file=None, skip_invalid: bool = Fal
     config = cfg.key()  # an unknown loss, or an argument it does not take, is an error before any work
     inputs = run.inputs("dpo", train_data=train_file, val_data=val_file)
     config = {**config, "skip_invalid": True} if skip_invalid else config
+    config = {**config, "fault": fault} if fault else config  # `dpo --inject FAULT`: the museum
     run.cached("dpo", config, inputs, lambda: train_dpo(
         cfg, run.tok, inputs["sft"], inputs["train_data"], inputs["val_data"], run.out, run.device, run.dtype,
-        run.quiet, skip_invalid=skip_invalid))
+        run.quiet, skip_invalid=skip_invalid, fault=fault))
     return read_json(run.path("dpo_metrics.json"))
 
 

@@ -116,6 +116,13 @@ STAGES = _stages(
           {**SFT, **PAIRS, **RM, **BASELINE, "dpo_eval": "eval_dpo.json"},
           ("online_dpo/online_dpo.json", "online_dpo/online_dpo.png"),
           "rounds of fresh on-policy pairs vs offline DPO at equal labels", study=True),
+    Stage("museum", "doctor:run_museum", ("sft", "eval_sft", "prefs"), {**SFT, **PAIRS, **BASELINE},
+          ("museum/museum.json",), "the bug museum: each classic DPO bug switched on, its symptom, what the "
+          "doctor says, and the gold reward it costs", study=True),
+    Stage("microscope", "microscope:run_microscope", ("sft", "prefs", "dpo"),
+          {**SFT, **PAIRS, "policy": "dpo.pt"}, ("microscope/microscope.json",),
+          "where the probability goes: per-pair displacement and CHES, and exact mass on an enumerable GPT",
+          study=True),
     Stage("frontier", "frontier:run_frontier", ("sft", "eval_sft", "prefs", "reward_model"),
           {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/frontier.json", "frontier/frontier.png"),
           "the paper's Figure 2: reward vs KL for DPO, PPO, PPO-GT, REINFORCE, GRPO, Preferred-FT and "

@@ -118,6 +118,20 @@ def check_16(g, out):
     assert not g["LOSSES"]["mean-margin"].reference and all(math.isfinite(r["gold_reward"]) for r in g["rows"].values())
 
 
+def check_17(g, out):
+    assert all(c.ok for c in g["clean"])
+    rows = g["rows"]
+    assert set(rows) == {"clean", *g["FAULTS"]}
+    assert abs(rows["shared-reference"]["last"]["loss"] - LN2) < 1e-5  # stuck at ln 2 ...
+    assert "reference-frozen" in rows["shared-reference"]["failed_checks"]  # ... and the doctor says why
+    assert rows["clean"]["failed_checks"] == [] and rows["clean"]["gold_cost"] == 0
+
+
+def check_18(g, out):
+    assert abs(g["e"]["ref_total_probability"] - 1) < 1e-6 and 0 <= g["pairs"]["chosen_down_frac"] <= 1
+    assert len(g["pairs"]["ches"]) == len(g["pairs"]["d_logp_chosen"]) > 0
+
+
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.name)
 def test_tutorial_runs_fast_and_shows_its_numbers(script, folder, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [str(script), "--fast", "--out", str(folder)])
