@@ -33,7 +33,11 @@ def _file_mode() -> int:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(binary file) on a temporary file beside `path`, then rename it over `path`."""
+    """Call write(binary file) on a temporary file beside `path`, then rename it over `path`.
+    Under torchrun only rank 0 writes (the others hold the same numbers)."""
+    from .distributed import is_main
+    if not is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)

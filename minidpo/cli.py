@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from .checkpoint import CheckpointError
@@ -73,7 +74,8 @@ def _common(p: argparse.ArgumentParser, out_default: str | None = None):
 STAGE_FLAGS = {  # command -> its own flags (name, parser, help); the rest is `_common`
     "sft": [("--steps", POSITIVE_INT, None), ("--lr", POSITIVE, None), ("--batch-size", POSITIVE_INT, None)],
     "dpo": [("--beta", POSITIVE, None), ("--lr", POSITIVE, None), ("--epochs", POSITIVE_INT, None),
-            ("--batch-size", POSITIVE_INT, None), ("--label-smoothing", PROBABILITY, "conservative DPO's ε")],
+            ("--batch-size", POSITIVE_INT, None), ("--label-smoothing", PROBABILITY, "conservative DPO's ε"),
+            ("--grad-accum", POSITIVE_INT, "micro-batches per step: the same batch in less memory")],
     "reward_model": [("--lr", POSITIVE, None), ("--epochs", POSITIVE_INT, None)],
     "rlhf": [("--beta", NON_NEGATIVE, "KL coefficient, ≥ 0 (0: no leash to the reference)"),
              ("--steps", POSITIVE_INT, None), ("--lr", POSITIVE, None)],
@@ -114,11 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse bad lines of --data (each one reported) instead of stopping at the first")
     p.add_argument("--average-logps", action="store_true", default=None,
                    help="mean instead of sum of response-token log-probs (then raise β ~length×)")
+    p.add_argument("--grad-checkpointing", action="store_true", default=None,
+                   help="recompute activations in the backward pass (less memory, ~1/3 more compute)")
     for name in ("rlhf", "ppo", "grpo"):
         sub.choices[name].add_argument("--reward", choices=["learned", "gold"],
                                        help="learned: the reward model; gold: RL on r* itself (PPO-GT)")
     p = sub.add_parser("evaluate", help="evaluate rlhf.pt and dpo.pt of a run folder against SFT")
     _common(p)
+    p = sub.add_parser("import-gpt2", help="a GPT-2 checkpoint (Hugging Face folder: model.safetensors + "
+                                           "config.json) as the run's SFT model and reference")
+    _common(p)
+    p.add_argument("--weights", required=True, help="the GPT-2 folder")
+    p.add_argument("--tokenizer", required=True, help="GPT-2's BPE ranks in tiktoken's file format")
     p = sub.add_parser("doctor", help="the checks to run before trusting a DPO run, on the SFT model and a "
                                       "preference file (exit code 1 when one fails)")
     _common(p)
@@ -160,11 +169,20 @@ def _dispatch(args) -> int:
         print(f"wrote {args.out or DEFAULT_MERGES}: {len(ranks)} tokens ({len(ranks) - 256} merges)")
         return 0
     out = args.out or ("runs/fast" if args.fast else "runs/default")
-    run = P.Run.create(out, args.seed, args.fast, args.device, args.dtype, args.force, args.quiet)
+    gpt2 = args.command == "import-gpt2"
+    run = P.Run.create(out, args.seed, args.fast, args.device, args.dtype, args.force, args.quiet,
+                       args.tokenizer if gpt2 else None, "gpt2" if gpt2 else "minidpo")
+    from .distributed import init_from_env, is_main
+    if init_from_env(run.device) and not is_main():
+        run.quiet = True  # under torchrun only rank 0 speaks (and writes): the others compute
+        sys.stdout = open(os.devnull, "w")
     run.claim_folder()
     name = args.command.replace("-", "_")
     if args.command == "run":
         P.run_all(run, critics=args.all)
+    elif args.command == "import-gpt2":
+        from .gpt2 import import_into_run
+        import_into_run(run, args.weights)
     elif args.command == "doctor":
         from .doctor import run_doctor
         require(run, "sft", *(() if args.data else ("prefs",)))
@@ -196,15 +214,16 @@ def _stage_command(run, name: str, args) -> None:
         if args.loss_arg:
             args.loss_args = dict(args.loss_arg)
         m = P.stage_dpo(run, args.data, args.val_data, args.skip_invalid, args.inject,
-                        **_overrides(args, flags + ["loss_type", "loss_args", "average_logps"]))
+                        **_overrides(args, flags + ["loss_type", "loss_args", "average_logps", "grad_checkpointing"]))
         d = m["train_data"]
         print(f"{d['file']}: {d['read']} pairs read, {d['truncated']} truncated to the context; "
               f"refused lines: {len(d['refused'])}; blank lines: {d['blank_lines']}")
         for line in d["refused"]:
             print(f"   refused {line}")
-        require(run, "eval_sft")
-        _print_eval({"dpo": P.stage_eval_dpo(run)})
         print(f"implicit-reward accuracy on held-out pairs: {m['val_implicit_reward_accuracy']:.3f}")
+        if run.tok.kind == "minidpo":  # the gold-reward evaluation exists in the toy world only
+            require(run, "eval_sft")
+            _print_eval({"dpo": P.stage_eval_dpo(run)})
     elif name in ("rlhf", "ppo", "grpo"):
         STAGES[name](run, **_overrides(args, flags + ["reward"]))
         require(run, "eval_sft")

@@ -22,9 +22,10 @@ def render(tok, prompt: str, response: str) -> tuple[list[int], list[bool]]:
     return row(tok.encode_prompt(prompt), tok.encode_response(response))
 
 
-def collate(rows: list[tuple[list[int], list[bool]]], pad_id: int, device="cpu"):
-    """(input_ids (B, T) long, response_mask (B, T) bool), right-padded to the longest row."""
-    T = max(len(ids) for ids, _ in rows)
+def collate(rows: list[tuple[list[int], list[bool]]], pad_id: int, device="cpu", length: int | None = None):
+    """(input_ids (B, T) long, response_mask (B, T) bool), right-padded to the longest row (or to
+    `length`: a shard of a batch padded like the whole batch computes with the same shapes)."""
+    T = max(max(len(ids) for ids, _ in rows), length or 0)
     ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), T), dtype=torch.bool)
     for i, (r, m) in enumerate(rows):
@@ -45,8 +46,8 @@ def prompt_and_response_rows(tok, prompts: list[str], responses_ids: list[list[i
     return [row(tok.encode_prompt(prompt), r) for prompt, r in zip(prompts, responses_ids)]
 
 
-def pair_batch(encoded_pairs, device, pad_id):
+def pair_batch(encoded_pairs, device, pad_id, length: int | None = None):
     """Stack the chosen rows, then the rejected rows: one forward pass serves both halves (DPO and
     the reward model both batch pairs this way). Returns collate's (input_ids, response_mask)."""
     rows = [c for c, _ in encoded_pairs] + [r for _, r in encoded_pairs]
-    return collate(rows, pad_id, device)
+    return collate(rows, pad_id, device, length)

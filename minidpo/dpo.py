@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write, load_gpt, save_checkpoint, write_json, write_jsonl
+from .distributed import global_share, is_main, shard, world_size, wrap
 from .data import pair_batch
 from .losses import PairRecord, UnpairedRecord, get_loss, loss_arguments, preference_metrics
 from .model import sequence_logps
@@ -44,6 +45,8 @@ class DPOConfig:
     label_smoothing: float = 0.0  # for the losses that take it (sigmoid: conservative DPO)
     loss_args: dict = field(default_factory=dict)  # the loss's own hyperparameters (--loss-arg k=v)
     average_logps: bool = False
+    grad_accum: int = 1           # micro-batches per step (same global batch, less memory)
+    grad_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
     log_every: int = 10
     seed: int = 0
 
@@ -60,11 +63,13 @@ class DPOConfig:
         return {**asdict(self), "loss_source": self.loss()[0].fingerprint()}
 
 
-def pair_record(model, encoded_pairs, pad_id, beta: float, average: bool, ref_logps=None, dtype=None) -> PairRecord:
+def pair_record(model, encoded_pairs, pad_id, beta: float, average: bool, ref_logps=None, dtype=None,
+                length: int | None = None) -> PairRecord:
     """The `PairRecord` of a batch of encoded pairs: one concatenated forward pass of `model`
-    (chosen rows, then rejected rows) and the reference log-probs (N, 2), when there are any."""
+    (chosen rows, then rejected rows) and the reference log-probs (N, 2), when there are any.
+    `length`: pad the rows to it (a shard padded like its whole batch)."""
     device = next(model.parameters()).device
-    ids, mask = pair_batch(encoded_pairs, device, pad_id)
+    ids, mask = pair_batch(encoded_pairs, device, pad_id, length)
     with autocast(device, dtype):
         out = sequence_logps(model, ids, mask, average)
     n = len(encoded_pairs)
@@ -77,13 +82,13 @@ def pair_record(model, encoded_pairs, pad_id, beta: float, average: bool, ref_lo
 
 
 def batch_loss(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id: int, dtype=None, prefix: str = "",
-               labels=None):
+               labels=None, length: int | None = None):
     """The loss of one batch of pairs: the policy's log-probs, the cached reference log-probs (or
     None for a reference-free loss), the registered loss. Returns (mean loss, its record, metrics).
     For an unpaired loss (KTO) each "pair" is an example and its mismatched completion
     (`preferences.encode_unpaired`) and `labels` says which examples are desirable."""
     loss, args = cfg.loss()
-    record = pair_record(policy, encoded_pairs, pad_id, cfg.beta, cfg.average_logps, ref_logps, dtype)
+    record = pair_record(policy, encoded_pairs, pad_id, cfg.beta, cfg.average_logps, ref_logps, dtype, length)
     if loss.data == "unpaired":
         desirable = torch.tensor(labels, dtype=torch.bool, device=record.chosen_logps.device)
         unpaired = UnpairedRecord(record.chosen_logps, record.ref_chosen_logps, record.rejected_logps,
@@ -190,6 +195,8 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
     Updates `policy` in place; returns {"history", "seconds", "steps", "tokens_forward", "tokens_backward"}.
     on_step(step, policy) is called after every update (for checkpoints along training)."""
     opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
+    forward_model = wrap(policy)  # DDP under torchrun; the policy itself otherwise
+    policy.config.checkpointing = cfg.grad_checkpointing
     steps_per_epoch = (len(train_enc) + cfg.batch_size - 1) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
     prog = Progress("dpo", total, every=cfg.log_every, quiet=quiet)
@@ -216,16 +223,24 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             set_lr(opt, lr_at(step, total, cfg.lr, cfg.warmup))
             step += 1
-            batch = [train_enc[i] for i in idx]
-            if reference_model is not None:
-                ref_batch = compute_reference_logps(reference_model, batch, pad_id, cfg.average_logps, dtype=dtype)
-            else:
-                ref_batch = None if ref_train is None else ref_train[idx]
-            loss, rec, m = batch_loss(policy, batch, ref_batch, cfg, pad_id, dtype,
-                                      labels=None if train_labels is None else [train_labels[i] for i in idx])
-            check_finite(loss, "dpo", step, policy, (rec.chosen_logps, rec.rejected_logps), cfg.lr, cfg.beta)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            # one micro-batch (the plain path), or this rank's share of the batch in grad_accum
+            # micro-batches, each loss scaled to its share of the global mean (distributed.py)
+            micro = [idx] if cfg.grad_accum == 1 and world_size() == 1 else _micro_batches(idx, cfg.grad_accum)
+            width = None if len(micro) == 1 else max(len(row[0]) for i in idx for row in train_enc[i])
+            for part in micro:
+                share = global_share(len(part), len(idx))
+                part = part or idx[:1]  # an empty share still runs forward and backward, weighted 0
+                batch = [train_enc[i] for i in part]
+                if reference_model is not None:
+                    ref_batch = compute_reference_logps(reference_model, batch, pad_id, cfg.average_logps, dtype=dtype)
+                else:
+                    ref_batch = None if ref_train is None else ref_train[part]
+                loss, rec, m = batch_loss(forward_model, batch, ref_batch, cfg, pad_id, dtype,
+                                          labels=None if train_labels is None else [train_labels[i] for i in part],
+                                          length=width)
+                check_finite(loss, "dpo", step, policy, (rec.chosen_logps, rec.rejected_logps), cfg.lr, cfg.beta)
+                (loss if len(micro) == 1 else loss * share).backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
             opt.step()
             if step % cfg.log_every == 0 or step == total:
@@ -240,10 +255,17 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
             tokens += n
             prog.step(step, tokens=n, loss=m["loss"], margin=m["rewards/margins"])
     policy.eval()
-    if partial:
+    if partial and is_main():  # (rank 0 alone writes files under torchrun)
         partial.replace(log_path)
     return {"history": history, "seconds": prog.elapsed(), "steps": total,
             "tokens_forward": tokens, "tokens_backward": tokens}
+
+
+def _micro_batches(idx: list, n: int) -> list[list]:
+    """This rank's share of a global batch in exactly n micro-batches (every rank makes the same
+    number of backward passes, as DDP needs; a rank with too few pairs gets empty ones)."""
+    mine = shard(idx)
+    return [mine[i::n] for i in range(n)]
 
 
 def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, device=torch.device("cpu"),

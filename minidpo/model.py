@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 @dataclass
@@ -27,6 +28,8 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     attention: str = "sdpa"  # "sdpa" (fast) or "math" (explicit, for reading)
+    gelu: str = "exact"      # "exact" (erf), or "tanh": GPT-2's gelu_new, needed for its weights
+    checkpointing: bool = False  # recompute each block in the backward pass: less memory, ~1/3 more compute
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,6 +46,8 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
         if self.attention not in ("sdpa", "math"):
             raise ValueError(f"attention must be 'sdpa' or 'math', not {self.attention!r}")
+        if self.gelu not in ("exact", "tanh"):
+            raise ValueError(f"gelu must be 'exact' or 'tanh', not {self.gelu!r}")
         return self
 
 
@@ -92,9 +97,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
+        self.approximate = "tanh" if cfg.gelu == "tanh" else "none"
 
     def forward(self, x):
-        return F.dropout(self.c_proj(F.gelu(self.c_fc(x))), self.dropout, self.training)
+        return F.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)), self.dropout, self.training)
 
 
 class Block(nn.Module):
@@ -146,7 +152,10 @@ class GPT(nn.Module):
             pos = torch.arange(T, device=idx.device).unsqueeze(0)
         x = self.wte(idx) + self.wpe(pos)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, None if caches is None else caches[i])
+            if self.config.checkpointing and self.training and caches is None and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, mask, use_reentrant=False)
+            else:
+                x = block(x, mask, None if caches is None else caches[i])
         return self.ln_f(x)
 
     def forward(self, idx, targets=None, pos=None, mask=None, caches=None):

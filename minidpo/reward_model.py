@@ -25,6 +25,7 @@ import torch.nn as nn
 from . import world
 from .checkpoint import CheckpointError, load_checkpoint, load_gpt, model_config, save_checkpoint, write_json
 from .data import collate, pair_batch, prompt_and_response_rows
+from .distributed import global_share, shard, world_size, wrap
 from .losses import bradley_terry_loss
 from .model import GPT, GPTConfig
 from .preferences import encode_pairs, oracle_accuracy, read_preferences
@@ -51,6 +52,17 @@ class RewardModel(nn.Module):
 
     def forward(self, input_ids, response_mask):
         return (self.raw(input_ids, response_mask) - self.shift) / self.scale
+
+
+class _RawReward(nn.Module):
+    """The reward model's raw score as a module's forward (what DDP wraps for training)."""
+
+    def __init__(self, rm: RewardModel):
+        super().__init__()
+        self.rm = rm
+
+    def forward(self, input_ids, response_mask):
+        return self.rm.raw(input_ids, response_mask)
 
 
 @dataclass
@@ -132,6 +144,7 @@ def train_reward_model(cfg: RMConfig, tok, sft_path, train_file, val_file, out_d
     val_enc, _ = encode_pairs(tok, val_pairs, sft.config.block_size)
 
     opt = make_optimizer(rm, cfg.lr, cfg.weight_decay)
+    forward_rm = wrap(_RawReward(rm))  # DDP under torchrun; the raw reward otherwise
     steps_per_epoch = (len(train_enc) + cfg.batch_size - 1) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
     prog = Progress("reward-model", total, every=cfg.log_every, quiet=quiet)
@@ -145,16 +158,18 @@ def train_reward_model(cfg: RMConfig, tok, sft_path, train_file, val_file, out_d
         rng.shuffle(order)
         for b in range(steps_per_epoch):
             chunk = [train_enc[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            n_global = len(chunk)
+            chunk = shard(chunk)  # this rank's pairs (all of them in one process)
             set_lr(opt, lr_at(step, total, cfg.lr, cfg.warmup))
             step += 1
             ids, mask = pair_batch(chunk, device, tok.end_id)
             with autocast(device, dtype):
-                s = rm.raw(ids, mask)
+                s = forward_rm(ids, mask)
             c, r = s[:len(chunk)], s[len(chunk):]
             loss = bradley_terry_loss(c, r).mean() + cfg.center_weight * ((c + r) ** 2).mean()
             check_finite(loss, "reward-model", step, rm, (s,), cfg.lr)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * global_share(len(chunk), n_global) if world_size() > 1 else loss).backward()
             torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
             opt.step()
             acc = (c > r).float().mean().item()

@@ -15,9 +15,19 @@ import torch
 from . import provenance
 from .checkpoint import CheckpointError, load_gpt, read_json, remove_stale_temporaries, write_json
 from .tokenizer import Tokenizer
+from .distributed import barrier
 from .training import PeakMemory, pick_device, resolve_dtype, seed_everything
 
 EVAL_SEED_OFFSET = 100  # every policy is sampled on the held-out films with seed + 100: rows pair up
+
+
+def _recorded_tokenizer(out: Path) -> dict | None:
+    f = out / "run_config.json"
+    try:
+        recorded = read_json(f).get("tokenizer") if f.is_file() else None
+    except CheckpointError:
+        return None
+    return recorded if isinstance(recorded, dict) and {"path", "kind"} <= set(recorded) else None
 
 
 class RunFolderError(ValueError):
@@ -39,9 +49,14 @@ class Run:
 
     @classmethod
     def create(cls, out, seed=0, fast=False, device="auto", dtype="auto", force=False, quiet=False,
-               tokenizer=None):
+               tokenizer=None, tokenizer_kind: str = "minidpo"):
+        """A run in folder `out`. The tokenizer: the given ranks file, else the one the folder
+        was made with (`import-gpt2` records a GPT-2 tokenizer in run_config.json), else ours."""
         dev = pick_device(device)
-        tok = Tokenizer.load(tokenizer) if tokenizer else Tokenizer.load()
+        recorded = _recorded_tokenizer(Path(out))
+        if tokenizer is None and recorded:
+            tokenizer, tokenizer_kind = recorded["path"], recorded["kind"]
+        tok = Tokenizer.load(tokenizer, tokenizer_kind) if tokenizer else Tokenizer.load()
         return cls(Path(out), seed, fast, dev, resolve_dtype(dtype, dev), force, quiet, tok)
 
     def path(self, name: str) -> Path:
@@ -56,7 +71,10 @@ class Run:
         return {"fast": self.fast, "seed": self.seed, "dtype": self.dtype_name}
 
     def config(self) -> dict:
-        return {"out": str(self.out), **self.folder_config(), "device": str(self.device)}
+        config = {"out": str(self.out), **self.folder_config(), "device": str(self.device)}
+        if self.tok.kind != "minidpo":
+            config["tokenizer"] = {"path": str(Path(self.tok.path).resolve()), "kind": self.tok.kind}
+        return config
 
     def claim_folder(self) -> None:
         """Make the folder (or check it holds this configuration), and remove temporary files that
@@ -69,7 +87,8 @@ class Run:
             parent = next(p for p in self.out.parents if p.exists())
             raise RunFolderError(f"--out {self.out}: {parent} is a file, so no folder can be made "
                                  "under it; choose another --out") from None
-        for p in remove_stale_temporaries(self.out):
+        from .distributed import is_main
+        for p in remove_stale_temporaries(self.out) if is_main() else ():  # (another rank's are in flight)
             print(f"removed {p} (a temporary file left by an interrupted run)")
         f = self.path("run_config.json")
         if not f.is_file():
@@ -120,10 +139,13 @@ class Run:
         t0 = time.perf_counter()
         with PeakMemory(self.device) as mem:
             compute()
+        barrier()  # under torchrun: rank 0 has written every output before anyone reads one
         seconds = time.perf_counter() - t0
-        paths = outputs() if callable(outputs) else [folder / o for o in outputs]
+        # file names are inside `folder`; Path objects are used as they are (relative to the cwd)
+        paths = outputs() if callable(outputs) else [o if isinstance(o, Path) else folder / o for o in outputs]
         sources = {r: p for r, p in inputs.items() if isinstance(p, Path)}
         provenance.write_record(folder, name, key, paths, sources, seconds, str(self.device), mem.mb)
+        barrier()
         self.computed.append(name)
         say(f"== {name}: done in {seconds:.1f}s" + (f", peak memory {mem.mb:.0f} MB" if mem.mb else ""))
         return True

@@ -16,6 +16,7 @@ import torch
 from . import world
 from .checkpoint import save_checkpoint, write_json
 from .data import render, collate, sft_targets
+from .distributed import global_share, shard, world_size, wrap
 from .model import GPT, GPTConfig
 from .tokenizer import Tokenizer
 from .training import (Progress, autocast, check_finite, lr_at, make_optimizer, measure_matmul_peak,
@@ -75,6 +76,7 @@ def train_sft(cfg: SFTConfig, tok: Tokenizer, out_dir, device=torch.device("cpu"
     model_cfg = GPTConfig(**{**cfg.model, "vocab_size": tok.vocab_size})
     model = GPT(model_cfg).to(device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    forward_model = wrap(model)  # DDP under torchrun; the model itself otherwise
     rng = random.Random(cfg.seed)
     mean_len = sum(len(r[0]) for r in train) / len(train)
     train_ids, train_mask = collate(train, tok.end_id)  # pad once; each batch is a row selection
@@ -92,12 +94,15 @@ def train_sft(cfg: SFTConfig, tok: Tokenizer, out_dir, device=torch.device("cpu"
         set_lr(opt, lr_at(step - 1, cfg.steps, cfg.lr, cfg.warmup))
         idx = torch.tensor(rng.sample(range(len(train)), cfg.batch_size))
         T = int(train_len[idx].max())  # trim to the longest row of this batch
+        if world_size() > 1:  # this rank's rows; its mean weighted to its share of the global mean
+            global_tokens = int(train_mask[idx, 1:T].sum())
+            idx = torch.tensor(shard(idx.tolist()))
         x, y = sft_targets(train_ids[idx, :T].to(device), train_mask[idx, :T].to(device))
         with autocast(device, dtype):
-            _, loss = model(x, y)
+            _, loss = forward_model(x, y)
         check_finite(loss, "sft", step, model, lr=cfg.lr)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * global_share(int((y != -100).sum()), global_tokens) if world_size() > 1 else loss).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         history["step"].append(step)

@@ -120,23 +120,48 @@ def load_ranks(path: str | Path) -> dict[bytes, int]:
     return ranks
 
 
-class Tokenizer:
-    """A `tiktoken.Encoding` over our merges, plus the prompt/response format."""
+# GPT-2's pre-tokenizer (as in its encoder.py and tiktoken's "gpt2"): contractions, letters, digits,
+# other symbols, each optionally after one space; runs of white space
+GPT2_PAT_STR = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+GPT2_END = "<|endoftext|>"
 
-    def __init__(self, ranks: dict[bytes, int], name: str = "minidpo"):
-        specials = {tok: len(ranks) + i for i, tok in enumerate(SPECIAL_TOKENS)}
-        self.enc = tiktoken.Encoding(name, pat_str=PAT_STR, mergeable_ranks=ranks,
-                                     special_tokens=specials)
-        self.prompt_id, self.response_id, self.end_id = (specials[t] for t in SPECIAL_TOKENS)
+
+class Tokenizer:
+    """A `tiktoken.Encoding` over merge ranks, plus the prompt/response format.
+
+    kind="minidpo" (ours): `<|prompt|> x <|response|> y <|end|>`, three special tokens after the merges.
+    kind="gpt2" (a user's GPT-2 ranks file, for real GPT-2 weights): GPT-2's regex, its one special
+    token `<|endoftext|>` (id = the number of ranks, 50256) ends a response, and there are no format
+    markers: the prompt text carries its own format ("Human: ... Assistant:"), tokenized apart from
+    the response as always, so the mask stays exact."""
+
+    def __init__(self, ranks: dict[bytes, int], name: str = "minidpo", kind: str = "minidpo"):
+        if kind not in ("minidpo", "gpt2"):
+            raise ValueError(f"tokenizer kind must be 'minidpo' or 'gpt2', not {kind!r}")
+        self.kind = kind
+        if kind == "gpt2":
+            specials = {GPT2_END: len(ranks)}
+            self.enc = tiktoken.Encoding(name, pat_str=GPT2_PAT_STR, mergeable_ranks=ranks, special_tokens=specials)
+            self.prompt_id = self.response_id = None
+            self.end_id = specials[GPT2_END]
+        else:
+            specials = {tok: len(ranks) + i for i, tok in enumerate(SPECIAL_TOKENS)}
+            self.enc = tiktoken.Encoding(name, pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=specials)
+            self.prompt_id, self.response_id, self.end_id = (specials[t] for t in SPECIAL_TOKENS)
         self.vocab_size = self.enc.n_vocab
         self.n_ordinary = len(ranks)
         # what the merges are, not where they came from: part of every stage's provenance key
-        self.fingerprint = hashlib.sha256(b"".join(base64.b64encode(t) + b" %d\n" % r
-                                                   for t, r in sorted(ranks.items(), key=lambda kv: kv[1]))).hexdigest()
+        self.fingerprint = hashlib.sha256(kind.encode() + b"".join(
+            base64.b64encode(t) + b" %d\n" % r for t, r in sorted(ranks.items(), key=lambda kv: kv[1]))).hexdigest()
+        if kind == "minidpo":  # (the shipped tokenizer's fingerprint predates the kinds: keep it)
+            self.fingerprint = hashlib.sha256(b"".join(base64.b64encode(t) + b" %d\n" % r for t, r in
+                                                       sorted(ranks.items(), key=lambda kv: kv[1]))).hexdigest()
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_MERGES) -> "Tokenizer":
-        return cls(load_ranks(path))
+    def load(cls, path: str | Path = DEFAULT_MERGES, kind: str = "minidpo") -> "Tokenizer":
+        tok = cls(load_ranks(path), name=f"minidpo-{kind}", kind=kind)
+        tok.path = str(path)
+        return tok
 
     def encode(self, text: str) -> list[int]:
         return self.enc.encode_ordinary(text)          # special-token strings stay plain text
@@ -146,6 +171,8 @@ class Tokenizer:
         return self.enc.decode([int(i) for i in ids if int(i) < self.n_ordinary])
 
     def encode_prompt(self, prompt: str) -> list[int]:
+        if self.kind == "gpt2":
+            return self.encode(prompt)
         return [self.prompt_id] + self.encode(prompt) + [self.response_id]
 
     def encode_response(self, response: str) -> list[int]:

@@ -221,3 +221,22 @@ def test_cli_dpo_on_a_users_file_reports_what_it_read(fast_run, tmp_path, capsys
     assert code == 0
     assert "3 pairs read, 1 truncated to the context; refused lines: 1; blank lines: 1" in out
     assert "refused " in out and "mine.jsonl:2" in out
+
+
+def test_a_relative_run_folder_keeps_every_path_right(tmp_path, monkeypatch):
+    """The CLI's default folders are relative (runs/default): outputs given as Paths under a study's
+    subfolder, or as names inside the folder, are recorded and reused from the cwd."""
+    from pathlib import Path
+    from minidpo.runfolder import Run
+    monkeypatch.chdir(tmp_path)
+    run = Run.create("runs/rel", quiet=True)
+    run.claim_folder()
+    sub = Path("runs/rel/study")
+    write = lambda: (sub.mkdir(parents=True, exist_ok=True), (sub / "a.json").write_text("{}"),
+                     (run.out / "b.json").write_text("{}"))
+    assert run.cached("unit", {"x": 1}, {}, write, outputs=[sub / "a.json"], code="pipeline", folder=sub, announce=False)
+    assert run.cached("named", {"x": 1}, {}, write, outputs=["b.json"], code="pipeline", announce=False)
+    again = Run.create("runs/rel", quiet=True)
+    assert not again.cached("unit", {"x": 1}, {}, write, outputs=[sub / "a.json"], code="pipeline", folder=sub)
+    assert not again.cached("named", {"x": 1}, {}, write, outputs=["b.json"], code="pipeline")
+    assert (sub / "provenance" / "unit.json").is_file()
