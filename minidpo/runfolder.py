@@ -204,8 +204,10 @@ class Run:
         """What decides an evaluation's samples: the held-out prompts and the sampling seed."""
         return {"samples_per_film": 4 if self.fast else 8, "sample_seed": self.seed + EVAL_SEED_OFFSET}
 
-    def load_policy(self, name: str):
-        return load_gpt(self.path(name), self.device, vocab_size=self.tok.vocab_size)[0].eval()
+    def load_policy(self, name):
+        """A GPT checkpoint of this run: a file name inside the folder, or a Path used as given."""
+        path = name if isinstance(name, Path) else self.path(name)
+        return load_gpt(path, self.device, vocab_size=self.tok.vocab_size)[0].eval()
 
     def eval_prompts(self) -> list[str]:
         from .evaluate import eval_prompts

@@ -240,3 +240,8 @@ def test_a_relative_run_folder_keeps_every_path_right(tmp_path, monkeypatch):
     assert not again.cached("unit", {"x": 1}, {}, write, outputs=[sub / "a.json"], code="pipeline", folder=sub)
     assert not again.cached("named", {"x": 1}, {}, write, outputs=["b.json"], code="pipeline")
     assert (sub / "provenance" / "unit.json").is_file()
+    from minidpo.checkpoint import save_checkpoint
+    from minidpo.model import GPT, GPTConfig
+    cfg = GPTConfig(vocab_size=run.tok.vocab_size, n_layer=1, n_head=1, n_embd=8)
+    save_checkpoint(sub / "p.pt", GPT(cfg).state_dict(), {"model": cfg.to_dict()})
+    assert run.load_policy(sub / "p.pt").config.n_embd == 8  # a Path from the cwd, not joined twice
