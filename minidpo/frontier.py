@@ -206,14 +206,15 @@ def seeds(run) -> list[int]:
     return [run.seed + i for i in range(N_SEEDS)]
 
 
-def collect(run, study: str, cells: list[tuple[str, str, int]], methods: dict | None = None) -> list[dict]:
-    """Train and evaluate every unit of `cells` (method, labels, repeats) on every seed, each
-    method (from `methods`, default METHODS) over its grid; finished units are reused; progress
-    with an ETA is printed. Returns all points, labelled with method, labels, repeats, seed, grid."""
+def collect(run, study: str, cells: list[tuple[str, str, int]], methods: dict | None = None,
+            seed_list: list[int] | None = None) -> list[dict]:
+    """Train and evaluate every unit of `cells` (method, labels, repeats), each method (from
+    `methods`, default METHODS) over its grid, on every seed of `seed_list` (default: the study's
+    seeds); finished units are reused; progress with an ETA is printed. Returns all points, labelled with method, labels, repeats, seed, grid."""
     methods = methods or METHODS
     ensure(run, "sft", "eval_sft")
     plan, seen = [], set()  # (kind, what): a condition's data unit first, then its methods
-    for seed in seeds(run):
+    for seed in seed_list or seeds(run):
         for name, labels, repeats in cells:
             m = methods[name]
             if m.uses_labels and ("data", labels, repeats, seed) not in seen:

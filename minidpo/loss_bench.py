@@ -51,15 +51,16 @@ def _bench(run) -> None:
     from .preferences import PrefsConfig
     methods = bench_methods()
     repeats = run.settings(PrefsConfig).train_repeats
-    points = F.collect(run, "losses", [(name, "bt", repeats) for name in methods], methods)
+    seeds = F.seeds(run)[:1] if run.fast else F.seeds(run)  # --fast: a smoke run on one seed
+    points = F.collect(run, "losses", [(name, "bt", repeats) for name in methods], methods, seed_list=seeds)
     sft = read_json(run.path("eval_sft.json"))
     matched = F.matched_table(points, "bt", sft)
     rows = {}
     for name in methods:
         finals = [max((p for p in points if p["method"] == name and p["seed"] == s), key=lambda p: p["step"])
-                  for s in F.seeds(run)]
+                  for s in seeds]
         histories = [read_json(F.study_folder(run) / "units" / f"{F.unit_name(methods[name], {}, F.Data('bt', repeats, s))}_metrics.json")
-                     for s in F.seeds(run)]
+                     for s in seeds]
         row = {key: F.mean_std([f[key] for f in finals]) for key in
                ("gold_reward", "win_rate_vs_sft", "kl_to_ref", "fluency", "unique_frac")}
         row["logps_chosen_change"] = F.mean_std([h["history"][-1]["eval/logps/chosen"] - h["history"][0]["eval/logps/chosen"]
@@ -69,9 +70,9 @@ def _bench(run) -> None:
         rows[name]["matched"] = matched.get(name, {})
         rows[name]["settings"] = methods[name].settings
         rows[name]["reference"] = LOSSES[name].reference
-    kl = bench_kl(rows, len(F.seeds(run)))
+    kl = bench_kl(rows, len(seeds))
     order = sorted(rows, key=lambda n: -(rows[n]["matched"].get(str(kl), {}).get("gold_mean", float("-inf"))))
-    result = {"rows": rows, "order": order, "matched_kl": kl, "seeds": F.seeds(run), "epochs": EPOCHS,
+    result = {"rows": rows, "order": order, "matched_kl": kl, "seeds": seeds, "epochs": EPOCHS,
               "sft": {k: sft[k] for k in ("gold_reward", "fluency")}, "points": points}
     frontier_file = F.study_folder(run) / "frontier.json"
     curves = read_json(frontier_file)["curves"]["bt"] if frontier_file.is_file() else {}
@@ -93,7 +94,7 @@ def bench_kl(rows: dict, n_seeds: int) -> float | None:
 
 
 def print_bench(result: dict) -> None:
-    kl = result["matched_kl"]
+    kl = result["matched_kl"] if result["matched_kl"] is not None else "-"
     print(f"{len(result['rows'])} losses, {len(result['seeds'])} seeds, {result['epochs']} epoch; sorted by gold "
           f"reward at KL {kl} (mean ± std over seeds; '-' = not reached by every seed)")
     print(f"{'loss':14s} | gold at KL {kl:<4} | final gold      | win   | KL    | fluency | unique | Δlog π(y_w) | s")
