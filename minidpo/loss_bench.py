@@ -95,14 +95,18 @@ def bench_kl(rows: dict, n_seeds: int) -> float | None:
 
 def print_bench(result: dict) -> None:
     kl = result["matched_kl"] if result["matched_kl"] is not None else "-"
-    print(f"{len(result['rows'])} losses, {len(result['seeds'])} seeds, {result['epochs']} epoch; sorted by gold "
-          f"reward at KL {kl} (mean ± std over seeds; '-' = not reached by every seed)")
+    n = len(result["seeds"])
+    spread = "mean ± std over seeds" if n > 1 else "one seed: no spread, a smoke run only"
+    print(f"{len(result['rows'])} losses, {n} seed{'s' if n > 1 else ''}, {result['epochs']} epoch; sorted by gold "
+          f"reward at KL {kl} ({spread}; '-' = not reached by every seed); s = seconds of training")
     print(f"{'loss':14s} | gold at KL {kl:<4} | final gold      | win   | KL    | fluency | unique | Δlog π(y_w) | s")
     for name in result["order"]:
         r = result["rows"][name]
         m = r["matched"].get(str(kl))
         at = f"{m['gold_mean']:+.2f} ± {m['gold_std']:.2f}" if m and m["n"] == len(result["seeds"]) else "-"
-        print(f"{name:14s} | {at:15s} | {r['gold_reward']['mean']:+.3f} ± {r['gold_reward']['std']:.3f} | "
+        gold = r["gold_reward"]
+        final = f"{gold['mean']:+.3f} ± {gold['std']:.3f}" if n > 1 else f"{gold['mean']:+.3f}"
+        print(f"{name:14s} | {at:15s} | {final:15s} | "
               f"{r['win_rate_vs_sft']['mean']:.3f} | {r['kl_to_ref']['mean']:5.2f} | {r['fluency']['mean']:.3f}   | "
               f"{r['unique_frac']['mean']:.3f}  | {r['logps_chosen_change']['mean']:+.2f}       | "
               f"{r['train_seconds']['mean']:.0f}")
