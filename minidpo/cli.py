@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DISTRIBUTED = ("sft", "reward-model", "dpo", "rlhf", "ppo", "grpo")  # what torchrun parallelises (distributed.py)
+
+
 def _overrides(args, names) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
@@ -168,6 +171,9 @@ def _dispatch(args) -> int:
         ranks = train_default(args.out or DEFAULT_MERGES, args.merges, seed=args.seed)
         print(f"wrote {args.out or DEFAULT_MERGES}: {len(ranks)} tokens ({len(ranks) - 256} merges)")
         return 0
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DISTRIBUTED:
+        raise ValueError(f"under torchrun minidpo runs {', '.join(DISTRIBUTED)}; run `{args.command}` as "
+                         f"`python -m minidpo {args.command}` (one process)")
     out = args.out or ("runs/fast" if args.fast else "runs/default")
     gpt2 = args.command == "import-gpt2"
     run = P.Run.create(out, args.seed, args.fast, args.device, args.dtype, args.force, args.quiet,

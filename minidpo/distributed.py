@@ -1,11 +1,15 @@
 """More than one process, through PyTorch's own engine: `torchrun --nproc_per_node=N -m minidpo
-sft|reward-model|dpo ...` trains with DistributedDataParallel (gloo on CPU, NCCL on GPUs).
+sft|reward-model|dpo ...` trains with DistributedDataParallel (gloo on CPU, NCCL on GPUs), and
+`... rlhf|ppo|grpo` samples the rollouts on every rank.
 
 Every rank builds the same model from the same seed and draws the same global batch of indices;
 rank r keeps indices r, r+N, r+2N, ... (`shard`). Each rank's loss is its part of the GLOBAL mean
 (`global_share`), so DDP's gradient averaging gives exactly the single-process gradient of the same
 global batch, and the runs agree to float rounding. Rank 0 alone writes files (checkpoint.atomic_write
 is a no-op elsewhere); `barrier` keeps the others from reading a file before it is written.
+The RL stages (rlhf, ppo, grpo) are parallel where their time goes, in sampling: every rank samples
+its shard of the step's prompts with its own generator, the responses are gathered (`gather_shards`),
+and every rank then scores them and makes the same update (`sync_from_main` keeps the copies equal).
 With one process (plain `python -m minidpo`) every function here is a no-op.
 """
 from __future__ import annotations
@@ -46,6 +50,28 @@ def barrier() -> None:
 def shard(indices: list) -> list:
     """This rank's part of a global batch."""
     return indices[rank()::world_size()]
+
+
+def gather_shards(local: list, total: int) -> list:
+    """The inverse of `shard`: every rank's part of a list of `total` items, back in the original
+    order, on every rank (one process: `local` itself)."""
+    if not dist.is_initialized():
+        return local
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, local)
+    whole = [None] * total
+    for r, part in enumerate(parts):
+        whole[r::world_size()] = part
+    return whole
+
+
+def sync_from_main(model) -> None:
+    """Copy rank 0's parameters to every rank. Ranks that apply the same update to the same data
+    agree already on a CPU; on a GPU some backward kernels are not deterministic, and this keeps
+    the ranks from drifting apart."""
+    if dist.is_initialized():
+        for p in model.parameters():
+            dist.broadcast(p.data, src=0)
 
 
 def global_share(local_count: int, global_count: int) -> float:

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict
 from . import world
 from .checkpoint import read_json, write_json
+from .distributed import world_size
 from .runfolder import EVAL_SEED_OFFSET, Run, RunFolderError  # noqa: F401  (Run: the public entry point)
 from .stages import OPTIONAL, PIPELINE, STAGES, STUDIES, ensure
 
@@ -77,7 +78,10 @@ def _stage_rl(run: Run, name: str, config_class, train, **overrides) -> dict:
     inputs = run.inputs(name)
     if cfg.reward == "gold":
         del inputs["reward_model"]
-    run.cached(name, asdict(cfg), inputs, lambda: train(
+    config = asdict(cfg)
+    if world_size() > 1:  # under torchrun each rank samples with its own generator: other samples, other weights
+        config["sampling_ranks"] = world_size()
+    run.cached(name, config, inputs, lambda: train(
         cfg, run.tok, inputs["sft"], inputs.get("reward_model"), run.out, run.device, run.dtype, run.quiet))
     return read_json(run.path(f"{name}_metrics.json"))
 

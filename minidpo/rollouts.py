@@ -20,6 +20,7 @@ import torch
 from . import world
 from .checkpoint import load_gpt, save_checkpoint, write_json
 from .data import collate, prompt_and_response_rows
+from .distributed import gather_shards, rank, shard, sync_from_main
 from .model import sequence_logps
 from .reward_model import load_reward_model
 from .sampling import make_generator, sample
@@ -27,6 +28,7 @@ from .training import Progress, autocast, check_weights_finite
 
 
 SHUFFLE_SEED_OFFSET = 1  # the minibatch shuffle's seed, apart from the sampling seed
+RANK_SEED_OFFSET = 1000  # under torchrun, rank r samples with seed + r × this (rank 0: the plain seed)
 
 
 @dataclass
@@ -84,7 +86,7 @@ class RLLoop:
         self.rm = load_reward_model(rm_path, device, tok.vocab_size) if cfg.reward == "learned" else None
         self.titles = world.split_titles()[0]
         self.rng = random.Random(cfg.seed)
-        self.gen = make_generator(cfg.seed, device)  # sampling
+        self.gen = make_generator(cfg.seed + RANK_SEED_OFFSET * rank(), device)  # sampling
         self.shuffle = torch.Generator().manual_seed(cfg.seed + SHUFFLE_SEED_OFFSET)  # minibatch order
         self.prog = Progress(stage, cfg.steps, every=cfg.log_every, quiet=quiet)
         self.history: list[dict] = []
@@ -99,12 +101,14 @@ class RLLoop:
 
     def rollout(self, step: int) -> Rollout:
         """Draw `prompts_per_step` training prompts, sample `k` responses each from the current
-        policy, score them with the reward and the reference (no gradient)."""
+        policy, score them with the reward and the reference (no gradient). Under torchrun each rank
+        samples its shard of the responses and every rank receives all of them."""
         cfg, tok = self.cfg, self.tok
         with self.timed("sampling"):
             prompts = [world.make_prompt(self.rng.choice(self.titles)) for _ in range(cfg.prompts_per_step)]
             flat = [p for p in prompts for _ in range(cfg.k)]
-            ids = sample_or_explain(self.policy, tok, flat, self.gen, self.stage, step, cfg.lr, self.dtype)
+            mine = sample_or_explain(self.policy, tok, shard(flat), self.gen, self.stage, step, cfg.lr, self.dtype)
+            ids = gather_shards(mine, len(flat))
             texts = [tok.decode_response(r) for r in ids]
             rows_ids, rows_mask = collate(prompt_and_response_rows(tok, flat, ids), tok.end_id, self.device)
         with self.timed("scoring"):
@@ -131,6 +135,7 @@ class RLLoop:
         self.history.append(record)
         self.prog.step(step, tokens=batch.rows_ids.numel(), proxy=record["proxy_reward"], gold=record["gold_reward"],
                        kl=record["kl_k1"], len=record["length"])
+        sync_from_main(self.policy)  # under torchrun: every rank samples from rank 0's weights
         check_weights_finite(self.policy, self.stage, step, self.cfg.lr)  # before they sample again
         if step in self.checkpoint_steps and step < self.cfg.steps:  # checkpoints along training
             self._save(self.out_dir / f"{self.out_name}_step{step}.pt", step)

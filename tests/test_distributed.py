@@ -79,3 +79,48 @@ def test_the_shards_weighted_shares_give_the_whole_batch_gradient(fast_run):
         loss = batch_loss(model, [enc[i] for i in shard], ref[shard], cfg, run.tok.end_id, length=width)[0]
         (loss * global_share(len(shard), 15)).backward()  # (world size 1 here: DDP's ×2 and ÷2 cancel)
     assert max((a - b).abs().max().item() for a, b in zip(whole, (p.grad for p in model.parameters()))) < 1e-6
+
+
+def test_torchrun_rl_samples_on_every_rank_and_gathers(fast_run, tmp_path, monkeypatch):
+    """`torchrun --nproc_per_node=2 -m minidpo rlhf`: rank r samples responses r, r+2, ... with its
+    own generator, every rank gets all of them and makes the same update. One process that samples
+    the two shards the same way (emulated here) trains the same weights."""
+    from minidpo import rollouts
+    from minidpo.distributed import gather_shards, shard
+    from minidpo.rlhf import RLHFConfig, train_rlhf
+    from minidpo.sampling import make_generator
+    run, _ = fast_run
+    assert shard(list("abcde")) == list("abcde") and gather_shards(list("abc"), 3) == list("abc")  # one process
+    shutil.copytree(run.out, tmp_path / "two")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "minidpo", "rlhf", "--fast", "--quiet", "--steps", "3", "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert two.returncode == 0, two.stderr[-3000:]
+    refused = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              "-m", "minidpo", "prefs", "--fast", "--out", str(tmp_path / "two")],
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert refused.returncode != 0 and "error: under torchrun minidpo runs sft" in refused.stderr
+
+    cfg = run.settings(RLHFConfig, steps=3)
+    sample = rollouts.sample_or_explain
+    second = make_generator(cfg.seed + rollouts.RANK_SEED_OFFSET, "cpu")  # rank 1's generator
+
+    def two_ranks(policy, tok, prompts, gen, *args):
+        parts = [sample(policy, tok, prompts[r::2], g, *args) for r, g in ((0, gen), (1, second))]
+        whole = [None] * len(prompts)
+        whole[0::2], whole[1::2] = parts
+        return whole
+    monkeypatch.setattr(rollouts, "sample_or_explain", two_ranks)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the torchrun ranks (OMP_NUM_THREADS=1): the same rounding, the same samples
+    try:
+        metrics = train_rlhf(cfg, run.tok, run.path("sft.pt"), run.path("reward_model.pt"), tmp_path / "one", quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert metrics["samples_generated"] == 3 * cfg.prompts_per_step * cfg.k
+    assert max_difference(tmp_path / "one" / "rlhf.pt", tmp_path / "two" / "rlhf.pt") < 1e-6
+    # and not what one plain process samples: rank 1 drew its responses with its own generator
+    monkeypatch.setattr(rollouts, "sample_or_explain", sample)
+    train_rlhf(cfg, run.tok, run.path("sft.pt"), run.path("reward_model.pt"), tmp_path / "plain", quiet=True)
+    assert max_difference(tmp_path / "plain" / "rlhf.pt", tmp_path / "two" / "rlhf.pt") > 1e-4
