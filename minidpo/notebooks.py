@@ -17,11 +17,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = '''# Setup: install minidpo if this kernel does not have it (a hosted notebook starts empty).
-# MINIDPO_SOURCE: where to install from (a git URL of this repository, or a local path).
-import importlib.util, os, subprocess, sys
+# It installs from MINIDPO_SOURCE (a pip source: git+URL of the repository, or a folder) or else from the
+# checkout this notebook sits in (in a hosted notebook: clone the repository, cd into it, then run this).
+import importlib.util, os, pathlib, subprocess, sys
 if importlib.util.find_spec("minidpo") is None:
-    source = os.environ.get("MINIDPO_SOURCE", "git+https://github.com/minidpo/minidpo.git")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", source])
+    here = pathlib.Path.cwd()
+    checkout = next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file() and (p / "minidpo").is_dir()), None)
+    source = os.environ.get("MINIDPO_SOURCE") or (str(checkout) if checkout else None)
+    if source is None:
+        raise RuntimeError("minidpo is not installed and no checkout was found above " + str(here) +
+                           ": set MINIDPO_SOURCE to the repository (git+URL or a folder) and re-run this cell")
+    editable = ["-e"] if source == str(checkout) else []  # a checkout: its edits count, as in the README
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *editable, source])
+    if editable:  # a running kernel reads the editable install's .pth file only at its next start
+        sys.path.insert(0, str(checkout))
+    importlib.invalidate_caches()
 # Without a GPU the lesson runs its tiny (--fast) settings; set MINIDPO_FULL=1 for the full run.'''
 
 
