@@ -343,7 +343,9 @@ def run_museum(run) -> dict:
     """Every fault of FAULTS, and the clean run, trained the same way on the run's pairs: the
     metrics learners watch at the start and the end, the samples' gold reward, fluency and length
     on the held-out films, and which of the doctor's checks fail."""
-    return run.study("museum", lambda: _museum(run))
+    result = run.study("museum", lambda: _museum(run))
+    print_museum(result["rows"])  # also when reused: the table is what the command is for
+    return result
 
 
 def _museum(run) -> None:
@@ -387,7 +389,6 @@ def _museum(run) -> None:
     for r in rows.values():
         r["gold_cost"] = clean_gold - r["eval"]["gold_reward"]
     write_json(folder / "museum.json", {"rows": rows, "faults": {k: vars(v) for k, v in FAULTS.items()}})
-    print_museum(rows)
 
 
 def print_museum(rows: dict) -> None:

@@ -230,7 +230,9 @@ def enumerable_study(seed: int = 0, fast: bool = False) -> dict:
 
 # --- the study --------------------------------------------------------------------------------------------
 def run_microscope(run) -> dict:
-    return run.study("microscope", lambda: _microscope(run))
+    result = run.study("microscope", lambda: _microscope(run))
+    print_microscope(result)  # also when reused
+    return result
 
 
 def _microscope(run) -> None:
@@ -243,7 +245,6 @@ def _microscope(run) -> None:
     result = {"pairs": displacement(dpo, sft, encoded, run.tok.end_id, beta), "beta": beta,
               "enumerable": enumerable_study(run.seed, run.fast)}
     write_json(run.out / "microscope" / "microscope.json", result)
-    print_microscope(result)
 
 
 def print_microscope(result: dict) -> None:

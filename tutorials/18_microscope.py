@@ -7,7 +7,7 @@
 
 # %%
 from minidpo.cli import tutorial_run
-from minidpo.microscope import all_responses, print_microscope, run_microscope
+from minidpo.microscope import all_responses, run_microscope
 from minidpo.stages import ensure
 
 run = tutorial_run("18: the likelihood-displacement microscope")
@@ -23,8 +23,7 @@ ensure(run, "dpo")
 # *down* along with the rejected one. *Predict*: positive or negative correlation?
 
 # %%
-result = run_microscope(run)
-print_microscope(result)
+result = run_microscope(run)  # prints its tables (print_microscope)
 pairs = result["pairs"]
 
 # %% [markdown]
