@@ -47,6 +47,16 @@ def test_ablation_gaps_are_paired_by_seed():
     assert primary_kl(rows) == 2.0
 
 
+def test_loss_bench_ranks_losses_reaching_the_kl_in_every_seed_first():
+    from minidpo.loss_bench import bench_rank
+    row = lambda matched, final: {"matched": matched, "gold_reward": {"mean": final}}
+    rows = {"lucky": row({"0.5": {"n": 1, "gold_mean": 2.0}}, 0.9),   # one seed of three got there
+            "steady": row({"0.5": {"n": 3, "gold_mean": 0.4}}, 0.7),
+            "better": row({"0.5": {"n": 3, "gold_mean": 0.6}}, 0.5),
+            "never": row({}, 1.5)}
+    assert sorted(rows, key=lambda n: bench_rank(rows[n], 0.5, 3)) == ["better", "steady", "never", "lucky"]
+
+
 def test_deterministic_labels_always_choose_the_better_response(fast_run):
     import random
     from minidpo.preferences import label_pair
