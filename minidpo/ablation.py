@@ -1,5 +1,6 @@
-"""Why does RL beat DPO here when the paper found the opposite? Move from this project's setting to
-the paper's one factor at a time, and measure DPO against the RL method at matched KL in each row:
+"""Why does DPO against RL come out here as it does, and what separates it from the paper's result?
+Move from this project's setting to the paper's one factor at a time, and measure DPO against the
+RL method at matched KL in each row:
 
   row  labels          pairs      RL algorithm          RL reward
   0    Bradley–Terry   default    REINFORCE (RLOO)      learned           (this project's setting)

@@ -129,8 +129,8 @@ STAGES = _stages(
           "Unlikelihood, 3 seeds, two labelling conditions (about half an hour)", study=True, long=True),
     Stage("ablation", "ablation:run_ablation", ("sft", "eval_sft", "prefs", "reward_model"),
           {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/ablation.json",),
-          "why RL beats DPO here: from our setting to the paper's one factor at a time (reuses the "
-          "frontier's units)", study=True, long=True),
+          "why DPO against RL comes out as it does here: from our setting to the paper's one factor "
+          "at a time (reuses the frontier's units)", study=True, long=True),
     Stage("losses", "loss_bench:run_loss_bench", ("sft", "eval_sft", "prefs", "reward_model"),
           {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/losses.json", "frontier/losses.png"),
           "the loss bench: every registered loss on the same pairs, 3 seeds, sorted by gold reward at "
