@@ -22,7 +22,7 @@ evaluated, its points and training metrics stay in RUN/frontier/units/.
 Summaries: a method's frontier in one seed is the upper (Pareto) envelope of its points and the SFT
 point (KL 0): each point that has a higher gold reward than every point at lower KL, joined by
 straight lines. `frontier.json` gives, per condition and method, the gold reward (and fluency) of
-that envelope at matched KL ∈ {0.5, 1, 2, 4} nats, mean and standard deviation over seeds; a KL
+that envelope at matched KL ∈ {0.5, 1, 2, 3} nats, mean and standard deviation over seeds; a KL
 beyond a seed's last point is not extrapolated (that seed does not count there).
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ KL_TARGETS = (0.5, 1.0, 2.0, 3.0)
 CHECKPOINTS = (1 / 8, 1 / 4, 1 / 2)  # evaluated fractions of training, early-heavy (and the end)
 LABELS = ("bt", "deterministic")
 N_SEEDS = 3
+FAST_SEEDS = 2  # --fast: a smoke run still pairs gaps over more than one seed
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ def _dpo_steps(cfg, train_file) -> int:
 
 # --- the study ---------------------------------------------------------------------------------
 def seeds(run) -> list[int]:
-    return [run.seed + i for i in range(N_SEEDS)]
+    return [run.seed + i for i in range(FAST_SEEDS if run.fast else N_SEEDS)]
 
 
 def collect(run, study: str, cells: list[tuple[str, str, int]], methods: dict | None = None,
