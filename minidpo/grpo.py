@@ -21,7 +21,6 @@ a constant learning rate; a group whose rewards are all equal has A = 0 (no sign
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -86,7 +85,6 @@ def train_grpo(cfg: GRPOConfig, tok, sft_path, rm_path, out_dir, device=torch.de
     loop = RLLoop("grpo", cfg, tok, sft_path, rm_path, out_dir, device, dtype, quiet, out_name, checkpoint_steps)
     policy = loop.policy
     opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
-    mb_size = math.ceil(cfg.prompts_per_step * cfg.k / cfg.minibatches)
     for step in range(1, cfg.steps + 1):
         batch = loop.rollout(step)                                                          # step 1
         mask = batch.mask.float()
@@ -95,23 +93,20 @@ def train_grpo(cfg: GRPOConfig, tok, sft_path, rm_path, out_dir, device=torch.de
         advantages = group_advantages(batch.reward.view(cfg.prompts_per_step, cfg.k)).flatten().to(loop.device)
         losses, clip_fracs = [], []
         with loop.timed("update"):                                                           # step 4
-            for _ in range(cfg.epochs):
-                order = torch.randperm(len(mask), generator=loop.shuffle)
-                for start in range(0, len(order), mb_size):
-                    i = order[start:start + mb_size].to(loop.device)
-                    with autocast(loop.device, dtype):
-                        new = sequence_logps(policy, batch.rows_ids[i], batch.rows_mask[i])
-                    loss, clip_frac = grpo_loss(new.token_logps.float(), old.token_logps[i],
-                                                batch.ref_token_logps[i].float(), advantages[i], mask[i],
-                                                cfg.clip, cfg.beta)
-                    check_finite(loss, "grpo", step, policy, (new.logps,), cfg.lr, cfg.beta)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                    opt.step()
-                    losses.append(loss.item())
-                    clip_fracs.append(clip_frac.item())
-                    loop.updated += batch.rows_ids[i].numel()
+            for i in loop.minibatches(len(mask)):
+                with autocast(loop.device, dtype):
+                    new = sequence_logps(policy, batch.rows_ids[i], batch.rows_mask[i])
+                loss, clip_frac = grpo_loss(new.token_logps.float(), old.token_logps[i],
+                                            batch.ref_token_logps[i].float(), advantages[i], mask[i],
+                                            cfg.clip, cfg.beta)
+                check_finite(loss, "grpo", step, policy, (new.logps,), cfg.lr, cfg.beta)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                opt.step()
+                losses.append(loss.item())
+                clip_fracs.append(clip_frac.item())
+                loop.updated += batch.rows_ids[i].numel()
         loop.log(step, batch, old.token_logps, old.entropy, sum(losses) / len(losses),
                  clip_frac=sum(clip_fracs) / len(clip_fracs))
     return loop.finish()

@@ -37,7 +37,6 @@ Simplifications, on purpose:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -159,7 +158,6 @@ def train_ppo(cfg: PPOConfig, tok, sft_path, rm_path, out_dir, device=torch.devi
     value = ValueModel(load_gpt(sft_path, device, vocab_size=tok.vocab_size)[0]).to(device)
     opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
     value_opt = make_optimizer(value, cfg.value_lr, cfg.weight_decay)
-    mb_size = math.ceil(cfg.prompts_per_step * cfg.k / cfg.minibatches)
     for step in range(1, cfg.steps + 1):
         batch = loop.rollout(step)                                                          # step 1
         mask = batch.mask.float()
@@ -171,26 +169,23 @@ def train_ppo(cfg: PPOConfig, tok, sft_path, rm_path, out_dir, device=torch.devi
         advantages = whiten(advantages, mask)
         stats = {"clip_frac": [], "policy_loss": [], "value_loss": []}
         with loop.timed("update"):                                                           # step 5
-            for _ in range(cfg.epochs):
-                order = torch.randperm(len(mask), generator=loop.shuffle)
-                for start in range(0, len(order), mb_size):
-                    i = order[start:start + mb_size].to(loop.device)
-                    with autocast(loop.device, dtype):
-                        new = sequence_logps(policy, batch.rows_ids[i], batch.rows_mask[i])
-                        new_values = value(batch.rows_ids[i])
-                    pg_loss, clip_frac = clipped_policy_loss(new.token_logps.float(), old.token_logps[i],
-                                                             advantages[i], mask[i], cfg.clip)
-                    vf_loss = clipped_value_loss(new_values, old_values[i], returns[i], mask[i], cfg.clip_value)
-                    check_finite(pg_loss, "ppo", step, policy, (new.logps,), cfg.lr, cfg.beta)
-                    check_finite(vf_loss, "ppo (value)", step, value, lr=cfg.value_lr)
-                    for model, optimizer, loss in ((policy, opt, pg_loss), (value, value_opt, vf_loss)):
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                        optimizer.step()
-                    for k, v in (("clip_frac", clip_frac), ("policy_loss", pg_loss), ("value_loss", vf_loss)):
-                        stats[k].append(v.item())
-                    loop.updated += 2 * batch.rows_ids[i].numel()  # policy and value, forward and backward
+            for i in loop.minibatches(len(mask)):
+                with autocast(loop.device, dtype):
+                    new = sequence_logps(policy, batch.rows_ids[i], batch.rows_mask[i])
+                    new_values = value(batch.rows_ids[i])
+                pg_loss, clip_frac = clipped_policy_loss(new.token_logps.float(), old.token_logps[i],
+                                                         advantages[i], mask[i], cfg.clip)
+                vf_loss = clipped_value_loss(new_values, old_values[i], returns[i], mask[i], cfg.clip_value)
+                check_finite(pg_loss, "ppo", step, policy, (new.logps,), cfg.lr, cfg.beta)
+                check_finite(vf_loss, "ppo (value)", step, value, lr=cfg.value_lr)
+                for model, optimizer, loss in ((policy, opt, pg_loss), (value, value_opt, vf_loss)):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                for k, v in (("clip_frac", clip_frac), ("policy_loss", pg_loss), ("value_loss", vf_loss)):
+                    stats[k].append(v.item())
+                loop.updated += 2 * batch.rows_ids[i].numel()  # policy and value, forward and backward
             with torch.no_grad(), autocast(loop.device, dtype):
                 after = sequence_logps(policy, batch.rows_ids, batch.rows_mask).token_logps.float()
             log_ratio = (old.token_logps - after) * mask      # k3 of π_old vs π_θ, per token

@@ -10,6 +10,7 @@ r*(x, y) itself (`reward="gold"`: RL on the true reward, e.g. PPO-GT in the DPO 
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -98,6 +99,15 @@ class RLLoop:
         t = time.perf_counter()
         yield
         self.seconds[phase] += time.perf_counter() - t
+
+    def minibatches(self, n: int):
+        """Row indices for the update: `epochs` passes over the n rollouts, each in a fresh order
+        (the loop's shuffle generator), cut into `minibatches` parts (PPO and GRPO)."""
+        size = math.ceil(n / self.cfg.minibatches)
+        for _ in range(self.cfg.epochs):
+            order = torch.randperm(n, generator=self.shuffle)
+            for start in range(0, n, size):
+                yield order[start:start + size].to(self.device)
 
     def rollout(self, step: int) -> Rollout:
         """Draw `prompts_per_step` training prompts, sample `k` responses each from the current
