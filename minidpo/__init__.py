@@ -1,7 +1,11 @@
 """minidpo: Direct Preference Optimization and the RLHF pipeline it replaces, from scratch.
 
-A module a concept: tokenizer, world (the toy task and its gold reward), model (the GPT),
-sft, preferences, losses (DPO and Bradley–Terry), dpo, reward_model, rlhf, evaluate,
-bandit (the exact equivalence lab), pipeline (everything in one run folder).
+The story, at the top of the package in reading order: world (the toy task and its gold reward),
+tokenizer, model (the GPT), data, sampling, training, checkpoint, distributed, sft, preferences,
+losses (the DPO loss and its variants), dpo, reward_model, rollouts, rlhf (REINFORCE), ppo, grpo,
+bandit (the exact equivalence lab), evaluate.
+Around it: studies/ (experiments that import the story), harness/ (the CLI, the stage table, the run
+folder and its provenance, the report and the figures), interop/ (GPT-2 and safetensors),
+tools/ (benchmark, notebook generation). The core imports nothing from those folders.
 """
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@ Loading uses `torch.load(weights_only=True)`: no pickled code is ever executed. 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -151,3 +152,29 @@ def load_gpt(path, device="cpu", vocab_size: int | None = None):
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit its config ({first})") from None
     return model.to(device), config
+
+
+_hashes: dict[tuple, str] = {}  # (path, size, mtime) -> sha256: each file is read once per process
+
+
+def file_hash(path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    path = Path(path)
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo not in _hashes:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _hashes[memo] = h.hexdigest()
+    return _hashes[memo]
+
+
+def input_hash(path) -> str:
+    """The content hash of an input. A checkpoint is its .pt AND the .json beside it (the model's
+    shape lives there), so both are hashed together."""
+    path = Path(path)
+    if path.suffix == ".pt" and path.with_suffix(".json").is_file():
+        return hashlib.sha256((file_hash(path) + file_hash(path.with_suffix(".json"))).encode()).hexdigest()
+    return file_hash(path)

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write, load_gpt, save_checkpoint, write_json, write_jsonl
+from .checkpoint import atomic_write, input_hash, load_gpt, save_checkpoint, write_json, write_jsonl
 from .distributed import global_share, is_main, shard, world_size, wrap
 from .data import pair_batch
 from .losses import PairRecord, UnpairedRecord, get_loss, loss_arguments, preference_metrics
 from .model import sequence_logps
 from .preferences import encode_pairs, encode_unpaired, read_preferences, read_unpaired
-from .provenance import input_hash
 from .training import Progress, autocast, check_finite, lr_at, make_optimizer, set_lr
 
 
@@ -190,7 +189,7 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
             quiet: bool = False, log_path=None, on_step=None, train_labels=None, reference_model=None) -> dict:
     """The DPO training loop on encoded pairs with precomputed reference log-probs (N, 2), or None
     for a loss that needs no reference; or, with `reference_model`, reference log-probs computed
-    batch by batch from that model (TRL's mode without precomputation; the doctor's museum passes
+    batch by batch from that model (TRL's mode without precomputation; the museum passes
     the policy itself here to show what a reference that is not frozen does).
     Updates `policy` in place; returns {"history", "seconds", "steps", "tokens_forward", "tokens_backward"}.
     on_step(step, policy) is called after every update (for checkpoints along training)."""
@@ -270,14 +269,11 @@ def _micro_batches(idx: list, n: int) -> list[list]:
 
 def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, device=torch.device("cpu"),
               dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_steps=(),
-              skip_invalid: bool = False, fault: str | None = None) -> dict:
+              skip_invalid: bool = False) -> dict:
     """Train a DPO policy from the SFT checkpoint on preference files; writes out_dir/{out_name}.pt,
     {out_name}_log.jsonl and {out_name}_metrics.json. Returns the metrics. skip_invalid=True refuses
     bad lines of the training file (each listed in the metrics) instead of stopping at the first.
-    `fault` switches on one classic bug of `doctor.FAULTS` (the museum), for teaching."""
-    if fault is not None:
-        return _train_with_fault(cfg, tok, sft_path, train_file, val_file, Path(out_dir), device, dtype, quiet,
-                                 out_name, fault)
+    (The museum's `train_with_fault` runs the same loop with a classic bug switched on.)"""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     loss, _ = cfg.loss()  # an unknown loss or argument fails here, before any work
@@ -322,31 +318,6 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
                "final": final, "history": out["history"]}
     save_checkpoint(out_dir / f"{out_name}.pt", policy.state_dict(),
                     {"stage": "dpo", "model": asdict(policy.config), "train": asdict(cfg),
-                     "sft": str(sft_path), "data": str(train_file)})
-    write_json(out_dir / f"{out_name}_metrics.json", metrics)
-    return metrics
-
-
-def _train_with_fault(cfg, tok, sft_path, train_file, val_file, out_dir, device, dtype, quiet, out_name, fault):
-    """train_dpo with one bug of the museum switched on: the policy, reference, rows and settings
-    come from `doctor.build`, so the run shows exactly what that bug does."""
-    from .doctor import build, encode_rows
-    s = build(tok, sft_path, train_file, cfg, fault, device)
-    val = encode_rows(tok, read_preferences(val_file)[0], s.policy.config.block_size, fault)
-    shared = s.reference is s.policy
-    ref_train = None if shared else compute_reference_logps(s.reference, s.encoded, tok.end_id, s.cfg.average_logps)
-    ref_val = compute_reference_logps(s.reference, val, tok.end_id, s.cfg.average_logps)
-    out = run_dpo(s.policy, s.cfg, s.encoded, ref_train, val, ref_val, tok.end_id, dtype, quiet,
-                  out_dir / f"{out_name}_log.jsonl", reference_model=s.policy if shared else None)
-    final = out["history"][-1]
-    metrics = {"config": asdict(s.cfg), "fault": fault, "seconds": out["seconds"], "steps": out["steps"],
-               "train_data": {"file": str(train_file), "read": len(s.pairs), "truncated": len(s.truncated),
-                              "refused": [], "blank_lines": 0},
-               "tokens_forward": out["tokens_forward"], "tokens_backward": out["tokens_backward"],
-               "val_implicit_reward_accuracy": final["eval/rewards/accuracies"], "final": final,
-               "history": out["history"]}
-    save_checkpoint(out_dir / f"{out_name}.pt", s.policy.state_dict(),
-                    {"stage": "dpo", "model": asdict(s.policy.config), "train": asdict(s.cfg), "fault": fault,
                      "sft": str(sft_path), "data": str(train_file)})
     write_json(out_dir / f"{out_name}_metrics.json", metrics)
     return metrics

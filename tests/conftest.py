@@ -14,7 +14,7 @@ def tok():
 @pytest.fixture(scope="session")
 def fast_run(tmp_path_factory):
     """One tiny end-to-end pipeline run shared by the tests that need trained artifacts."""
-    from minidpo.pipeline import Run, run_all
+    from minidpo.harness.pipeline import Run, run_all
     run = Run.create(tmp_path_factory.mktemp("run"), seed=0, fast=True, device="cpu", dtype="fp32", quiet=True)
     summary = run_all(run)
     return run, summary
@@ -25,9 +25,9 @@ def fast_studies(fast_run, tmp_path_factory):
     """The tiny run folder plus the Figure 2 study and its ablation with --fast, computed once;
     the tutorials' folder starts from a copy of it, so lesson 10 reuses every unit."""
     import shutil
-    from minidpo.ablation import run_ablation
-    from minidpo.frontier import run_frontier
-    from minidpo.runfolder import Run
+    from minidpo.studies.ablation import run_ablation
+    from minidpo.studies.frontier import run_frontier
+    from minidpo.harness.runfolder import Run
     run, _ = fast_run
     out = tmp_path_factory.mktemp("studies") / "run"
     shutil.copytree(run.out, out)

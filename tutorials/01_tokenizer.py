@@ -8,7 +8,7 @@
 import time
 
 from minidpo import world
-from minidpo.cli import tutorial_run
+from minidpo.harness.tutorial import tutorial_run
 from minidpo.tokenizer import Tokenizer, train_bpe
 
 run = tutorial_run("01: train a byte-level BPE and serve it with tiktoken")

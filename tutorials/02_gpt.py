@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from minidpo.cli import tutorial_run
+from minidpo.harness.tutorial import tutorial_run
 from minidpo.data import collate, render
 from minidpo.model import GPT, GPTConfig, sequence_logps
 

@@ -11,9 +11,10 @@ import math
 
 import torch
 
-from minidpo import pipeline as P
-from minidpo import plots, world
-from minidpo.cli import tutorial_run
+from minidpo.harness import pipeline as P
+from minidpo.harness import plots
+from minidpo import world
+from minidpo.harness.tutorial import tutorial_run
 from minidpo.data import collate, render, sft_targets
 from minidpo.model import GPT, GPTConfig
 from minidpo.sft import SFTConfig

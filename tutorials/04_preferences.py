@@ -10,10 +10,10 @@
 # %%
 import math
 
-from minidpo import pipeline as P
-from minidpo.cli import tutorial_run
+from minidpo.harness import pipeline as P
+from minidpo.harness.tutorial import tutorial_run
 from minidpo.preferences import read_preferences
-from minidpo.stages import ensure
+from minidpo.harness.stages import ensure
 
 run = tutorial_run("04: preference pairs and their label noise")
 ensure(run, "sft")

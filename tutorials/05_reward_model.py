@@ -11,14 +11,14 @@ import math
 
 import torch
 
-from minidpo import pipeline as P
-from minidpo import plots
-from minidpo.cli import tutorial_run
+from minidpo.harness import pipeline as P
+from minidpo.harness import plots
+from minidpo.harness.tutorial import tutorial_run
 from minidpo.data import pair_batch
 from minidpo.losses import bradley_terry_loss
 from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.reward_model import RMConfig, RewardModel
-from minidpo.stages import ensure
+from minidpo.harness.stages import ensure
 from minidpo.training import make_optimizer
 
 run = tutorial_run("05: a Bradley–Terry reward model")

@@ -9,14 +9,14 @@
 # %%
 import torch
 
-from minidpo import pipeline as P
-from minidpo import plots
-from minidpo.cli import tutorial_run
+from minidpo.harness import pipeline as P
+from minidpo.harness import plots
+from minidpo.harness.tutorial import tutorial_run
 from minidpo.evaluate import first_per_prompt
 from minidpo.model import sequence_logps
 from minidpo.rlhf import RLHFConfig, leave_one_out_advantages, reinforce_loss
 from minidpo.rollouts import RLLoop, kl_estimates
-from minidpo.stages import ensure
+from minidpo.harness.stages import ensure
 from minidpo.training import make_optimizer
 
 run = tutorial_run("06: REINFORCE with a KL penalty")

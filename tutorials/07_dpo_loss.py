@@ -10,14 +10,14 @@ import math
 
 import torch
 
-from minidpo import pipeline as P
-from minidpo import sweep
+from minidpo.harness import pipeline as P
+from minidpo.studies import sweep
 from minidpo.checkpoint import read_json
-from minidpo.cli import tutorial_run
+from minidpo.harness.tutorial import tutorial_run
 from minidpo.dpo import DPOConfig, compute_reference_logps, evaluate_pairs, pair_record
 from minidpo.losses import LOSSES, dpo_gradient_weight, dpo_loss, register_margin_loss
 from minidpo.preferences import encode_pairs, read_preferences
-from minidpo.stages import ensure
+from minidpo.harness.stages import ensure
 
 run = tutorial_run("07: the DPO loss step by step")
 ensure(run, "eval_sft", "prefs")

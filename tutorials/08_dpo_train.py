@@ -11,14 +11,14 @@ import math
 
 import torch
 
-from minidpo import pipeline as P
-from minidpo import plots
-from minidpo.cli import tutorial_run
+from minidpo.harness import pipeline as P
+from minidpo.harness import plots
+from minidpo.harness.tutorial import tutorial_run
 from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
 from minidpo.evaluate import first_per_prompt
 from minidpo.losses import dpo_gradient_weight
 from minidpo.preferences import encode_pairs, read_preferences
-from minidpo.stages import ensure
+from minidpo.harness.stages import ensure
 from minidpo.training import make_optimizer
 
 run = tutorial_run("08: DPO training and evaluation")

@@ -12,9 +12,9 @@
 # Read `minidpo/bandit.py`. Run: `python tutorials/09_equivalence.py` (a few seconds).
 
 # %%
-from minidpo import pipeline as P
-from minidpo import plots
-from minidpo.cli import tutorial_run
+from minidpo.harness import pipeline as P
+from minidpo.harness import plots
+from minidpo.harness.tutorial import tutorial_run
 
 run = tutorial_run("09: the exact equivalence lab")
 res = P.stage_equivalence(run)

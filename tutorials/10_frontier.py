@@ -11,10 +11,10 @@
 # (every unit is reused afterwards, and an interrupted run resumes); `--fast` is a smoke run.
 
 # %%
-from minidpo import plots
-from minidpo.ablation import print_ablation, run_ablation
-from minidpo.cli import tutorial_run
-from minidpo.frontier import KL_TARGETS, at_kl, envelope, points_of, print_matched, run_frontier
+from minidpo.harness import plots
+from minidpo.studies.ablation import print_ablation, run_ablation
+from minidpo.harness.tutorial import tutorial_run
+from minidpo.studies.frontier import KL_TARGETS, at_kl, envelope, points_of, print_matched, run_frontier
 
 run = tutorial_run("10: the reward-vs-KL frontier and the ablation")
 

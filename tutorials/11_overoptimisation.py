@@ -7,8 +7,8 @@
 # Run: `python tutorials/11_overoptimisation.py` (about 2.5 minutes; `--fast` well under one).
 
 # %%
-from minidpo.cli import tutorial_run
-from minidpo.overoptimisation import bon_exact_kl, bon_kl_bound, run_overoptimisation
+from minidpo.harness.tutorial import tutorial_run
+from minidpo.studies.overoptimisation import bon_exact_kl, bon_kl_bound, run_overoptimisation
 
 run = tutorial_run("11: reward over-optimisation")
 res = run_overoptimisation(run)
@@ -64,7 +64,7 @@ probs = torch.softmax(torch.randn(1000, generator=torch.Generator().manual_seed(
 scores = torch.randn(1000, generator=torch.Generator().manual_seed(1))
 for n in (2, 8, 64):
     print(f"n = {n}: exact KL {bon_exact_kl(probs, scores, n):.4f} <= bound {bon_kl_bound(n):.4f}")
-from minidpo import plots
+from minidpo.harness import plots
 fig = plots.overoptimisation_figure(res)
 print("figure:", run.out / "overoptimisation" / "overoptimisation.png")
 fig

@@ -7,9 +7,10 @@
 # Run: `python tutorials/12_diversity_and_cost.py` (about 2 minutes after `python -m minidpo run`).
 
 # %%
-from minidpo import pipeline as P
-from minidpo.cli import tutorial_run
-from minidpo.critics import cost_table, run_diversity
+from minidpo.harness import pipeline as P
+from minidpo.harness.tutorial import tutorial_run
+from minidpo.studies.cost import cost_table
+from minidpo.studies.diversity import run_diversity
 
 run = tutorial_run("12: diversity vs β and the cost of RL")
 points = run_diversity(run)
@@ -29,7 +30,7 @@ for method in ("rlhf", "dpo"):
     lo, hi = pts[0], pts[-1]
     print(f"{method.upper()}: β {hi['beta']} -> {lo['beta']}: entropy {hi['entropy']:.3f} -> {lo['entropy']:.3f}, "
           f"unique {hi['unique_frac']:.3f} -> {lo['unique_frac']:.3f}, gold {hi['gold_reward']:+.3f} -> {lo['gold_reward']:+.3f}")
-from minidpo import plots
+from minidpo.harness import plots
 fig = plots.diversity_figure(points)
 print("figure:", run.out / "diversity" / "diversity.png")
 fig

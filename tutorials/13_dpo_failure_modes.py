@@ -7,8 +7,8 @@
 # chosen response (RPO). Run: `python tutorials/13_dpo_failure_modes.py` (about 2 minutes).
 
 # %%
-from minidpo.cli import tutorial_run
-from minidpo.critics import run_failure_modes
+from minidpo.harness.tutorial import tutorial_run
+from minidpo.studies.failure_modes import run_failure_modes
 
 run = tutorial_run("13: DPO's failure modes and remedies")
 res = run_failure_modes(run)

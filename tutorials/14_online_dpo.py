@@ -6,8 +6,8 @@
 # steps as offline DPO. Run: `python tutorials/14_online_dpo.py` (about 2 minutes).
 
 # %%
-from minidpo.cli import tutorial_run
-from minidpo.online_dpo import run_online_dpo
+from minidpo.harness.tutorial import tutorial_run
+from minidpo.studies.online_dpo import run_online_dpo
 
 run = tutorial_run("14: online (iterative) DPO")
 res = run_online_dpo(run)
@@ -28,7 +28,7 @@ for name, rounds in res["online"].items():
     print(f"online ({name:12s}): {last['labelled_pairs']} pairs, gold {last['gold_reward']:+.3f}, "
           f"fluency {last['fluency']:.3f}, KL {last['kl_to_ref']:.2f}; labels agree with gold in "
           f"{sum(r['label_agrees_with_gold'] for r in rounds) / len(rounds):.3f} of pairs")
-from minidpo import plots
+from minidpo.harness import plots
 fig = plots.online_figure(res)
 print("figure:", run.out / "online_dpo" / "online_dpo.png")
 fig

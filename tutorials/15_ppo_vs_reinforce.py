@@ -14,13 +14,13 @@
 # %%
 import torch
 
-from minidpo import pipeline as P
-from minidpo import plots
-from minidpo.cli import tutorial_run
+from minidpo.harness import pipeline as P
+from minidpo.harness import plots
+from minidpo.harness.tutorial import tutorial_run
 from minidpo.model import sequence_logps
 from minidpo.ppo import PPOConfig, ValueModel, clipped_policy_loss, clipped_value_loss, gae, token_rewards, whiten
 from minidpo.rollouts import RLLoop
-from minidpo.stages import ensure
+from minidpo.harness.stages import ensure
 
 run = tutorial_run("15: PPO next to REINFORCE")
 ensure(run, "eval_sft", "reward_model")

@@ -11,10 +11,10 @@
 import torch
 import torch.nn.functional as F
 
-from minidpo import frontier
+from minidpo.studies import frontier
 from minidpo.checkpoint import read_json
-from minidpo.cli import tutorial_run
-from minidpo.loss_bench import bench_methods
+from minidpo.harness.tutorial import tutorial_run
+from minidpo.studies.loss_bench import bench_methods
 from minidpo.losses import LOSSES, PairRecord, LossOutput, register_loss, register_margin_loss
 from minidpo.preferences import PrefsConfig
 

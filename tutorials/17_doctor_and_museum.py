@@ -9,10 +9,11 @@
 # Run: `python tutorials/17_doctor_and_museum.py` (a few minutes; `--fast`: under a minute).
 
 # %%
-from minidpo.cli import tutorial_run
-from minidpo.doctor import FAULTS, build, diagnose, run_museum
+from minidpo.harness.tutorial import tutorial_run
+from minidpo.studies.doctor import build, diagnose
+from minidpo.studies.museum import FAULTS, run_museum
 from minidpo.dpo import DPOConfig
-from minidpo.stages import ensure
+from minidpo.harness.stages import ensure
 
 run = tutorial_run("17: the doctor and the bug museum")
 ensure(run, "eval_sft", "prefs")

@@ -6,9 +6,9 @@
 # Run: `python tutorials/18_microscope.py` (a minute or two; `--fast`: seconds).
 
 # %%
-from minidpo.cli import tutorial_run
-from minidpo.microscope import all_responses, run_microscope
-from minidpo.stages import ensure
+from minidpo.harness.tutorial import tutorial_run
+from minidpo.studies.microscope import all_responses, run_microscope
+from minidpo.harness.stages import ensure
 
 run = tutorial_run("18: the likelihood-displacement microscope")
 ensure(run, "dpo")

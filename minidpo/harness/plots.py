@@ -1,0 +1,274 @@
+"""Every figure the project draws. Each function returns its `Figure`, so a notebook shows it inline,
+and with a `path` also writes it there as a PNG (atomically). Figures are made with
+`matplotlib.figure.Figure`, not pyplot: no backend is chosen and no global state is kept, so
+importing minidpo never changes matplotlib's backend (the CLI and a headless script need none to
+write PNGs).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from ..checkpoint import atomic_write
+
+
+def _subplots(*grid, figsize, **kw):
+    """(figure, axes) like `pyplot.subplots`, without pyplot."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kw)
+
+
+def _save(fig: Figure, path=None) -> Figure:
+    fig.tight_layout()
+    if path is not None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
+    return fig
+
+
+def sft_curve(history: dict, path=None) -> Figure:
+    fig, ax = _subplots(figsize=(6, 3.8))
+    ax.plot(history["step"], history["train_loss"], lw=0.8, alpha=0.6, label="train (batch)")
+    ax.plot(history["val_step"], history["val_loss"], "o-", label="held-out films")
+    ax.set(xlabel="step", ylabel="cross-entropy on response tokens (nats/token)", yscale="log",
+           title="SFT: next-token loss on responses only")
+    ax.legend()
+    return _save(fig, path)
+
+
+def gold_histograms(groups: dict[str, list[float]], path=None, title: str = "Gold reward") -> Figure:
+    fig, ax = _subplots(figsize=(6, 3.8))
+    lo = min(min(v) for v in groups.values())
+    hi = max(max(v) for v in groups.values())
+    bins = [lo + i * (hi - lo) / 30 for i in range(31)] if hi > lo else 10
+    for name, values in groups.items():
+        ax.hist(values, bins=bins, histtype="step", lw=1.8, density=True,
+                label=f"{name} (mean {sum(values) / len(values):+.2f})")
+    ax.set(xlabel="gold reward r*(x, y)", ylabel="density", title=title)
+    ax.legend()
+    return _save(fig, path)
+
+
+def reward_model_figure(metrics: dict, path=None) -> Figure:
+    h = metrics["history"]
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
+    a.plot(h["step"], h["val_accuracy"], "o-", label="reward model, held-out pairs")
+    a.axhline(metrics["oracle_accuracy"], color="k", ls="--", label="oracle (gold reward) on same labels")
+    a.axhline(0.5, color="grey", ls=":", label="chance")
+    a.set(xlabel="step", ylabel="pairwise accuracy", title="Reward model vs the oracle ceiling")
+    a.legend(fontsize=8)
+    s = metrics["scatter"]
+    b.scatter(s["gold"], s["learned"], s=8, alpha=0.5)
+    b.set(xlabel="gold reward r*(x, y)", ylabel="learned reward (normalised)",
+          title=f"Fresh SFT samples, corr {metrics['gold_correlation_heldout']:.2f}")
+    return _save(fig, path)
+
+
+def rlhf_curves(history: list[dict], path=None) -> Figure:
+    steps = [r["step"] for r in history]
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
+    a.plot(steps, [r["proxy_reward"] for r in history], label="proxy: learned reward (normalised)")
+    a.plot(steps, [r["gold_reward"] for r in history], label="gold reward r*")
+    a.set(xlabel="step", ylabel="mean reward of the step's samples", title="REINFORCE: rewards")
+    a.legend(fontsize=8)
+    b.plot(steps, [r["kl_k1"] for r in history], label="KL (k1 = Σ log π/π_ref)")
+    b.plot(steps, [r["kl_k3"] for r in history], label="KL (k3, always ≥ 0)")
+    b.set(xlabel="step", ylabel="nats per response", title="REINFORCE: KL to the reference")
+    b.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def dpo_metrics_figure(history: list[dict], path=None, title: str = "DPO training") -> Figure:
+    """Held-out pairs (fixed, so the curves are smooth) in solid lines; the train batch faint."""
+    rows = [r for r in history if "loss" in r]
+    ev = [r for r in history if "eval/loss" in r]
+    s, es = [r["step"] for r in rows], [r["step"] for r in ev]
+    fig, axes = _subplots(1, 3, figsize=(13, 3.8))
+    for key, color in (("chosen", "C0"), ("rejected", "C1"), ("margins", "C2")):
+        axes[0].plot(es, [r[f"eval/rewards/{key}"] for r in ev], "o-", color=color, label=f"rewards/{key}")
+        axes[0].plot(s, [r[f"rewards/{key}"] for r in rows], color=color, alpha=0.25)
+    axes[0].set(xlabel="step", ylabel="β·log π/π_ref (nats)", title="implicit rewards (held-out pairs)")
+    for key, color in (("chosen", "C0"), ("rejected", "C1")):
+        axes[1].plot(es, [r[f"eval/logps/{key}"] for r in ev], "o-", color=color, label=f"logps/{key}")
+    axes[1].set(xlabel="step", ylabel="mean log π(y|x) (nats)", title="sequence log-probs: both can fall")
+    axes[2].plot(s, [r["rewards/accuracies"] for r in rows], alpha=0.4, label="train batch")
+    axes[2].plot(es, [r["eval/rewards/accuracies"] for r in ev], "o-", label="held-out pairs")
+    axes[2].set(xlabel="step", ylabel="fraction r̂_w > r̂_l", title="rewards/accuracies")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def equivalence_figure(res: dict, path=None) -> Figure:
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
+    ns, tvs = zip(*res["tv_dpo_vs_optimal_true_by_n"])
+    a.loglog(ns, tvs, "o-", label="DPO vs π*(true r)")
+    a.loglog(ns, [tvs[0] * (ns[0] / n) ** 0.5 for n in ns], "k--", lw=0.8, label="∝ 1/√n")
+    a.set(xlabel="number of preference pairs n", ylabel="total variation (max over prompts)",
+          title="DPO approaches the true optimum as data grows")
+    a.legend(fontsize=8)
+    true = [v for row in res["true_reward_centred"] for v in row]
+    imp = [v for row in res["implicit_reward_centred"] for v in row]
+    fit = [v for row in res["fitted_reward"] for v in row]
+    b.scatter(true, imp, label="β·log π_DPO/π_ref (centred)")
+    b.scatter(true, fit, marker="x", label="fitted reward r̂ (centred)")
+    lo, hi = min(true + imp), max(true + imp)
+    b.plot([lo, hi], [lo, hi], "k:", lw=0.8)
+    b.set(xlabel="true reward r(x, y), centred per prompt", ylabel="reward (nats)",
+          title=f"DPO's implicit reward = r̂ (max err {res['implicit_reward_max_error']:.1e})")
+    b.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def ipo_figure(contrast: dict, path=None) -> Figure:
+    fig, ax = _subplots(figsize=(6, 3.8))
+    for name, run in contrast.items():
+        steps = [t["steps"] for t in run["trace"]]
+        style = "-" if name.startswith("dpo") else "--"
+        ax.semilogx(steps, [t["gap"] for t in run["trace"]], style + "o",
+                    label=f"{name.split('_')[0].upper()} β={run['beta']}")
+    ax.set(xlabel="gradient steps", ylabel="log-ratio gap h (nats)",
+           title="Always-won pair: DPO's gap grows without bound, IPO's stops at 1/(2β)")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+FRONTIER_STYLE = {  # method -> (marker, line style): DPO-family solid, RL dashed, gold dotted
+    "dpo": ("o", "-"), "preferred_ft": ("v", "-"), "unlikelihood": ("^", "-"), "reinforce": ("s", "--"),
+    "ppo": ("D", "--"), "grpo": ("P", "--"), "ppo_gt": ("*", ":")}
+
+
+def frontier_figure(result: dict, path=None) -> Figure:
+    """One panel per labelling condition: every evaluated point (faint, all seeds) and each
+    method's upper frontier, mean over seeds with a ±1 std band."""
+    conditions = list(result["curves"])
+    fig, axes = _subplots(1, len(conditions), figsize=(6.5 * len(conditions), 4.6), squeeze=False)
+    for ax, labels in zip(axes[0], conditions):
+        ax.plot([0], [result["sft"]["gold_reward"]], "k*", ms=12, label="SFT (the reference)")
+        for i, (method, curve) in enumerate(result["curves"][labels].items()):
+            marker, style = FRONTIER_STYLE.get(method, ("o", "-"))
+            pts = [p for p in result["points"] if p["method"] == method and p["labels"] in (labels, "gold")]
+            ax.scatter([p["kl_to_ref"] for p in pts], [p["gold_reward"] for p in pts], marker=marker, s=14,
+                       color=f"C{i}", alpha=0.3)
+            if curve["kl"]:
+                lo = [m - s for m, s in zip(curve["mean"], curve["std"])]
+                hi = [m + s for m, s in zip(curve["mean"], curve["std"])]
+                ax.plot(curve["kl"], curve["mean"], style, color=f"C{i}", label=result["methods"][method])
+                ax.fill_between(curve["kl"], lo, hi, color=f"C{i}", alpha=0.15)
+        ax.set(xlabel="KL(π ‖ π_ref) per response (nats)", ylabel="mean gold reward on held-out films",
+               title=f"Reward vs KL, labels: {labels} ({len(result['seeds'])} seeds)")
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def ppo_figure(ppo: list[dict], reinforce: list[dict], path=None) -> Figure:
+    """PPO next to REINFORCE: gold reward and KL per step, then PPO's own diagnostics."""
+    fig, (a, b, c) = _subplots(1, 3, figsize=(15, 4))
+    for name, h, style in (("REINFORCE", reinforce, "--"), ("PPO", ppo, "-")):
+        steps = [r["step"] for r in h]
+        a.plot(steps, [r["gold_reward"] for r in h], style, label=f"{name}: gold")
+        a.plot(steps, [r["proxy_reward"] for r in h], style, alpha=0.4, label=f"{name}: reward model")
+        b.plot(steps, [r["kl_k1"] for r in h], style, label=name)
+    a.set(xlabel="step (one batch of samples)", ylabel="mean reward of the step's samples", title="Rewards")
+    b.set(xlabel="step", ylabel="KL to the reference (k1, nats)", title="KL to the reference")
+    steps = [r["step"] for r in ppo]
+    for key, label in (("clip_frac", "clip fraction"), ("approx_kl", "approx KL(π_old ‖ π_θ)"),
+                       ("value_ev", "value explained variance")):
+        c.plot(steps, [r[key] for r in ppo], label=label)
+    c.set(xlabel="step", title="PPO's diagnostics", ylim=(-0.5, 1.05))
+    for ax in (a, b, c):
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def loss_bench_figure(result: dict, curves: dict, path=None) -> Figure:
+    """Each loss's final policy (mean over seeds, ±1 std bars) on the reward-vs-KL axes, beside the
+    frontiers of DPO and the RL methods from the Figure 2 study when it has run."""
+    fig, ax = _subplots(figsize=(9, 6))
+    ax.plot([0], [result["sft"]["gold_reward"]], "k*", ms=12, label="SFT")
+    for i, (method, curve) in enumerate(curves.items()):
+        ax.plot(curve["kl"], curve["mean"], FRONTIER_STYLE.get(method, ("o", "-"))[1], color=f"C{i}",
+                label=f"{method} frontier (Figure 2 study)")
+    for name, r in result["rows"].items():
+        x, y = r["kl_to_ref"], r["gold_reward"]
+        ax.errorbar(x["mean"], y["mean"], xerr=x["std"], yerr=y["std"], fmt="o", ms=4, color="grey", alpha=0.8)
+        ax.annotate(name, (x["mean"], y["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="KL(π ‖ π_ref) per response (nats)", ylabel="mean gold reward on held-out films",
+           title=f"The loss bench: every registered loss, {result['epochs']} epoch, {len(result['seeds'])} seeds")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def overoptimisation_figure(res: dict, path=None) -> Figure:
+    """Gold (solid) and proxy (dashed) reward gains against d = √KL, best-of-n and RL."""
+    fig, (a, b, c) = _subplots(1, 3, figsize=(16, 4.2))
+    for i, (name, rows) in enumerate(res["best_of_n"].items()):
+        d = [r["kl_bound"] ** 0.5 for r in rows]
+        a.plot(d, [r["gold"] - rows[0]["gold"] for r in rows], "o-", color=f"C{i}", label=f"gold, RM {name}")
+        a.plot(d, [r["proxy"] - rows[0]["proxy"] for r in rows], "s--", color=f"C{i}", alpha=0.6, label=f"proxy, RM {name}")
+    a.set(xlabel="d = √KL (best-of-n, analytic KL)", ylabel="reward gain over n = 1",
+          title="Best-of-n against the learned reward")
+    a.legend(fontsize=7)
+    for i, (name, rows) in enumerate(res["rl"].items()):
+        steps = [r["step"] for r in rows]
+        b.plot(steps, [r["gold"] - rows[0]["gold"] for r in rows], "-", color=f"C{i}", label=f"gold, {name}")
+        b.plot(steps, [r["proxy"] - rows[0]["proxy"] for r in rows], "--", color=f"C{i}", alpha=0.6, label=f"proxy, {name}")
+        c.plot(steps, [max(r["kl"], 0.0) ** 0.5 for r in rows], "-", color=f"C{i}", label=name)
+    b.set(xlabel="REINFORCE step (10-step means)", ylabel="reward gain over step 1",
+          title="RL against the learned reward: proxy climbs, gold falls")
+    b.legend(fontsize=7)
+    c.set(xlabel="REINFORCE step", ylabel="d = √KL(π ‖ π_ref) of the step's samples",
+          title="How far the policy moved")
+    c.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def diversity_figure(points: list[dict], path=None) -> Figure:
+    fig, axes = _subplots(1, 3, figsize=(13, 3.8))
+    for method, marker in (("dpo", "o-"), ("rlhf", "s--")):
+        pts = sorted((p for p in points if p["method"] == method), key=lambda p: p["beta"])
+        betas = [p["beta"] for p in pts]
+        for ax, key in zip(axes, ("gold_reward", "entropy", "unique_frac")):
+            ax.plot(betas, [p[key] for p in pts], marker, label=method.upper())
+    for ax, label in zip(axes, ("mean gold reward", "per-token entropy (nats)", "fraction of unique responses")):
+        ax.set(xlabel="β (symmetric log scale: 0 is drawn at the left)", ylabel=label)
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.legend(fontsize=8)
+    fig.suptitle("What β buys: reward against diversity")
+    return _save(fig, path)
+
+
+def failure_modes_figure(histories: dict[str, list[dict]], path=None) -> Figure:
+    fig, (a, b) = _subplots(1, 2, figsize=(12, 4))
+    for i, (name, h) in enumerate(histories.items()):
+        ev = [r for r in h if "eval/logps/chosen" in r]
+        s = [r["step"] for r in ev]
+        a.plot(s, [r["eval/logps/chosen"] for r in ev], "-", color=f"C{i}", label=f"{name}: chosen")
+        a.plot(s, [r["eval/logps/rejected"] for r in ev], "--", color=f"C{i}", label=f"{name}: rejected")
+        b.plot(s, [r["eval/rewards/margins"] for r in ev], "-", color=f"C{i}", label=name)
+    a.set(xlabel="step", ylabel="mean log π(y|x) on held-out pairs (nats)",
+          title="logps/chosen and logps/rejected (dashed)")
+    b.set(xlabel="step", ylabel="β·(log-ratio chosen − rejected)", title="rewards/margins on held-out pairs")
+    a.legend(fontsize=6, ncol=2)
+    b.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def online_figure(res: dict, path=None) -> Figure:
+    fig, axes = _subplots(1, 3, figsize=(13, 3.8))
+    for i, (name, rounds) in enumerate(res["online"].items()):
+        pairs = [r["labelled_pairs"] for r in rounds]
+        for ax, key in zip(axes, ("gold_reward", "fluency", "kl_to_ref")):
+            ax.plot(pairs, [r[key] for r in rounds], "o-", color=f"C{i}", label=f"online, {name} labels")
+    off = res["offline"]
+    for ax, key in zip(axes, ("gold_reward", "fluency", "kl_to_ref")):
+        ax.plot([off["labelled_pairs"]], [off[key]], "k*", ms=12, label="offline DPO")
+        ax.axhline(res["sft"][key], color="grey", ls=":", label="SFT")
+        ax.set(xlabel="labelled pairs used so far", ylabel=key.replace("_", " "))
+        ax.legend(fontsize=7)
+    fig.suptitle("Online (iterative) DPO vs offline DPO at the same number of labels")
+    return _save(fig, path)

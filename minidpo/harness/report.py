@@ -1,0 +1,356 @@
+"""summary.json and report.md for a run folder: the comparison a learner reads top to bottom.
+
+The report says where each number comes from: for every stage, whether the command that wrote the
+report computed it or reused it from an earlier command, when it finished, the files it read
+(path and content-hash prefix) and its settings, all read from the stages' provenance records.
+When DPO and the reward model did not learn from the same preference file, it says so beside the
+comparison.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import plots, provenance
+from ..checkpoint import atomic_write, read_json, write_json
+from ..evaluate import first_per_prompt
+from .stages import LONG_STUDIES, OPTIONAL, PIPELINE, STAGES, STUDIES
+
+TRAINED = ("sft", "eval_sft", "prefs", "reward_model", "rlhf", "dpo", "equivalence", "eval_rlhf", "eval_dpo")
+FIGURES = ("sft_curve.png", "gold_hist.png", "reward_model.png", "rlhf_curves.png", "dpo_metrics.png",
+           "equivalence.png", "ipo_contrast.png")
+
+
+def _sequences_processed(prefs: dict, rm: dict, rlhf: dict, dpo: dict) -> dict:
+    """Sequences that went through a model forward pass, per road (backward passes in brackets).
+    DPO: the reference scores every pair once, then the policy sees 2 sequences per pair per epoch.
+    RLHF: the reward model sees 2 per pair per epoch plus its normalisation samples; each RL sample
+    is generated, scored by the reference and the reward model, and re-scored by the policy."""
+    n_train, n_val = prefs["train"]["pairs"], prefs["val"]["pairs"]
+    dpo_fwd = 2 * (n_train + n_val) + 2 * n_train * dpo["config"]["epochs"]
+    rm_fwd = 2 * rm["train_pairs"] * rm["config"]["epochs"] + 2 * rm["config"]["norm_samples"]
+    rl_fwd = 4 * rlhf["samples_generated"]
+    return {"dpo": {"forward": dpo_fwd, "backward": 2 * n_train * dpo["config"]["epochs"]},
+            "rlhf": {"forward": rm_fwd + rl_fwd,
+                     "backward": 2 * rm["train_pairs"] * rm["config"]["epochs"] + rlhf["samples_generated"],
+                     "samples_generated": rlhf["samples_generated"]}}
+
+
+def build_summary(run) -> dict:
+    sft_m, sft_e = read_json(run.path("sft_metrics.json")), read_json(run.path("eval_sft.json"))
+    prefs, rm = read_json(run.path("prefs_report.json")), read_json(run.path("reward_model_metrics.json"))
+    rlhf, dpo = read_json(run.path("rlhf_metrics.json")), read_json(run.path("dpo_metrics.json"))
+    eq, ev = read_json(run.path("equivalence.json")), evaluations(run)
+    timings = stage_seconds(run)
+    keys = ("gold_reward", "gold_std", "win_rate_vs_sft", "kl_to_ref", "fluency", "unique_frac",
+            "distinct_2", "length")
+    summary = {
+        "config": run.config(), "seed": run.seed,
+        "sft": {**{k: sft_e[k] for k in keys}, "val_loss": sft_m["val_loss"],
+                "corpus_gold_reward": sft_e["corpus"]["gold_reward"], "corpus_gold_std": sft_e["corpus"]["gold_std"]},
+        "preferences": {"train_pairs": prefs["train"]["pairs"], "val_pairs": prefs["val"]["pairs"],
+                        "refused_identical": prefs["train"]["refused_identical"] + prefs["val"]["refused_identical"],
+                        "oracle_accuracy_train": prefs["train"]["oracle_accuracy"]},
+        "reward_model": {"val_accuracy": rm["val_accuracy"], "oracle_accuracy": rm["oracle_accuracy"],
+                         "accuracy_vs_oracle": rm["accuracy_vs_oracle"],
+                         "gold_correlation": rm["gold_correlation_heldout"]},
+        "rlhf": {k: ev["rlhf"][k] for k in keys},
+        "dpo": {**{k: ev["dpo"][k] for k in keys},
+                "val_implicit_reward_accuracy": dpo["val_implicit_reward_accuracy"]},
+        "equivalence": {k: eq[k] for k in ("tv_dpo_vs_optimal_fitted", "tv_rlhf_vs_optimal_fitted",
+                                           "tv_reinforce_vs_optimal_fitted", "implicit_reward_max_error",
+                                           "z_cancels_max_diff", "gradient_max_rel_error")},
+        "cost": _sequences_processed(prefs, rm, rlhf, dpo),
+        "data": data_sources(run),
+        "timings": {s: timings.get(s) for s in TRAINED},
+        # wall-clock measurements: the only numbers that differ between two runs with one seed
+        "throughput": {"sft_tokens_per_s": sft_m["tokens_per_s"], "sft_mfu": sft_m["mfu"],
+                       "rlhf_seconds_per_step": rlhf["seconds_per_step"]},
+    }
+    summary["timings"]["rlhf_road"] = (timings.get("reward_model") or 0) + (timings.get("rlhf") or 0)
+    summary["timings"]["dpo_road"] = timings.get("dpo")
+    return summary
+
+
+def _row(name, s, seconds, fwd):
+    return (f"| {name} | {s['gold_reward']:+.3f} ± {s['gold_std']:.2f} | {s['win_rate_vs_sft']:.3f} | "
+            f"{s['kl_to_ref']:.2f} | {s['fluency']:.3f} | {s['unique_frac']:.3f} | {s['length']:.1f} | "
+            f"{seconds} | {fwd} |")
+
+
+def evaluations(run) -> dict:
+    """{"rlhf": ..., "dpo": ...}: each tuned policy's evaluation on the held-out films."""
+    return {m: read_json(run.path(f"eval_{m}.json")) for m in ("rlhf", "dpo")}
+
+
+def stage_seconds(run) -> dict:
+    """Wall time of each stage, from its provenance record (when it was last computed)."""
+    return {name: (run.record(name) or {}).get("seconds") for name in (*TRAINED, *OPTIONAL, *STUDIES, *LONG_STUDIES)}
+
+
+def data_sources(run) -> dict:
+    """Which preference file each learner of preferences read: {stage: {file, pairs, sha256}}."""
+    out = {}
+    for stage, metrics_file, key in (("dpo", "dpo_metrics.json", "train_data"),
+                                     ("reward_model", "reward_model_metrics.json", "train_pairs")):
+        rec = run.record(stage)
+        m = read_json(run.path(metrics_file))
+        pairs = m[key]["read"] if isinstance(m[key], dict) else m[key]
+        out[stage] = {"file": rec["sources"]["train_data"], "pairs": pairs,
+                      "sha256": rec["key"]["inputs"]["train_data"]}
+    out["same_data"] = out["dpo"]["sha256"] == out["reward_model"]["sha256"]
+    return out
+
+
+def write_report(run) -> dict:
+    """The `report` stage: reused while every file it reads is unchanged."""
+    inputs = {n: run.path(n) for n in ("sft_metrics.json", "eval_sft.json", "prefs_report.json",
+                                       "reward_model_metrics.json", "rlhf_metrics.json", "dpo_metrics.json",
+                                       "equivalence.json", "eval_rlhf.json", "eval_dpo.json")}
+    inputs.update({f"provenance/{n}": provenance.record_path(run.out, n) for n in TRAINED})
+    inputs.update({n: run.path(STAGES[n].outputs[0]) for n in (*OPTIONAL, *STUDIES, *LONG_STUDIES)
+                   if run.path(STAGES[n].outputs[0]).is_file()})
+    run.cached("report", {}, inputs, lambda: _write_report(run), outputs=("summary.json", "report.md", *FIGURES))
+    return read_json(run.path("summary.json"))
+
+
+def _write_report(run) -> None:
+    summary = build_summary(run)
+    write_json(run.path("summary.json"), summary)
+    sft_m, sft_e = read_json(run.path("sft_metrics.json")), read_json(run.path("eval_sft.json"))
+    rm, rlhf = read_json(run.path("reward_model_metrics.json")), read_json(run.path("rlhf_metrics.json"))
+    dpo, eq, ev = read_json(run.path("dpo_metrics.json")), read_json(run.path("equivalence.json")), evaluations(run)
+    prefs = read_json(run.path("prefs_report.json"))
+    plots.sft_curve(sft_m["history"], run.path("sft_curve.png"))
+    plots.gold_histograms({"corpus": sft_e["corpus"]["gold"], "SFT samples": sft_e["gold"],
+                           "RLHF samples": ev["rlhf"]["gold"], "DPO samples": ev["dpo"]["gold"]},
+                          run.path("gold_hist.png"), "Gold reward of held-out samples")
+    plots.reward_model_figure(rm, run.path("reward_model.png"))
+    plots.rlhf_curves(rlhf["history"], run.path("rlhf_curves.png"))
+    plots.dpo_metrics_figure(dpo["history"], run.path("dpo_metrics.png"))
+    plots.equivalence_figure(eq, run.path("equivalence.png"))
+    plots.ipo_figure(eq["ipo_contrast"], run.path("ipo_contrast.png"))
+    t, cost, data = summary["timings"], summary["cost"], summary["data"]
+    sft_row = {**summary["sft"], "win_rate_vs_sft": 0.5}
+    lines = [
+        "# minidpo run report", "",
+        f"Run folder `{run.out}`, seed {run.seed}, device {run.device}, dtype {run.dtype_name}, "
+        f"{'fast (tiny) configs' if run.fast else 'default configs'}. " + _computed_line(run), "",
+        "## SFT vs RLHF vs DPO on held-out films", "",
+        f"{len(sft_e['gold'])} samples per method (temperature 1) on films never seen in training; "
+        "win rate = P[gold(method) > gold(SFT)] on the same prompts, ties ½; KL = mean Σ_t log π/π_ref "
+        "over the method's own samples (nats); fluency = the world's grammar check.", "",
+        "| method | gold reward | win rate vs SFT | KL to ref | fluency | unique responses | length (tokens) | train wall time (s) | sequences forward |",
+        "|---|---|---|---|---|---|---|---|---|",
+        _row("SFT", sft_row, f"{t['sft']:.0f}" if t["sft"] else "-", "-"),
+        _row("RLHF (RM + REINFORCE)", summary["rlhf"], f"{t['rlhf_road']:.0f}", cost["rlhf"]["forward"]),
+        _row("DPO", summary["dpo"], f"{t['dpo']:.0f}" if t["dpo"] else "-", cost["dpo"]["forward"]),
+        *[_row(f"RLHF (RM + {label})", read_json(run.path(f"eval_{m}.json")),
+               f"{(t['reward_model'] or 0) + (run.record(m) or {}).get('seconds', 0):.0f}", "-")
+          for m, label in (("ppo", "PPO"), ("grpo", "GRPO")) if run.path(f"eval_{m}.json").is_file()],
+        "", _data_line(data, rlhf), "", f"The corpus itself scores {summary['sft']['corpus_gold_reward']:+.3f} ± "
+        f"{summary['sft']['corpus_gold_std']:.2f}; the best possible review scores about +4.2.", "",
+        f"![gold reward histograms]({'gold_hist.png'})", "",
+        "## 1. SFT", "",
+        f"Held-out response loss {sft_m['val_loss_init']:.2f} → {sft_m['val_loss']:.3f} nats/token; "
+        f"{sft_m['tokens_per_s'] / 1e3:.1f}k tokens/s"
+        + (f", {100 * sft_m['mfu']:.0f}% of this machine's measured fp32 matmul peak "
+           f"({sft_m['matmul_peak_flops'] / 1e9:.0f} GFLOP/s)" if sft_m.get("mfu") else "") + ".", "",
+        "![SFT curve](sft_curve.png)", "",
+        "## 2. Preference data", "",
+        f"{prefs['train']['pairs']} training pairs and {prefs['val']['pairs']} held-out pairs, sampled from the SFT "
+        f"model and labelled by Bradley–Terry on the gold reward; {prefs['train']['refused_identical']} + "
+        f"{prefs['val']['refused_identical']} candidate pairs were refused because both samples were identical. "
+        f"The gold reward itself agrees with the noisy labels {prefs['train']['oracle_accuracy']:.3f} of the time "
+        "(the oracle accuracy: the ceiling for any reward model).", "",
+        "## 3. Reward model (RLHF, step 1)", "",
+        f"Held-out pairwise accuracy {rm['val_accuracy']:.3f} vs oracle {rm['oracle_accuracy']:.3f} "
+        f"({rm['accuracy_vs_oracle']:.2f} of the ceiling); correlation with the gold reward on fresh SFT samples "
+        f"{rm['gold_correlation_heldout']:.2f}. Output normalised to mean 0, std 1 on SFT samples.", "",
+        "![reward model](reward_model.png)", "",
+        "## 4. REINFORCE with a KL penalty (RLHF, step 2)", "",
+        f"β = {rlhf['config']['beta']}, {rlhf['config']['steps']} steps × {rlhf['config']['prompts_per_step']} prompts × "
+        f"{rlhf['config']['k']} samples. Seconds per step: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in rlhf["seconds_per_step"].items()) + ".", "",
+        "![RLHF curves](rlhf_curves.png)", "",
+        "## 5. DPO", "",
+        f"Trained on `{data['dpo']['file']}` ({data['dpo']['pairs']} pairs read, "
+        f"{dpo['train_data']['truncated']} truncated, {len(dpo['train_data']['refused'])} lines refused). "
+        f"β = {dpo['config']['beta']}, loss `{dpo['config']['loss_type']}`, {dpo['steps']} steps; implicit-reward "
+        f"accuracy on held-out pairs {dpo['val_implicit_reward_accuracy']:.3f}. Watch `logps/chosen`: both "
+        "log-probs can fall, only their margin is trained.", "",
+        "![DPO metrics](dpo_metrics.png)", "",
+        "## 6. The exact equivalence lab", "",
+        f"A bandit with {eq['n_prompts']} prompts × {eq['n_responses']} responses, β = {eq['beta']}, "
+        f"{eq['n_pairs']} Bradley–Terry pairs.", "",
+        "| distance | value |", "|---|---|",
+        f"| TV(DPO, π*(r̂)) | {eq['tv_dpo_vs_optimal_fitted']:.2e} |",
+        f"| TV(exact RL on r̂, π*(r̂)) | {eq['tv_rlhf_vs_optimal_fitted']:.2e} |",
+        f"| TV(REINFORCE on r̂, π*(r̂)) | {eq['tv_reinforce_vs_optimal_fitted']:.2e} |",
+        f"| max error of DPO's implicit reward vs r̂ (centred) | {eq['implicit_reward_max_error']:.2e} |",
+        f"| Bradley–Terry with vs without β·log Z | {eq['z_cancels_max_diff']:.2e} |",
+        f"| DPO gradient: autograd vs closed form (relative, GPT in float64) | {eq['gradient_max_rel_error']:.2e} |",
+        "", "![equivalence](equivalence.png)", "", "![IPO contrast](ipo_contrast.png)", "",
+        "## Samples, side by side (same held-out prompt, same seed)", "",
+        "| prompt | SFT | RLHF | DPO |", "|---|---|---|---|",
+    ]
+    for i in first_per_prompt(sft_e["samples"])[:10]:  # the first sample of 10 films
+        cells = [sft_e["samples"][i], ev["rlhf"]["samples"][i], ev["dpo"]["samples"][i]]
+        lines.append(f"| {cells[0]['prompt']} | " + " | ".join(f"{c['response']} ({c['gold']:+.1f})" for c in cells) + " |")
+    lines += critics_sections(run)
+    lines += long_study_sections(run)
+    lines += sources_section(run)
+    text = "\n".join(lines) + "\n"
+    atomic_write(run.path("report.md"), lambda f: f.write(text.encode("utf-8")))
+
+
+def _computed_line(run) -> str:
+    done = [n for n in TRAINED if n in run.computed]
+    if len(done) == len(TRAINED):
+        return "Every stage below was computed by the command that wrote this report."
+    if not done:
+        return ("Every stage below was reused from earlier commands (inputs unchanged); when each finished "
+                "is in the last section.")
+    return (f"The command that wrote this report computed {', '.join(done)}; it reused "
+            f"{', '.join(n for n in TRAINED if n not in done)} from earlier commands (inputs unchanged; "
+            "see the last section).")
+
+
+def _data_line(data: dict, rlhf: dict) -> str:
+    d, r = data["dpo"], data["reward_model"]
+    if rlhf["config"].get("reward") == "gold":
+        head = "RLHF here optimised the gold reward itself (no reward model). "
+    else:
+        head = ""
+    if data["same_data"]:
+        return head + (f"DPO and the reward model learned from the same preference file, `{d['file']}` "
+                       f"({d['pairs']} pairs, sha256 {provenance.short(d['sha256'])}).")
+    return head + (f"**DPO and RLHF did not see the same data**: DPO learned from `{d['file']}` ({d['pairs']} pairs, "
+                   f"sha256 {provenance.short(d['sha256'])}), the reward model from `{r['file']}` ({r['pairs']} "
+                   f"pairs, sha256 {provenance.short(r['sha256'])}). Compare the two rows with that in mind.")
+
+
+def sources_section(run) -> list[str]:
+    """Where every number comes from: each stage's record (inputs with hash prefixes, settings)."""
+    lines = ["", "## Where every number comes from", "",
+             "Each stage is reused only while its settings, seed, dtype, input files (by content hash) and "
+             "code are unchanged; `provenance/STAGE.json` holds the full record.", "",
+             "| stage | this command | finished | seconds | read (sha256 prefix) | settings |", "|---|---|---|---|---|---|"]
+    for name in [*PIPELINE, *OPTIONAL, *STUDIES, *LONG_STUDIES]:
+        rec = run.record(name)
+        if rec is None or name == "report":
+            continue
+        status = "computed" if name in run.computed else "reused"
+        read = "<br>".join(f"{role}: `{src}` {provenance.short(rec['key']['inputs'].get(role))}"
+                           for role, src in rec.get("sources", {}).items()) or "-"
+        settings = ", ".join(f"{k}={v}" for k, v in rec["key"]["config"].items()
+                             if not isinstance(v, (dict, list)) and k not in ("log_every", "eval_every"))
+        lines.append(f"| {name} | {status} | {rec['finished']} | {rec['seconds']:.1f} | {read} | {settings} |")
+    return lines
+
+
+def long_study_sections(run) -> list[str]:
+    """Sections for the long studies whose results are in the run folder (their own commands)."""
+    out, folder = [], run.out / "frontier"
+    if (folder / "frontier.json").is_file():
+        r = read_json(folder / "frontier.json")
+        out += ["", "## 12. The paper's Figure 2: reward against KL for every method", "",
+                f"Gold reward read off each method's upper frontier at matched KL, mean ± std over {len(r['seeds'])} "
+                "seeds (each seed: its own pairs and reward model); '-' where no seed's frontier reaches that KL. "
+                "PPO-GT learns from the gold reward, so its row is the same in both conditions.", ""]
+        for labels, table in r["matched"].items():
+            out += [f"**Labels: {labels}**", "", "| method | " + " | ".join(f"KL {k:g}" for k in r["kl_targets"]) + " |",
+                    "|---|" + "---|" * len(r["kl_targets"])]
+            for method, row in table.items():
+                cells = [f"{row[str(k)]['gold_mean']:+.2f} ± {row[str(k)]['gold_std']:.2f}"
+                         + ("" if row[str(k)]["n"] == len(r["seeds"]) else f" (n={row[str(k)]['n']})")
+                         if str(k) in row else "-" for k in r["kl_targets"]]
+                out.append(f"| {r['methods'][method]} | " + " | ".join(cells) + " |")
+            out.append("")
+        out += ["![frontier](frontier/frontier.png)"]
+    if (folder / "ablation.json").is_file():
+        r = read_json(folder / "ablation.json")
+        kl = r["primary_kl"]
+        out += ["", "## 13. Why: from this setting to the paper's, one factor at a time", "",
+                f"At KL = {kl} nats; gap = DPO − RL paired by seed, mean ± std; 'beyond the spread' = "
+                "|mean| > 2 standard errors.", "",
+                "| change | RL method | DPO | RL | DPO − RL | |", "|---|---|---|---|---|---|"]
+        for row in r["rows"]:
+            c = row["by_kl"].get(str(kl)) if kl is not None else None
+            if not c:
+                out.append(f"| {row['change']} | {row['rl_label']} | - | - | - | not reached |")
+                continue
+            out.append(f"| {row['change']} | {row['rl_label']} | {c['dpo']['gold_mean']:+.2f} ± {c['dpo']['gold_std']:.2f} | "
+                       f"{c['rl']['gold_mean']:+.2f} ± {c['rl']['gold_std']:.2f} | {c['gap_mean']:+.2f} ± {c['gap_std']:.2f} | "
+                       f"{'beyond the spread' if c['beyond_spread'] else 'within the spread'} |")
+    if (folder / "losses.json").is_file():
+        r = read_json(folder / "losses.json")
+        kl = r["matched_kl"]
+        out += ["", "## 14. The loss bench", "",
+                f"Every registered loss, {r['epochs']} epoch on the same pairs, {len(r['seeds'])} seeds; sorted by gold "
+                f"at KL {kl} (mean ± std; '-' where not every seed reaches it), then the final policy's numbers.", "",
+                f"| loss | gold at KL {kl} | final gold | win rate | KL | fluency | unique | Δ log π(y_w) | seconds |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for name in r["order"]:
+            x = r["rows"][name]
+            m = x["matched"].get(str(kl))
+            at = f"{m['gold_mean']:+.2f} ± {m['gold_std']:.2f}" if m and m["n"] == len(r["seeds"]) else "-"
+            out.append(f"| {name} | {at} | {x['gold_reward']['mean']:+.3f} ± {x['gold_reward']['std']:.3f} | "
+                       f"{x['win_rate_vs_sft']['mean']:.3f} | {x['kl_to_ref']['mean']:.2f} | {x['fluency']['mean']:.3f} | "
+                       f"{x['unique_frac']['mean']:.3f} | {x['logps_chosen_change']['mean']:+.2f} | "
+                       f"{x['train_seconds']['mean']:.0f} |")
+        out += ["", "![loss bench](frontier/losses.png)"]
+    return out
+
+
+def critics_sections(run) -> list[str]:
+    """Sections for the critics' studies whose results are in the run folder (`run --all`)."""
+    out = []
+    f = run.out / "overoptimisation" / "overoptimisation.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 7. Reward over-optimisation", "",
+                "| push | RM | gold peak | at d = √KL | gold at the end | proxy at the end | d at the end |", "|---|---|---|---|---|---|---|"]
+        for k, v in r["best_of_n_summary"].items():
+            out.append(f"| best-of-n | {k} | {v['peak_gold']:+.3f} | {v['peak_d']:.2f} | {v['final_gold']:+.3f} | "
+                       f"{v['final_proxy']:+.3f} | {v['final_d']:.2f} |")
+        for k, v in r["rl_summary"].items():
+            out.append(f"| RL | {k} | {v['peak_gold']:+.3f} | {v['peak_d']:.2f} | {v['final_gold']:+.3f} | "
+                       f"{v['final_proxy']:+.3f} | {v['final_d']:.2f} |")
+        out += ["", "![over-optimisation](overoptimisation/overoptimisation.png)"]
+    f = run.out / "diversity" / "diversity.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 8. Diversity against β", "", "| method | β | gold | entropy (nats/token) | unique | KL |", "|---|---|---|---|---|---|"]
+        out += [f"| {p['method'].upper()} | {p['beta']} | {p['gold_reward']:+.3f} | {p['entropy']:.3f} | "
+                f"{p['unique_frac']:.3f} | {p['kl_to_ref']:.2f} |" for p in r["points"]]
+        out += ["", "![diversity](diversity/diversity.png)"]
+    f = run.out / "cost.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 9. The cost of RL", "",
+                "Each RL road includes training its reward model. Models held = in memory while the road trains.", "",
+                "| road | wall (s) | gold | models held | parameters | tokens forward | tokens backward | samples generated |",
+                "|---|---|---|---|---|---|---|---|"]
+        for k, v in r.items():
+            out.append(f"| {k} | {v['wall_s']:.1f} | {v['gold_reward']:+.3f} | {', '.join(v['models'])} | "
+                       f"{v['params'] / 1e6:.2f} M | {v['tokens_forward']:.0f} | {v['tokens_backward']:.0f} | "
+                       f"{v['samples_generated']} |")
+    f = run.out / "failure_modes" / "failure_modes.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 10. DPO's own failure modes and remedies", "",
+                "| variant | gold | win rate | fluency | KL | Δ logps/chosen | Δ logps/rejected |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {k} | {v['gold_reward']:+.3f} | {v['win_rate_vs_sft']:.3f} | {v['fluency']:.3f} | {v['kl_to_ref']:.2f} | "
+                f"{v['logps_chosen_change']:+.2f} | {v['logps_rejected_change']:+.2f} |" for k, v in r["remedies"].items()]
+        out += ["", "![failure modes](failure_modes/failure_modes.png)"]
+    f = run.out / "online_dpo" / "online_dpo.json"
+    if f.is_file():
+        r = read_json(f)
+        out += ["", "## 11. Online DPO", "", "| labels | round | labelled pairs | gold | win rate | fluency | KL |", "|---|---|---|---|---|---|---|"]
+        for k, rows in r["online"].items():
+            out += [f"| {k} | {x['round']} | {x['labelled_pairs']} | {x['gold_reward']:+.3f} | {x['win_rate_vs_sft']:.3f} | "
+                    f"{x['fluency']:.3f} | {x['kl_to_ref']:.2f} |" for x in rows]
+        o = r["offline"]
+        out += [f"| offline DPO | - | {o['labelled_pairs']} | {o['gold_reward']:+.3f} | {o['win_rate_vs_sft']:.3f} | "
+                f"{o['fluency']:.3f} | {o['kl_to_ref']:.2f} |", "", "![online DPO](online_dpo/online_dpo.png)"]
+    return out

@@ -1,0 +1,350 @@
+"""The DPO paper's Figure 2 (left), in this world: gold reward against KL to the reference, for
+every method, over its own grid, along training, on several seeds, under two labelling conditions.
+
+Methods (the paper's, plus the RL algorithms learners meet today):
+  DPO, Preferred-FT (SFT on the chosen responses), Unlikelihood    learn from the preference pairs
+  REINFORCE (leave-one-out; rlhf.py), PPO (ppo.py), GRPO (grpo.py)  RL on a reward model fitted to them
+  PPO-GT                                                            PPO on the gold reward itself
+
+Conditions: the labels of the pairs, `bt` (noisy Bradley–Terry on the gold reward: this project's
+default) or `deterministic` (the better response by gold always wins: the paper's IMDb setting).
+Seeds: each seed draws its own preference pairs and labels from the shared SFT model, fits its own
+reward model, and trains every method with its own randomness; the held-out films, the SFT model and
+the evaluation samples' seed are the same for all. (Seed = the run's seed is the pipeline's own
+pairs and reward model.)
+
+Each method × grid point × condition × seed is one unit: trained from the SFT model, with the policy
+evaluated at `checkpoints` points along training and at the end (gold reward, KL, fluency on the
+held-out films, `runfolder.Run.evaluate`). A unit is reused while its provenance key (settings,
+input files, code) is unchanged, so an interrupted study resumes; its checkpoints are deleted once
+evaluated, its points and training metrics stay in RUN/frontier/units/.
+
+Summaries: a method's frontier in one seed is the upper (Pareto) envelope of its points and the SFT
+point (KL 0): each point that has a higher gold reward than every point at lower KL, joined by
+straight lines. `frontier.json` gives, per condition and method, the gold reward (and fluency) of
+that envelope at matched KL ∈ {0.5, 1, 2, 3} nats, mean and standard deviation over seeds; a KL
+beyond a seed's last point is not extrapolated (that seed does not count there).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ..harness import plots, provenance
+from ..checkpoint import read_json, write_json
+from ..evaluate import summary_row
+from ..harness.stages import ensure
+from ..training import StudyProgress
+
+KL_TARGETS = (0.5, 1.0, 2.0, 3.0)
+CHECKPOINTS = (1 / 8, 1 / 4, 1 / 2)  # evaluated fractions of training, early-heavy (and the end)
+LABELS = ("bt", "deterministic")
+N_SEEDS = 3
+FAST_SEEDS = 2  # --fast: a smoke run still pairs gaps over more than one seed
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    trainer: str                     # "dpo" (any registered loss), "rlhf" (REINFORCE), "ppo", "grpo"
+    settings: dict                   # fixed settings of the trainer's config in this study
+    grid: tuple[dict, ...]           # one run per entry
+    fast_grid: tuple[dict, ...]
+    uses_labels: bool = True         # PPO-GT trains on the gold reward: the same under any labels
+
+
+METHODS = {m.name: m for m in (
+    Method("dpo", "DPO", "dpo", {}, ({"beta": 0.1}, {"beta": 0.5}), ({"beta": 0.5},)),
+    Method("preferred_ft", "Preferred-FT", "dpo", {"loss_type": "sft", "epochs": 1}, ({},), ({},)),
+    Method("unlikelihood", "Unlikelihood", "dpo", {"loss_type": "unlikelihood", "epochs": 1,
+                                                    "loss_args": {"alpha": 0.1}}, ({},), ({},)),
+    Method("reinforce", "REINFORCE", "rlhf", {"steps": 60}, ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},)),
+    Method("ppo", "PPO", "ppo", {"steps": 30, "epochs": 2}, ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},)),
+    Method("ppo_gt", "PPO-GT", "ppo", {"steps": 30, "epochs": 2, "reward": "gold"},
+           ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},), uses_labels=False),
+    Method("grpo", "GRPO", "grpo", {"steps": 40}, ({"beta": 0.1}, {"beta": 0.4}), ({"beta": 0.1},)),
+)}
+FAST_SETTINGS = {"dpo": {"epochs": 1, "batch_size": 32}, "rlhf": {"steps": 8}, "ppo": {"steps": 6, "epochs": 1},
+                 "grpo": {"steps": 6}, "reward_model": {"epochs": 1}}  # --fast: a smoke run of every unit
+
+
+@dataclass(frozen=True)
+class Data:
+    """Preference pairs of one labelling condition and size, drawn with one seed, and the reward
+    model fitted to them."""
+    labels: str
+    repeats: int          # prompts per training film (PrefsConfig.train_repeats): 8 -> 2.8k pairs
+    seed: int
+    train: Path = field(compare=False, default=None)
+    val: Path = field(compare=False, default=None)
+    reward_model: Path = field(compare=False, default=None)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.labels}_r{self.repeats}_s{self.seed}"
+
+
+def _config_class(trainer: str):
+    from ..dpo import DPOConfig
+    from ..grpo import GRPOConfig
+    from ..ppo import PPOConfig
+    from ..rlhf import RLHFConfig
+    return {"dpo": DPOConfig, "rlhf": RLHFConfig, "ppo": PPOConfig, "grpo": GRPOConfig}[trainer]
+
+
+def _trainer(trainer: str):
+    from ..dpo import train_dpo
+    from ..grpo import train_grpo
+    from ..ppo import train_ppo
+    from ..rlhf import train_rlhf
+    return {"dpo": train_dpo, "rlhf": train_rlhf, "ppo": train_ppo, "grpo": train_grpo}[trainer]
+
+
+def study_folder(run) -> Path:
+    return run.out / "frontier"
+
+
+# --- the units -----------------------------------------------------------------------------------
+def data_unit(run, labels: str, repeats: int, seed: int) -> tuple[Data, float | None]:
+    """The pairs and reward model of one condition and seed (the pipeline's own for the run's seed
+    and default setting). Returns (data, seconds it took, None if reused)."""
+    from ..preferences import PrefsConfig, generate_preference_files
+    from ..reward_model import RMConfig, train_reward_model
+    prefs = replace(run.settings(PrefsConfig, seed=seed), labels=labels, train_repeats=repeats)
+    if labels == "bt" and repeats == run.settings(PrefsConfig).train_repeats and seed == run.seed:
+        ensure(run, "prefs", "reward_model")
+        return Data(labels, repeats, seed, run.path("prefs_train.jsonl"), run.path("prefs_val.jsonl"),
+                    run.path("reward_model.pt")), None
+    folder = study_folder(run) / "data" / f"{labels}_r{repeats}_s{seed}"
+    sft = run.path("sft.pt")
+    files = [folder / f for f in ("prefs_train.jsonl", "prefs_val.jsonl", "prefs_report.json")]
+
+    def make_pairs():
+        report = generate_preference_files(run.load_policy("sft.pt"), run.tok, prefs, folder, run.dtype)
+        write_json(folder / "prefs_report.json", report)
+    tag = f"{labels}_r{repeats}_s{seed}"
+    seconds = _timed_unit(run, f"prefs_{tag}", asdict(prefs), {"sft": sft}, make_pairs, files, "preferences", folder)
+    rm_cfg = run.settings(RMConfig, seed=seed, **(FAST_SETTINGS["reward_model"] if run.fast else {}))
+    rm_files = [folder / f for f in ("reward_model.pt", "reward_model.json", "reward_model_metrics.json")]
+    seconds_rm = _timed_unit(run, f"reward_model_{tag}", asdict(rm_cfg), {"sft": sft, "train_data": files[0], "val_data": files[1]},
+                             lambda: train_reward_model(rm_cfg, run.tok, sft, files[0], files[1], folder, run.device,
+                                                        run.dtype, quiet=True),
+                             rm_files, "reward_model", folder)
+    total = None if seconds is None and seconds_rm is None else (seconds or 0) + (seconds_rm or 0)
+    return Data(labels, repeats, seed, files[0], files[1], rm_files[0]), total
+
+
+def method_unit(run, method: Method, point: dict, data: Data) -> tuple[list[dict], float | None]:
+    """Train `method` at grid `point` on `data` with data.seed, evaluate it at the CHECKPOINTS
+    fractions of training (none with --fast, a smoke run) and at the end; returns (its points,
+    seconds or None if reused)."""
+    fractions = () if run.fast else CHECKPOINTS
+    cfg_class = _config_class(method.trainer)
+    settings = {**method.settings, **point, **(FAST_SETTINGS[method.trainer] if run.fast else {})}
+    cfg = run.settings(cfg_class, seed=data.seed, **settings)
+    name = unit_name(method, point, data)
+    folder = study_folder(run) / "units"
+    if method.trainer == "dpo":
+        inputs = {"sft": run.path("sft.pt"), "train_data": data.train, "val_data": data.val}
+    elif cfg.reward == "learned":
+        inputs = {"sft": run.path("sft.pt"), "reward_model": data.reward_model}
+    else:
+        inputs = {"sft": run.path("sft.pt")}
+
+    def go():
+        total = _dpo_steps(cfg, data.train) if method.trainer == "dpo" else cfg.steps
+        steps = sorted({max(1, round(f * total)) for f in fractions} - {total}) + [total]
+        keep = steps[:-1]
+        if method.trainer == "dpo":
+            _trainer("dpo")(cfg, run.tok, inputs["sft"], data.train, data.val, folder, run.device, run.dtype,
+                            quiet=True, out_name=name, checkpoint_steps=keep)
+        else:
+            _trainer(method.trainer)(cfg, run.tok, inputs["sft"], inputs.get("reward_model"), folder, run.device,
+                                     run.dtype, quiet=True, out_name=name, checkpoint_steps=keep)
+        points = []
+        for step in steps:
+            ckpt = folder / (f"{name}.pt" if step == total else f"{name}_step{step}.pt")
+            s = summary_row(run.evaluate(run.load_policy(ckpt)))
+            points.append({"step": step, "of_steps": total, **{k: s[k] for k in POINT_KEYS}})
+        write_json(folder / f"{name}_points.json", {"method": method.name, "point": point, "data": data.tag,
+                                                    "seed": data.seed, "labels": data.labels, "points": points})
+        for f in folder.glob(f"{name}*"):  # the checkpoints are evaluated: only numbers stay
+            if f.name not in (f"{name}_points.json", f"{name}_metrics.json"):
+                f.unlink()
+    outputs = [folder / f"{name}_points.json", folder / f"{name}_metrics.json"]
+    key = cfg.key() if method.trainer == "dpo" else asdict(cfg)
+    seconds = _timed_unit(run, name, {**key, "checkpoints": list(fractions), **run.eval_config()}, inputs, go,
+                          outputs, "studies.frontier", folder)
+    return read_json(outputs[0])["points"], seconds
+
+
+POINT_KEYS = ("gold_reward", "gold_std", "kl_to_ref", "fluency", "win_rate_vs_sft", "unique_frac", "entropy", "length")
+
+
+def unit_name(method: Method, point: dict, data: Data) -> str:
+    grid = "".join(f"_{k}{v}" for k, v in sorted(point.items()))
+    data_tag = "gold" if not method.uses_labels else f"{data.labels}_r{data.repeats}"
+    return f"{method.name}{grid}_{data_tag}_s{data.seed}"
+
+
+def _timed_unit(run, name, config, inputs, compute, outputs, code, folder) -> float | None:
+    """run.cached for a unit of a study; returns the seconds it took, or None when reused."""
+    if not run.cached(name, config, inputs, compute, outputs=outputs, code=code, folder=folder, announce=False):
+        return None
+    return provenance.read_record(folder, name)["seconds"]
+
+
+def _dpo_steps(cfg, train_file) -> int:
+    from ..preferences import read_preferences
+    n = len(read_preferences(train_file)[0])
+    return cfg.epochs * math.ceil(n / cfg.batch_size)
+
+
+# --- the study ---------------------------------------------------------------------------------
+def seeds(run) -> list[int]:
+    return [run.seed + i for i in range(FAST_SEEDS if run.fast else N_SEEDS)]
+
+
+def collect(run, study: str, cells: list[tuple[str, str, int]], methods: dict | None = None,
+            seed_list: list[int] | None = None) -> list[dict]:
+    """Train and evaluate every unit of `cells` (method, labels, repeats), each method (from
+    `methods`, default METHODS) over its grid, on every seed of `seed_list` (default: the study's
+    seeds); finished units are reused; progress with an ETA is printed. Returns all points, labelled with method, labels, repeats, seed, grid."""
+    methods = methods or METHODS
+    ensure(run, "sft", "eval_sft")
+    plan, seen = [], set()  # (kind, what): a condition's data unit first, then its methods
+    for seed in seed_list or seeds(run):
+        for name, labels, repeats in cells:
+            m = methods[name]
+            if m.uses_labels and ("data", labels, repeats, seed) not in seen:
+                seen.add(("data", labels, repeats, seed))
+                plan.append(("data", (labels, repeats, seed)))
+            key = (name, labels if m.uses_labels else "gold", repeats if m.uses_labels else 0, seed)
+            if key in seen:
+                continue
+            seen.add(key)
+            for point in (m.fast_grid if run.fast else m.grid):
+                plan.append((name, (m, point, labels, repeats, seed)))
+    progress = StudyProgress(study, [kind for kind, _ in plan])
+    points, data = [], {}
+    for kind, what in plan:
+        if kind == "data":
+            labels, repeats, seed = what
+            data[what], seconds = data_unit(run, labels, repeats, seed)
+            progress.unit_done("data", f"pairs and reward model: {labels}, {repeats} prompts/film, seed {seed}", seconds)
+            continue
+        m, point, labels, repeats, seed = what
+        if m.uses_labels:
+            unit_points, seconds = method_unit(run, m, point, data[(labels, repeats, seed)])
+        else:  # the gold reward needs no pairs: only the seed matters
+            unit_points, seconds = method_unit(run, m, point, Data("gold", 0, seed))
+        for p in unit_points:
+            points.append({"method": m.name, "labels": labels if m.uses_labels else "gold",
+                           "repeats": repeats if m.uses_labels else None, "seed": seed, **point, **p})
+        desc = " ".join(f"{k}={v}" for k, v in point.items())
+        where = f"{labels}, {repeats} prompts/film" if m.uses_labels else "gold reward"
+        progress.unit_done(kind, f"{m.label} {desc} ({where}) seed {seed}", seconds)
+    return points
+
+
+def run_frontier(run) -> dict:
+    """The study's stage: reused as a whole while every unit is; see the module docstring."""
+    return run.study("frontier", lambda: _frontier(run))
+
+
+def _frontier(run) -> None:
+    from ..preferences import PrefsConfig
+    repeats = run.settings(PrefsConfig).train_repeats
+    points = collect(run, "frontier", [(m, labels, repeats) for labels in LABELS for m in METHODS])
+    sft = read_json(run.path("eval_sft.json"))
+    result = {"methods": {m.name: m.label for m in METHODS.values()}, "labels": list(LABELS), "seeds": seeds(run),
+              "kl_targets": list(KL_TARGETS), "sft": {k: sft[k] for k in ("gold_reward", "fluency")},
+              "matched": {labels: matched_table(points, labels, sft) for labels in LABELS},
+              "curves": {labels: seed_curves(points, labels, sft) for labels in LABELS},
+              "points": points}
+    out = study_folder(run)
+    write_json(out / "frontier.json", result)
+    plots.frontier_figure(result, out / "frontier.png")
+    print_matched(result)
+
+
+def points_of(points: list[dict], method: str, labels: str, seed: int, repeats: int | None = None) -> list[dict]:
+    """One method's points in one condition and seed (PPO-GT's gold-reward points count in every
+    condition: its training never sees a label)."""
+    return [p for p in points if p["method"] == method and p["seed"] == seed and (p["labels"] == "gold" or (
+            p["labels"] == labels and (repeats is None or p["repeats"] == repeats)))]
+
+
+def envelope(points: list[dict], sft: dict, key: str = "gold_reward") -> list[tuple[float, float, float]]:
+    """The upper (Pareto) envelope, as (kl, gold, fluency) from the SFT point at KL 0: each point
+    with a higher gold reward than every point at lower KL."""
+    out = [(0.0, sft["gold_reward"], sft["fluency"])]
+    for p in sorted(points, key=lambda p: p["kl_to_ref"]):
+        if p[key] > out[-1][1] and p["kl_to_ref"] > 0:
+            out.append((p["kl_to_ref"], p[key], p["fluency"]))
+    return out
+
+
+def at_kl(env: list[tuple[float, float, float]], kl: float) -> tuple[float, float] | None:
+    """(gold, fluency) on the envelope at `kl`, by linear interpolation; None beyond its last point."""
+    for (k0, g0, f0), (k1, g1, f1) in zip(env, env[1:]):
+        if k0 <= kl <= k1:
+            w = (kl - k0) / (k1 - k0)
+            return g0 + w * (g1 - g0), f0 + w * (f1 - f0)
+    return None
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return mean, std
+
+
+def matched_table(points: list[dict], labels: str, sft: dict, repeats: int | None = None,
+                  methods=None) -> dict:
+    """{method: {kl: {gold_mean, gold_std, fluency_mean, n, values}}}: each seed's envelope read at
+    each matched KL, then mean and spread over the seeds that reach that KL."""
+    table = {}
+    for method in methods or sorted({p["method"] for p in points}):
+        row = {}
+        for kl in KL_TARGETS:
+            found = [at_kl(envelope(points_of(points, method, labels, s, repeats), sft), kl)
+                     for s in sorted({p["seed"] for p in points})]
+            found = [f for f in found if f is not None]
+            if found:
+                (g, gs), (f, _) = mean_std([x[0] for x in found]), mean_std([x[1] for x in found])
+                row[str(kl)] = {"gold_mean": g, "gold_std": gs, "fluency_mean": f, "n": len(found),
+                                "values": [x[0] for x in found]}
+        table[method] = row
+    return table
+
+
+def seed_curves(points: list[dict], labels: str, sft: dict, repeats: int | None = None, step: float = 0.1,
+                max_kl: float = 10.0) -> dict:
+    """{method: {"kl", "mean", "std"}}: each seed's envelope on a KL grid, mean and spread over the
+    seeds, where at least two seeds reach that KL (for the figure's band)."""
+    out = {}
+    for method in sorted({p["method"] for p in points}):
+        envs = [envelope(points_of(points, method, labels, s, repeats), sft) for s in sorted({p["seed"] for p in points})]
+        curve = {"kl": [], "mean": [], "std": []}
+        for i in range(int(max_kl / step) + 1):
+            found = [g for g in (at_kl(e, i * step) for e in envs) if g is not None]
+            if len(found) >= min(2, len(envs)):
+                m, sd = mean_std([g for g, _ in found])
+                curve["kl"].append(round(i * step, 6))
+                curve["mean"].append(m)
+                curve["std"].append(sd)
+        out[method] = curve
+    return out
+
+
+def print_matched(result: dict) -> None:
+    for labels, table in result["matched"].items():
+        print(f"gold reward at matched KL, labels {labels} (mean ± std over seeds; n = seeds reaching that KL):")
+        print("  method        " + "".join(f"| KL {kl:<4g}          " for kl in result["kl_targets"]))
+        for method, row in table.items():
+            cells = "".join(f"| {row[str(kl)]['gold_mean']:+.2f} ± {row[str(kl)]['gold_std']:.2f} (n={row[str(kl)]['n']}) "
+                            if str(kl) in row else "| -                  " for kl in result["kl_targets"])
+            print(f"  {result['methods'][method]:14s}{cells}")

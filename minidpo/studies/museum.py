@@ -1,0 +1,206 @@
+"""The bug museum: the classic DPO bugs, each switched on alone, with its symptom in the metrics
+learners watch, what the doctor says, and the gold reward it costs. `python -m minidpo museum`;
+one bug in a DPO run: `python -m minidpo dpo --fast --inject NAME`; on the doctor's checks:
+`python -m minidpo doctor --fast --inject NAME`.
+
+A fault is applied to what a clean run would train with (`doctor.Setup`): `inject(setup, name)`
+returns the same setup with that bug in it, and `train_with_fault` runs the ordinary DPO loop
+(`dpo.run_dpo`) on it. The training code itself knows nothing of the museum.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+
+from ..checkpoint import read_json, save_checkpoint, write_json
+from ..data import row
+from ..dpo import DPOConfig, compute_reference_logps, run_dpo, train_dpo
+from ..evaluate import summary_row
+from ..preferences import read_preferences, write_preferences
+from ..training import StudyProgress
+from .doctor import Setup, build, diagnose, encode_with_truncation
+
+
+@dataclass(frozen=True)
+class Fault:
+    what: str        # the bug, as it happens in a real code base
+    symptom: str     # what a learner sees
+    thread: str      # where people met it
+
+
+FAULTS = {
+    "pad-equals-eos": Fault(
+        "the end token is treated as padding (pad id = eos id), so it leaves the response mask",
+        "nothing teaches the policy when to stop; preference tuning shifts lengths unchecked",
+        "https://github.com/huggingface/trl/pull/6357"),
+    "dropout-on": Fault(
+        "dropout stays on in the policy's log-prob passes while the reference runs without it",
+        "the loss is not ln 2 at step 0 and the rewards are noise before any learning",
+        "https://github.com/huggingface/trl/issues/744"),
+    "shared-reference": Fault(
+        "the reference is the policy itself, not a frozen copy",
+        "the loss is stuck at ln 2 and every reward at 0: the log-ratios are 0 by construction",
+        "https://github.com/huggingface/trl/issues/1627"),
+    "swap-labels": Fault(
+        "chosen and rejected are swapped when the file is read",
+        "the implicit reward learns, the accuracy rises, and the gold reward falls",
+        "https://github.com/eric-mitchell/direct-preference-optimization/issues/8"),
+    "merge-boundary": Fault(
+        "prompt + response tokenized as one string and the mask placed by the prompt's token count",
+        "rows lose the prompt/response separator, the mask can be off by a token; tuning transfers less",
+        "https://github.com/huggingface/trl/issues/2054"),
+    "truncate-to-empty": Fault(
+        "a truncation rule (max length 24) that cuts both completions of a long pair to nothing",
+        "those pairs score log π = 0 on both sides: they train nothing, silently (TRL got NaN with means)",
+        "https://github.com/huggingface/trl/issues/6548"),
+    "mean-logps-without-beta": Fault(
+        "mean log-probs per token with the β tuned for sums",
+        "a leash about response-length times looser: KL and fluency drift further for the same loss",
+        "https://github.com/huggingface/trl/issues/789"),
+}
+TRUNCATE_TO = 24  # the max length of the truncate-to-empty fault
+
+
+def inject(s: Setup, fault: str) -> Setup:
+    """`s` with one classic bug of FAULTS switched on (a new Setup; `s` itself is not changed)."""
+    if fault not in FAULTS:
+        raise ValueError(f"--inject must be one of {', '.join(FAULTS)}, not {fault!r}")
+    pairs, policy, reference, cfg = s.pairs, s.policy, s.reference, s.cfg
+    if fault == "swap-labels":
+        pairs = [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in pairs]
+    if fault == "shared-reference":
+        reference = policy
+    if fault == "dropout-on":
+        for module in policy.modules():
+            if hasattr(module, "dropout"):
+                module.dropout = 0.1
+    if fault == "mean-logps-without-beta":
+        cfg = replace(cfg, average_logps=True)
+    encoded, truncated = _encode(s.tok, pairs, policy.config.block_size, fault)
+    return Setup(s.tok, policy, reference, pairs, encoded, truncated, cfg, fault)
+
+
+def encode_rows(tok, pairs, block_size, fault=None) -> list:
+    """Pairs as rows, as training encodes them, or as the pipeline with `fault` would."""
+    return _encode(tok, pairs, block_size, fault)[0]
+
+
+def _encode(tok, pairs, block_size, fault):
+    """Rows as training builds them (doctor.encode_with_truncation), or as a faulty pipeline would."""
+    encoded, truncated = [], []
+    for i, pair in enumerate(pairs):
+        if fault == "merge-boundary":  # one string, mask from the prompt's own token count
+            rows = []
+            for text in (pair["chosen"], pair["rejected"]):
+                joint = [tok.prompt_id] + tok.encode(pair["prompt"] + text) + [tok.end_id]
+                n_prompt = 1 + len(tok.encode(pair["prompt"]))
+                rows.append((joint[:block_size], ([False] * n_prompt + [True] * len(joint))[:min(len(joint), block_size)]))
+            encoded.append(tuple(rows))
+            continue
+        if fault == "truncate-to-empty":
+            p, c, r = tok.encode_prompt(pair["prompt"]), tok.encode_response(pair["chosen"]), tok.encode_response(pair["rejected"])
+            longer = max(len(c), len(r))
+            if len(p) + longer > TRUNCATE_TO:
+                keep = max(0, TRUNCATE_TO - len(p) - longer)  # the off-by-the-longer-completion rule
+                truncated.append((i, len(c) + len(r) - 2 * min(keep, len(c), len(r))))
+                c, r = c[:keep], r[:keep]
+            encoded.append((row(p, c), row(p, r)))
+            continue
+        [(c_row, r_row)], cut = encode_with_truncation(tok, [pair], block_size)
+        truncated += [(i, n) for _, n in cut]
+        if fault == "pad-equals-eos":  # the collator masks every pad-id token, the real end token too
+            c_row, r_row = [(ids, [m and t != tok.end_id for t, m in zip(ids, mask)]) for ids, mask in (c_row, r_row)]
+        encoded.append((c_row, r_row))
+    return encoded, truncated
+
+
+def train_with_fault(cfg, tok, sft_path, train_file, val_file, out_dir, device="cpu", dtype=None, quiet=False,
+                     out_name="dpo", fault: str = "shared-reference") -> dict:
+    """`dpo.train_dpo` with one bug switched on: the policy, reference, rows and settings come from
+    `inject(build(...), fault)`, so the run shows exactly what that bug does."""
+    s = inject(build(tok, sft_path, train_file, cfg, device), fault)
+    val = encode_rows(tok, read_preferences(val_file)[0], s.policy.config.block_size, fault)
+    shared = s.reference is s.policy
+    ref_train = None if shared else compute_reference_logps(s.reference, s.encoded, tok.end_id, s.cfg.average_logps)
+    ref_val = compute_reference_logps(s.reference, val, tok.end_id, s.cfg.average_logps)
+    out = run_dpo(s.policy, s.cfg, s.encoded, ref_train, val, ref_val, tok.end_id, dtype, quiet,
+                  out_dir / f"{out_name}_log.jsonl", reference_model=s.policy if shared else None)
+    final = out["history"][-1]
+    metrics = {"config": asdict(s.cfg), "fault": fault, "seconds": out["seconds"], "steps": out["steps"],
+               "train_data": {"file": str(train_file), "read": len(s.pairs), "truncated": len(s.truncated),
+                              "refused": [], "blank_lines": 0},
+               "tokens_forward": out["tokens_forward"], "tokens_backward": out["tokens_backward"],
+               "val_implicit_reward_accuracy": final["eval/rewards/accuracies"], "final": final,
+               "history": out["history"]}
+    save_checkpoint(out_dir / f"{out_name}.pt", s.policy.state_dict(),
+                    {"stage": "dpo", "model": asdict(s.policy.config), "train": asdict(s.cfg), "fault": fault,
+                     "sft": str(sft_path), "data": str(train_file)})
+    write_json(out_dir / f"{out_name}_metrics.json", metrics)
+    return metrics
+
+
+def dpo_with_fault(run, fault: str, train_file=None, val_file=None, **overrides) -> dict:
+    """`python -m minidpo dpo --inject FAULT`: the dpo stage of the run folder, with that bug on."""
+    cfg = run.settings(DPOConfig, **overrides)
+    inputs = run.inputs("dpo", train_data=train_file, val_data=val_file)
+    run.cached("dpo", {**cfg.key(), "fault": fault}, inputs, lambda: train_with_fault(
+        cfg, run.tok, inputs["sft"], inputs["train_data"], inputs["val_data"], run.out, run.device, run.dtype,
+        run.quiet, fault=fault), code="studies.museum")
+    return read_json(run.path("dpo_metrics.json"))
+
+
+def run_museum(run) -> dict:
+    """Every fault of FAULTS, and the clean run, trained the same way on the run's pairs: the
+    metrics learners watch at the start and the end, the samples' gold reward, fluency and length
+    on the held-out films, and which of the doctor's checks fail."""
+    result = run.study("museum", lambda: _museum(run))
+    print_museum(result["rows"])  # also when reused: the table is what the command is for
+    return result
+
+
+def _museum(run) -> None:
+    folder = run.out / "museum"
+    cfg = run.settings(DPOConfig)
+    train_file = run.path("prefs_train.jsonl")
+    if run.fast:  # a smoke run: the first 200 pairs
+        train_file = folder / "pairs_fast.jsonl"
+        write_preferences(train_file, read_preferences(run.path("prefs_train.jsonl"))[0][:200])
+    progress = StudyProgress("museum", ["fault"] * (len(FAULTS) + 1))
+    rows = {}
+    for fault in (None, *FAULTS):
+        name = fault or "clean"
+
+        def go(fault=fault, name=name):
+            s = build(run.tok, run.path("sft.pt"), train_file, cfg, run.device)
+            checks = diagnose(inject(s, fault) if fault else s)
+            train = train_dpo if fault is None else partial(train_with_fault, fault=fault)
+            m = train(cfg, run.tok, run.path("sft.pt"), train_file, run.path("prefs_val.jsonl"),
+                      folder, run.device, run.dtype, quiet=True, out_name=f"{name}_policy")
+            train = [r for r in m["history"] if "loss" in r]
+            ev = summary_row(run.evaluate(run.load_policy(folder / f"{name}_policy.pt")))
+            keys = ("loss", "rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
+            write_json(folder / f"{name}.json", {
+                "fault": fault, "first": {k: train[0][k] for k in keys}, "last": {k: train[-1][k] for k in keys},
+                "eval": ev, "failed_checks": [c.name for c in checks if not c.ok],
+                "checks": [c.line() for c in checks]})
+            for f in folder.glob(f"{name}_policy*"):  # evaluated: only the numbers stay
+                f.unlink()
+        computed = run.cached(f"museum_{name}", {**cfg.key(), "fault": fault},
+                              {**run.inputs("dpo"), "train_data": train_file}, go,
+                              outputs=[folder / f"{name}.json"], code="studies.museum", folder=folder, announce=False)
+        rows[name] = read_json(folder / f"{name}.json")
+        progress.unit_done("fault", name, read_json(folder / "provenance" / f"museum_{name}.json")["seconds"]
+                           if computed else None)
+    clean_gold = rows["clean"]["eval"]["gold_reward"]
+    for r in rows.values():
+        r["gold_cost"] = clean_gold - r["eval"]["gold_reward"]
+    write_json(folder / "museum.json", {"rows": rows, "faults": {k: vars(v) for k, v in FAULTS.items()}})
+
+
+def print_museum(rows: dict) -> None:
+    print(f"{'fault':24s} | loss first->last | logps/chosen  | gold   | cost  | fluency | length | doctor says")
+    for name, r in rows.items():
+        f, l, e = r["first"], r["last"], r["eval"]
+        print(f"{name:24s} | {f['loss']:.3f} -> {l['loss']:.3f} | {f['logps/chosen']:+6.1f}->{l['logps/chosen']:+6.1f} | "
+              f"{e['gold_reward']:+.3f} | {r['gold_cost']:+.2f} | {e['fluency']:.3f}   | {e['length']:5.1f}  | "
+              + (", ".join(r["failed_checks"]) or "all checks pass"))

@@ -1,0 +1,153 @@
+"""Benchmark (not a test): `python -m minidpo.tools.bench [--run runs/default]`.
+
+Prints, measured now on this machine: the fp32 matmul peak; SFT training throughput and its
+fraction of that peak; the time of one DPO step over one SFT step on the same sequences; the KV
+cache's generation speed-up; the split of one RLHF step; and, from a finished run folder, the wall
+time each road needed. Run it on an idle machine: another process on the cores skews everything.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from .. import world
+from ..checkpoint import read_json
+from ..data import collate, prompt_and_response_rows, render, sft_targets
+from ..losses import dpo_loss
+from ..model import GPT, GPTConfig, sequence_logps
+from ..reward_model import RewardModel
+from ..rlhf import first_step_reaching
+from ..sampling import make_generator, sample
+from ..tokenizer import Tokenizer
+from ..training import make_optimizer, measure_matmul_peak, pick_device, train_flops_per_token
+
+
+def _timeit(fn, reps: int, device, warmup: bool = True) -> float:
+    if warmup:
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / reps
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--run", default="runs/default", help="a finished run folder for the wall-time comparison")
+    args = p.parse_args(argv)
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    tok = Tokenizer.load()
+    cfg = GPTConfig(vocab_size=tok.vocab_size)
+    out = {}
+
+    peak = measure_matmul_peak(device, seconds=1.0)
+    out["matmul_peak_gflops"] = peak / 1e9
+    print(f"fp32 matmul peak: {peak / 1e9:.0f} GFLOP/s")
+
+    # the same 64 sequences feed an SFT step and a DPO step (as 32 chosen + 32 rejected)
+    corpus = world.make_corpus(64, seed=1)
+    rows = [render(tok, p_, r) for p_, r in corpus]
+    ids, mask = collate(rows, tok.end_id, device)
+    model = GPT(cfg).to(device)
+    opt = make_optimizer(model, 1e-4)
+    x, y = sft_targets(ids, mask)
+
+    def sft_step():
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    ref_logps = torch.randn(64, device=device) - 20  # cached: the reference never runs in the loop
+
+    def dpo_step():
+        seq = sequence_logps(model, ids, mask).logps
+        losses, _, _ = dpo_loss(seq[:32], seq[32:], ref_logps[:32], ref_logps[32:], beta=0.5)
+        opt.zero_grad(set_to_none=True)
+        losses.mean().backward()
+        opt.step()
+
+    sft_step(), dpo_step()  # warm-up
+    # interleaved, medians: a slow spell of the machine hits both the same way
+    sft_times, dpo_times = [], []
+    for _ in range(args.reps):
+        sft_times.append(_timeit(sft_step, 1, device, warmup=False))
+        dpo_times.append(_timeit(dpo_step, 1, device, warmup=False))
+    t_sft, t_dpo = statistics.median(sft_times), statistics.median(dpo_times)
+    tokens = x.numel()
+    tps = tokens / t_sft
+    mfu = tps * train_flops_per_token(cfg, x.size(1)) / peak
+    out.update(sft_tokens_per_s=tps, sft_mfu=mfu, sft_step_s=t_sft, dpo_step_s=t_dpo, dpo_over_sft=t_dpo / t_sft)
+    print(f"SFT: {tps / 1e3:.1f}k tokens/s = {100 * mfu:.0f}% of the matmul peak ({t_sft * 1e3:.1f} ms/step, 64 sequences)")
+    print(f"DPO step / SFT step on the same 64 sequences: {t_dpo * 1e3:.1f} / {t_sft * 1e3:.1f} ms = {t_dpo / t_sft:.2f}")
+
+    # generation: KV cache vs recomputing the whole prefix for every new token
+    model.eval()
+    prompts = [tok.encode_prompt(p_) for p_, _ in corpus]
+    n_new = 16  # about the mean response length of the world, <|end|> included
+    t_cache = _timeit(lambda: model.generate(prompts, n_new, temperature=0), 3, device)
+    t_full = _timeit(lambda: model.generate(prompts, n_new, temperature=0, use_cache=False), 3, device)
+    out.update(kv_cache_speedup=t_full / t_cache)
+    print(f"generation of {n_new} tokens x 64 prompts: {t_cache * 1e3:.0f} ms with KV cache, "
+          f"{t_full * 1e3:.0f} ms without: {t_full / t_cache:.1f}x")
+
+    # one RLHF step's parts (random weights; 16 prompts x 4 samples, as the default config)
+    rm, ref = RewardModel(cfg).to(device).eval(), GPT(cfg).to(device).eval()
+    model.train()
+    flat = [world.make_prompt(t) for t in world.split_titles()[0][:16] for _ in range(4)]
+    gen = make_generator(0, device)
+    times = {"sampling": 0.0, "scoring": 0.0, "update": 0.0}
+    for _ in range(3):
+        t0 = time.perf_counter()
+        resp = sample(model, tok, flat, gen, max_new_tokens=n_new)
+        ids_r, mask_r = collate(prompt_and_response_rows(tok, flat, resp), tok.end_id, device)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            sequence_logps(ref, ids_r, mask_r)
+            rm(ids_r, mask_r)
+        t2 = time.perf_counter()
+        lp = sequence_logps(model, ids_r, mask_r).logps
+        opt.zero_grad(set_to_none=True)
+        (-lp.mean()).backward()
+        opt.step()
+        t3 = time.perf_counter()
+        for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            times[k] += v / 3
+    total = sum(times.values())
+    out["rlhf_step_split_s"] = times
+    print("one RLHF step (64 samples): " + ", ".join(f"{k} {v * 1e3:.0f} ms ({v / total:.0%})" for k, v in times.items()))
+
+    run = Path(args.run)
+    if (run / "summary.json").is_file():
+        s = read_json(run / "summary.json")
+        t = s["timings"]
+        print(f"from {run}: RLHF road (reward model + REINFORCE) {t['rlhf_road']:.0f}s -> gold {s['rlhf']['gold_reward']:+.3f}; "
+              f"DPO road {t['dpo_road']:.0f}s -> gold {s['dpo']['gold_reward']:+.3f} (SFT {s['sft']['gold_reward']:+.3f})")
+        h = read_json(run / "rlhf_metrics.json")["history"]
+        target = s["dpo"]["gold_reward"]
+        i = first_step_reaching(h, target)
+        if i is not None:
+            secs = h[i - 1]["seconds"] + t["reward_model"]
+            print(f"RLHF's training samples first reach DPO's final gold ({target:+.3f}, 10-step mean) at "
+                  f"step {i}: {secs:.0f}s of the RLHF road vs {t['dpo_road']:.0f}s for DPO")
+            out["rlhf_seconds_to_dpo_gold"] = secs
+        else:
+            print(f"RLHF's training samples never reached DPO's final gold ({target:+.3f}) in this run")
+    else:
+        print(f"(no finished run at {run}: run `python -m minidpo run` for the wall-time comparison)")
+    return out
+
+
+if __name__ == "__main__":
+    main()

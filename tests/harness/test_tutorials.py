@@ -1,0 +1,140 @@
+"""Every tutorial runs end to end with --fast (in this process: one torch import for all), and the
+numbers its markdown promises hold: read from the lesson's own variables, which `runpy` returns."""
+import math
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from minidpo.checkpoint import read_json
+
+TUTORIALS = sorted(Path(__file__).resolve().parents[2].glob("tutorials/[0-9][0-9]_*.py"))
+LN2 = math.log(2)
+
+
+@pytest.fixture(scope="module")
+def folder(fast_studies, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tutorials") / "run"
+    shutil.copytree(fast_studies.out, out)  # reuse the trained tiny stages and studies
+    return out
+
+
+def test_the_tutorials_are_numbered_without_gaps():
+    assert [p.name[:2] for p in TUTORIALS] == [f"{i:02d}" for i in range(1, len(TUTORIALS) + 1)]
+
+
+def check_01(g, out):
+    assert len(g["ranks"]) > 256 and g["tok"].vocab_size == len(g["ranks"]) + 3
+    assert all(g["shipped"].decode(g["shipped"].encode(s)) == s for s in ["Très bien! 🙂", "世界 \x00\t<|end|>"])
+
+
+def check_02(g, out):
+    assert abs(g["loss"].item() - math.log(g["tok"].vocab_size)) < 0.15  # ≈ ln |V| at initialisation
+    assert torch.allclose(g["fast"], g["slow"], atol=1e-5) and g["cached"] == g["full"]
+    assert torch.allclose(g["seq"], g["token_logps"].sum(1))
+
+
+def check_03(g, out):
+    assert abs(g["first_loss"] - math.log(g["run"].tok.vocab_size)) < 0.15
+    prompt_len = len(g["run"].tok.encode_prompt(g["examples"][0][0]))
+    assert (g["targets"][0, :prompt_len - 1] == -100).all() and (g["targets"][0, prompt_len - 1] != -100)
+    assert g["metrics"]["val_loss"] < g["metrics"]["val_loss_init"] - 1
+    assert "SFT samples: gold" in out
+
+
+def check_04(g, out):
+    acc = g["report"]["train"]["oracle_accuracy"]
+    assert 0.6 < acc < 0.95 and g["wrong"] / len(g["pairs"]) == pytest.approx(1 - acc - g["ties"] / len(g["pairs"]) / 2, abs=1e-9)
+
+
+def check_05(g, out):
+    assert abs(g["first_loss"] - LN2) < 1e-6 and g["after"] < g["first_loss"]
+    assert g["m"]["val_accuracy"] > 0.5
+
+
+def check_06(g, out):
+    assert g["kl_k1"].abs().max() < 1e-5                             # step 1: the policy is the reference
+    assert torch.allclose(g["advantages"].sum(1), torch.zeros(2), atol=1e-5)  # leave-one-out: sums to 0
+    assert torch.allclose(g["returns"].flatten(), g["batch"].reward, atol=1e-5)
+    assert g["m"]["history"][-1]["step"] == g["m"]["steps"]
+
+
+def check_07(g, out):
+    assert f"loss = -log σ(0.5·2) = {-math.log(1 / (1 + math.exp(-1.0))):.4f}" in out  # the four numbers
+    assert torch.allclose(g["losses"], torch.full_like(g["losses"], LN2))  # the batch before training: ln 2
+    assert "squared-margin" in g["LOSSES"] and math.isfinite(g["ev"]["gold_reward"])
+
+
+def check_08(g, out):
+    assert abs(g["first_loss"] - LN2) < 1e-6                   # π = π_ref: ln 2 ...
+    assert torch.allclose(g["weights"], torch.full_like(g["weights"], 0.5))  # ... every weight ½ ...
+    assert g["grad_norm"] > 0 and g["after"].item() < g["first_loss"]      # ... and still a gradient
+    assert g["m"]["history"][-1]["loss"] < LN2
+
+
+def check_09(g, out):
+    assert g["res"]["tv_dpo_vs_optimal_fitted"] < 1e-6 and g["res"]["gradient_max_rel_error"] < 1e-10
+
+
+def check_10(g, out):
+    assert set(g["result"]["matched"]) == {"bt", "deterministic"} and len(g["env"]) >= 1
+    assert [r["rl_method"] for r in g["ablation"]["rows"]][-1] == "ppo_gt"
+
+
+def check_11(g, out):
+    assert set(g["res"]["best_of_n"]) and all(r["kl_sampled"] >= 0 for rows in g["res"]["best_of_n"].values() for r in rows)
+
+
+def check_12(g, out):
+    assert {p["method"] for p in g["points"]} == {"dpo", "rlhf"}
+    assert {"dpo", "rlhf (REINFORCE)", "ppo", "grpo"} <= set(g["rows"])
+    assert g["rows"]["ppo"]["models"] == ["policy", "reference", "reward model", "value model"]
+
+
+def check_13(g, out):
+    assert "DPO (default)" in g["res"]["remedies"] and len(g["res"]["remedies"]) == 5
+
+
+def check_14(g, out):
+    assert set(g["res"]["online"]) == {"gold", "reward model"}
+
+
+def check_15(g, out):
+    rewards, batch, cfg = g["rewards"], g["batch"], g["cfg"]
+    k1 = ((g["old"].token_logps - batch.ref_token_logps) * g["mask"]).sum(1)
+    assert torch.allclose(rewards.sum(1), batch.reward - cfg.beta * k1, atol=1e-5)
+    white = g["white"][batch.mask]
+    assert abs(white.mean().item()) < 1e-5 and abs(white.std().item() - 1) < 1e-3
+    assert g["clip_frac"].item() == 0.0  # ratio 1 on the first minibatch: nothing to clip
+    assert g["pg_loss"].item() == pytest.approx(-(g["white"] * g["mask"]).sum().item() / g["mask"].sum().item(), abs=1e-6)
+    assert {"clip_frac", "approx_kl", "value_ev"} <= set(g["ppo"]["history"][-1])
+
+
+def check_16(g, out):
+    assert set(g["rows"]) == {"sigmoid", "smooth-hinge", "mean-margin"}
+    assert not g["LOSSES"]["mean-margin"].reference and all(math.isfinite(r["gold_reward"]) for r in g["rows"].values())
+
+
+def check_17(g, out):
+    assert all(c.ok for c in g["clean"])
+    rows = g["rows"]
+    assert set(rows) == {"clean", *g["FAULTS"]}
+    assert abs(rows["shared-reference"]["last"]["loss"] - LN2) < 1e-5  # stuck at ln 2 ...
+    assert "reference-frozen" in rows["shared-reference"]["failed_checks"]  # ... and the doctor says why
+    assert rows["clean"]["failed_checks"] == [] and rows["clean"]["gold_cost"] == 0
+
+
+def check_18(g, out):
+    assert abs(g["e"]["ref_total_probability"] - 1) < 1e-6 and 0 <= g["pairs"]["chosen_down_frac"] <= 1
+    assert len(g["pairs"]["ches"]) == len(g["pairs"]["d_logp_chosen"]) > 0
+
+
+@pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.name)
+def test_tutorial_runs_fast_and_shows_its_numbers(script, folder, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [str(script), "--fast", "--out", str(folder)])
+    g = runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    globals()[f"check_{script.name[:2]}"](g, out)

@@ -1,0 +1,106 @@
+"""The Figure 2 study: its envelope arithmetic, the label switch, PPO-GT against PPO, and the
+--fast study end to end (every method and seed present)."""
+import math
+
+import pytest
+
+from minidpo.studies import frontier as F
+from minidpo.studies.ablation import paired_gaps, primary_kl
+
+SFT = {"gold_reward": 0.0, "fluency": 0.9}
+
+
+def pt(method, kl, gold, seed=0, labels="bt", repeats=8, fluency=0.9):
+    return {"method": method, "kl_to_ref": kl, "gold_reward": gold, "fluency": fluency, "seed": seed,
+            "labels": labels, "repeats": repeats}
+
+
+def test_envelope_keeps_only_points_that_beat_everything_at_lower_kl():
+    points = [pt("dpo", 1.0, 0.5), pt("dpo", 0.5, 0.6), pt("dpo", 2.0, 0.4), pt("dpo", 3.0, 1.0)]
+    env = F.envelope(points, SFT)
+    assert [(k, g) for k, g, _ in env] == [(0.0, 0.0), (0.5, 0.6), (3.0, 1.0)]
+    assert F.at_kl(env, 0.25) == pytest.approx((0.3, 0.9))                   # on the line from SFT
+    assert F.at_kl(env, 1.75)[0] == pytest.approx(0.6 + (1.25 / 2.5) * 0.4)  # between two points
+    assert F.at_kl(env, 3.5) is None                                         # never extrapolated
+
+
+def test_matched_table_averages_only_the_seeds_that_reach_a_kl():
+    points = [pt("ppo", 1.0, 1.0, seed=0), pt("ppo", 2.0, 2.0, seed=0), pt("ppo", 1.0, 0.5, seed=1),
+              pt("ppo", 1.0, 3.0, seed=2, labels="deterministic")]
+    row = F.matched_table(points, "bt", SFT)["ppo"]
+    assert row["1.0"]["n"] == 2 and row["1.0"]["values"] == [1.0, 0.5]
+    assert row["1.0"]["gold_mean"] == pytest.approx(0.75) and row["1.0"]["gold_std"] == pytest.approx(math.sqrt(0.125))
+    assert row["2.0"]["n"] == 1 and "4.0" not in row
+    # PPO-GT's points (labels "gold") count under every labelling condition
+    gold = [pt("ppo_gt", 1.0, 2.0, seed=0, labels="gold", repeats=None)]
+    assert F.matched_table(gold, "deterministic", SFT)["ppo_gt"]["1.0"]["gold_mean"] == 2.0
+
+
+def test_ablation_gaps_are_paired_by_seed():
+    points = []
+    for seed, (d, r) in enumerate([(1.0, 0.5), (0.8, 0.9), (1.2, 0.4)]):
+        points += [pt("dpo", 2.0, d, seed=seed, repeats=32), pt("reinforce", 2.0, r, seed=seed, repeats=32),
+                   pt("dpo", 2.0, 9.0, seed=seed, repeats=8)]  # another data size: not this row's
+    gaps = paired_gaps(points, "bt", 32, "reinforce", 1.0, SFT)
+    assert gaps == pytest.approx([0.25, -0.05, 0.4])  # each read at KL 1 on the line from SFT
+    rows = [{"by_kl": {"1.0": {"n": 3}, "2.0": {"n": 3}, "4.0": {"n": 1}}}]
+    assert primary_kl(rows) == 2.0
+
+
+def test_loss_bench_ranks_losses_reaching_the_kl_in_every_seed_first():
+    from minidpo.studies.loss_bench import bench_rank
+    row = lambda matched, final: {"matched": matched, "gold_reward": {"mean": final}}
+    rows = {"lucky": row({"0.5": {"n": 1, "gold_mean": 2.0}}, 0.9),   # one seed of three got there
+            "steady": row({"0.5": {"n": 3, "gold_mean": 0.4}}, 0.7),
+            "better": row({"0.5": {"n": 3, "gold_mean": 0.6}}, 0.5),
+            "never": row({}, 1.5)}
+    assert sorted(rows, key=lambda n: bench_rank(rows[n], 0.5, 3)) == ["better", "steady", "never", "lucky"]
+
+
+def test_deterministic_labels_always_choose_the_better_response(fast_run):
+    import random
+    from minidpo.preferences import label_pair
+    rng = random.Random(0)
+    prompt = "Review: The Silent Harbor"
+    good, bad = "The acting was brilliant.", "The acting was dull."
+    assert all(label_pair(rng, prompt, bad, good, labels="deterministic")["chosen"] == good for _ in range(50))
+    noisy = [label_pair(rng, prompt, bad, good)["chosen"] == good for _ in range(2000)]
+    assert abs(sum(noisy) / 2000 - 1 / (1 + math.exp(-1.6))) < 0.03  # σ(1.0 − (−0.6)) under Bradley–Terry
+    with pytest.raises(ValueError, match="labels must be one of"):
+        label_pair(rng, prompt, bad, good, labels="majority")
+
+
+def test_ppo_on_the_gold_reward_beats_ppo_on_the_learned_one_at_matched_kl(fast_run, tmp_path):
+    """The sanity check of the learned reward: PPO-GT's samples reach at least PPO's gold reward
+    at the same KL (each method's envelope over its training steps, 5-step means)."""
+    from minidpo.ppo import PPOConfig, train_ppo
+    run, _ = fast_run
+    curves = {}
+    for reward in ("learned", "gold"):
+        m = train_ppo(PPOConfig.fast(steps=30, reward=reward), run.tok, run.path("sft.pt"),
+                      run.path("reward_model.pt"), tmp_path, quiet=True, out_name=f"ppo_{reward}")
+        h = m["history"]
+        smooth = [{k: sum(r[k] for r in h[i - 5:i]) / 5 for k in ("kl_k1", "gold_reward", "fluency")}
+                  for i in range(5, len(h) + 1)]
+        sft = {"gold_reward": h[0]["gold_reward"], "fluency": h[0]["fluency"]}
+        curves[reward] = F.envelope([{"kl_to_ref": r["kl_k1"], **r} for r in smooth], sft)
+    reached = min(curves["learned"][-1][0], curves["gold"][-1][0])
+    assert reached > 0.3
+    for kl in (reached / 2, reached):
+        assert F.at_kl(curves["gold"], kl)[0] >= F.at_kl(curves["learned"], kl)[0]
+
+
+def test_frontier_fast_has_every_method_seed_and_condition(fast_studies):
+    run = fast_studies
+    result = F.read_json(run.out / "frontier" / "frontier.json")
+    seen = {(p["method"], p["labels"], p["seed"]) for p in result["points"]}
+    for m in F.METHODS.values():
+        for labels in (F.LABELS if m.uses_labels else ("gold",)):
+            for seed in result["seeds"]:
+                assert (m.name, labels, seed) in seen
+    assert result["seeds"] == [0, 1] and set(result["matched"]) == set(F.LABELS)
+    assert set(result["matched"]["bt"]) == set(F.METHODS)
+    assert all(math.isfinite(p["gold_reward"]) and p["kl_to_ref"] > -1 for p in result["points"])
+    assert (run.out / "frontier" / "frontier.png").stat().st_size > 20_000
+    ablation = F.read_json(run.out / "frontier" / "ablation.json")
+    assert [r["rl_method"] for r in ablation["rows"]] == ["reinforce", "reinforce", "reinforce", "ppo", "ppo_gt"]
