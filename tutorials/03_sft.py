@@ -14,7 +14,7 @@ import torch
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
 from minidpo import world
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 from minidpo.data import collate, render, sft_targets
 from minidpo.model import GPT, GPTConfig
 from minidpo.sft import SFTConfig
@@ -70,7 +70,7 @@ if metrics.get("mfu"):
           f"({metrics['matmul_peak_flops'] / 1e9:.0f} GFLOP/s, measured at the start)")
 fig = plots.sft_curve(metrics["history"], run.path("sft_curve.png"))
 print("figure:", run.path("sft_curve.png"))
-fig
+show(fig)
 
 # %% [markdown]
 # ## Samples on films never seen in training, scored by the gold reward
@@ -87,4 +87,4 @@ for s in ev["samples"][:6]:
 fig = plots.gold_histograms({"corpus": ev["corpus"]["gold"], "SFT samples": ev["gold"]},
                             run.path("sft_gold_hist.png"), "Gold reward: SFT samples vs corpus")
 print("figure:", run.path("sft_gold_hist.png"))
-fig
+show(fig)

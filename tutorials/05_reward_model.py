@@ -13,7 +13,7 @@ import torch
 
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 from minidpo.data import pair_batch
 from minidpo.losses import bradley_terry_loss
 from minidpo.preferences import encode_pairs, read_preferences
@@ -74,4 +74,4 @@ print(f"normalisation: raw reward mean {m['normalisation']['raw_mean']:+.3f}, st
       "on reference samples -> shifted and scaled to mean 0, std 1 before RL")
 fig = plots.reward_model_figure(m, run.path("reward_model.png"))
 print("figure:", run.path("reward_model.png"))
-fig
+show(fig)

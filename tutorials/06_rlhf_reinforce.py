@@ -11,7 +11,7 @@ import torch
 
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 from minidpo.evaluate import first_per_prompt
 from minidpo.model import sequence_logps
 from minidpo.rlhf import RLHFConfig, leave_one_out_advantages, reinforce_loss
@@ -96,7 +96,7 @@ print("figure:", run.path("rlhf_curves.png"))
 per = m["seconds_per_step"]
 total = sum(per.values())
 print("seconds per step: " + ", ".join(f"{k} {v:.3f} ({v / total:.0%})" for k, v in per.items()))
-fig
+show(fig)
 
 # %% [markdown]
 # ## Before / after on held-out films (same prompts, same seed)

@@ -13,7 +13,7 @@ import torch
 
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
 from minidpo.evaluate import first_per_prompt
 from minidpo.losses import dpo_gradient_weight
@@ -92,7 +92,7 @@ for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewa
     print(f"{k:20s} {first[k]:+.3f} -> {last[k]:+.3f}")
 fig = plots.dpo_metrics_figure(m["history"], run.path("dpo_metrics.png"))
 print("figure:", run.path("dpo_metrics.png"))
-fig
+show(fig)
 
 # %% [markdown]
 # ## On the held-out films

@@ -14,7 +14,7 @@
 # %%
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 
 run = tutorial_run("09: the exact equivalence lab")
 res = P.stage_equivalence(run)
@@ -82,4 +82,4 @@ for name, r in res["ipo_contrast"].items():
 plots.ipo_figure(res["ipo_contrast"], run.path("ipo_contrast.png"))
 fig = plots.equivalence_figure(res, run.path("equivalence.png"))
 print("figures:", run.path("equivalence.png"), run.path("ipo_contrast.png"))
-fig
+show(fig)

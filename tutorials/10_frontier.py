@@ -13,7 +13,7 @@
 # %%
 from minidpo.harness import plots
 from minidpo.studies.ablation import print_ablation, run_ablation
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 from minidpo.studies.frontier import KL_TARGETS, at_kl, envelope, points_of, print_matched, run_frontier
 
 run = tutorial_run("10: the reward-vs-KL frontier and the ablation")
@@ -54,7 +54,7 @@ for kl in KL_TARGETS:
 print_matched(result)
 fig = plots.frontier_figure(result, run.path("frontier_lesson.png"))
 print("figure:", run.path("frontier_lesson.png"))
-fig
+show(fig)
 
 # %% [markdown]
 # ## The ablation: from our setting to the paper's, one factor at a time

@@ -7,7 +7,7 @@
 # Run: `python tutorials/11_overoptimisation.py` (about 2.5 minutes; `--fast` well under one).
 
 # %%
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 from minidpo.studies.overoptimisation import bon_exact_kl, bon_kl_bound, run_overoptimisation
 
 run = tutorial_run("11: reward over-optimisation")
@@ -67,4 +67,4 @@ for n in (2, 8, 64):
 from minidpo.harness import plots
 fig = plots.overoptimisation_figure(res)
 print("figure:", run.out / "overoptimisation" / "overoptimisation.png")
-fig
+show(fig)

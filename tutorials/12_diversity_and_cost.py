@@ -8,7 +8,7 @@
 
 # %%
 from minidpo.harness import pipeline as P
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 from minidpo.studies.cost import cost_table
 from minidpo.studies.diversity import run_diversity
 
@@ -33,7 +33,7 @@ for method in ("rlhf", "dpo"):
 from minidpo.harness import plots
 fig = plots.diversity_figure(points)
 print("figure:", run.out / "diversity" / "diversity.png")
-fig
+show(fig)
 
 # %% [markdown]
 # ## The bill

@@ -6,7 +6,7 @@
 # steps as offline DPO. Run: `python tutorials/14_online_dpo.py` (about 2 minutes).
 
 # %%
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 from minidpo.studies.online_dpo import run_online_dpo
 
 run = tutorial_run("14: online (iterative) DPO")
@@ -31,4 +31,4 @@ for name, rounds in res["online"].items():
 from minidpo.harness import plots
 fig = plots.online_figure(res)
 print("figure:", run.out / "online_dpo" / "online_dpo.png")
-fig
+show(fig)

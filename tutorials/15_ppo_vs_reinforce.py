@@ -16,7 +16,7 @@ import torch
 
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import show, tutorial_run
 from minidpo.model import sequence_logps
 from minidpo.ppo import PPOConfig, ValueModel, clipped_policy_loss, clipped_value_loss, gae, token_rewards, whiten
 from minidpo.rollouts import RLLoop
@@ -116,7 +116,7 @@ h = ppo["history"]
 for r in h[:: max(1, len(h) // 6)] + [h[-1]]:
     print(f"PPO step {r['step']:3d} | gold {r['gold_reward']:+.3f} | KL {r['kl_k1']:.2f} | clip frac {r['clip_frac']:.3f} "
           f"| approx KL {r['approx_kl']:.4f} | value EV {r['value_ev']:+.2f}")
-plots.ppo_figure(ppo["history"], reinforce["history"], run.path("ppo_vs_reinforce.png"))
+show(plots.ppo_figure(ppo["history"], reinforce["history"], run.path("ppo_vs_reinforce.png")))
 print("figure:", run.path("ppo_vs_reinforce.png"))
 
 # %% [markdown]

@@ -1,14 +1,20 @@
-"""What every lesson starts with: the run folder it works in, from its command line.
+"""What every lesson uses besides the library: its run folder, its *Try* knobs, its figures.
 
-`tutorial_run("NN: title")` reads `--fast`, `--out`, `--seed` and `--device` (a notebook kernel's own
-arguments are ignored), claims the folder and returns the `Run`; in a notebook without a GPU it
-picks the tiny settings, since a lesson there must finish while the learner watches.
+- `tutorial_run("NN: title")` reads `--fast`, `--out`, `--seed` and `--device` (a notebook kernel's
+  own arguments are ignored), claims the folder and returns the `Run`; in a notebook without a GPU
+  it picks the tiny settings, since a lesson there must finish while the learner watches.
+- `knobs = lesson_knobs(beta=0.5, ...)`: the values a lesson's *Try* asks you to change. Edit them
+  in the cell and re-run the lesson from there, or pass `--set beta=0.05` to the script; the tests
+  run every *Try* this way.
+- `show(fig)`: the figure as an image in a notebook (it is saved as a PNG in both cases).
 """
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
+from types import SimpleNamespace
 
 import torch
 
@@ -36,3 +42,46 @@ def tutorial_run(description: str):
     run = Run.create(out, seed=args.seed, fast=args.fast, device=args.device)
     run.claim_folder()
     return run
+
+
+def _parse_value(name: str, text: str, default):
+    """`text` read as the type of the knob's default (bool: true/false/1/0)."""
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        return type(default)(text) if default is not None else text
+    except ValueError:
+        raise SystemExit(f"error: --set {name}={text}: expected a {type(default).__name__}") from None
+
+
+def lesson_knobs(**defaults) -> SimpleNamespace:
+    """The lesson's *Try* knobs: `defaults`, with any `--set NAME=VALUE` of the command line (repeatable)
+    applied. An unknown name or a value of the wrong type is one `error:` line. A changed knob is
+    printed, so the output says which variant ran."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    args, _ = p.parse_known_args()
+    values = dict(defaults)
+    for item in args.set:
+        name, sep, text = item.partition("=")
+        if not sep or name not in defaults:
+            raise SystemExit(f"error: --set {item}: this lesson's knobs are "
+                             + ", ".join(f"{k}={v}" for k, v in defaults.items()))
+        values[name] = _parse_value(name, text, defaults[name])
+    changed = {k: v for k, v in values.items() if v != defaults[k]}
+    if changed:
+        print("Try variant:", ", ".join(f"{k}={v} (default {defaults[k]})" for k, v in changed.items()))
+    return SimpleNamespace(**values)
+
+
+def show(fig):
+    """Show `fig` in a notebook as a PNG image; in a script do nothing (the lesson saved it already).
+    Our figures are built without pyplot, so a notebook would print a returned Figure as text."""
+    if in_notebook():
+        from IPython.display import Image, display
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        display(Image(buf.getvalue()))
+    return None

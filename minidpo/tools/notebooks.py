@@ -11,6 +11,7 @@ Plain nbformat-4 JSON, written without the nbformat package.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -59,7 +60,7 @@ def cells_of(script: str) -> list[dict]:
 def _cell(kind: str, text: str) -> dict:
     source = [l + "\n" for l in text.split("\n")]
     source[-1] = source[-1].rstrip("\n")
-    cell = {"cell_type": kind, "metadata": {}, "source": source}
+    cell = {"cell_type": kind, "id": "", "metadata": {}, "source": source}
     if kind == "code":
         cell.update(execution_count=None, outputs=[])
     return cell
@@ -71,7 +72,16 @@ def notebook(script_path: Path) -> dict:
             "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
                          "language_info": {"name": "python"},
                          "minidpo": {"generated_from": f"tutorials/{script_path.name}"}},
-            "cells": [cells[0], _cell("code", SETUP), *cells[1:]]}
+            "cells": _with_ids([cells[0], _cell("code", SETUP), *cells[1:]])}
+
+
+def _with_ids(cells: list[dict]) -> list[dict]:
+    """nbformat 4.5 cell ids: the cell's position and a hash of its text, so they are stable
+    while a lesson is unchanged and unique within it."""
+    for i, cell in enumerate(cells):
+        digest = hashlib.sha1("".join(cell["source"]).encode("utf-8")).hexdigest()[:8]
+        cell["id"] = f"c{i:02d}-{digest}"
+    return cells
 
 
 def render(nb: dict) -> str:
