@@ -132,9 +132,61 @@ def check_18(g, out):
     assert len(g["pairs"]["ches"]) == len(g["pairs"]["d_logp_chosen"]) > 0
 
 
+def run_lesson(script: Path, folder: Path, *sets: str) -> tuple[dict, str]:
+    """The lesson run as `python SCRIPT --fast --out FOLDER [--set NAME=VALUE ...]`, in this process:
+    its globals and what it printed."""
+    import contextlib
+    import io
+    argv = [str(script), "--fast", "--out", str(folder)] + [a for s in sets for a in ("--set", s)]
+    buf, saved = io.StringIO(), sys.argv
+    sys.argv = argv
+    try:
+        with contextlib.redirect_stdout(buf):
+            g = runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved
+    return g, buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def lesson(folder):
+    """lesson("08") -> (globals, output) of its default --fast run, computed once per module."""
+    done = {}
+
+    def get(number: str):
+        if number not in done:
+            script = next(s for s in TUTORIALS if s.name.startswith(number))
+            done[number] = run_lesson(script, folder)
+        return done[number]
+    return get
+
+
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.name)
-def test_tutorial_runs_fast_and_shows_its_numbers(script, folder, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", [str(script), "--fast", "--out", str(folder)])
-    g = runpy.run_path(str(script), run_name="__main__")
-    out = capsys.readouterr().out
+def test_tutorial_runs_fast_and_shows_its_numbers(script, lesson):
+    g, out = lesson(script.name[:2])
     globals()[f"check_{script.name[:2]}"](g, out)
+
+
+# --- every *Try* of a lesson: (lesson, the --set it names, a check of variant against default) -------
+# Each check says how the number the Try's text names must move; `d` is the default run's globals,
+# `v` the variant's, `out` the variant's printed output.
+TRIES = [
+]
+
+
+@pytest.mark.parametrize("number,sets,check", TRIES, ids=[f"{n}:{' '.join(s)}" for n, s, _ in TRIES])
+def test_each_try_moves_its_number_as_the_lesson_says(number, sets, check, lesson, folder):
+    default, _ = lesson(number)
+    script = next(s for s in TUTORIALS if s.name.startswith(number))
+    variant, out = run_lesson(script, folder, *sets)
+    assert "Try variant:" in out
+    check(default, variant, out)
+
+
+def test_every_try_in_a_lesson_is_tested():
+    """A lesson's markdown marks each *Try* with the --set it uses; each of those is in TRIES."""
+    import re
+    tested = {(n, s) for n, sets, _ in TRIES for s in sets}
+    for script in TUTORIALS:
+        for name_value in re.findall(r"\*Try\*[^\n]*?`--set ([\w.=+-]+)`", script.read_text(encoding="utf-8")):
+            assert (script.name[:2], name_value) in tested, f"{script.name}: Try --set {name_value} has no test"
