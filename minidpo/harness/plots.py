@@ -103,6 +103,49 @@ def dpo_metrics_figure(history: list[dict], path=None, title: str = "DPO trainin
     return _save(fig, path)
 
 
+def beta_saturation_figure(traces: dict, path=None) -> Figure:
+    """DPO's per-pair gradient weight σ(−β·h) at several β. `traces`: β -> {"margins": each pair's
+    h after some steps, "weights": their σ(−β·h), "mean_weight": the batch mean before each step
+    and after the last}. Left: the weight against h, one curve a β, the pairs on it, 1/β marked."""
+    import math
+    fig, (a, b) = _subplots(1, 2, figsize=(11, 3.8))
+    hi = max(max(max(t["margins"]) for t in traces.values()), 4 / min(traces))
+    lo = min(min(min(t["margins"]) for t in traces.values()), 0.0)
+    grid = [lo + (hi - lo) * i / 400 for i in range(401)]
+    for i, (beta, t) in enumerate(traces.items()):
+        color = f"C{i}"
+        a.plot(grid, [1 / (1 + math.exp(beta * h)) for h in grid], color=color, label=f"σ(−β·h), β = {beta:g}")
+        a.scatter(t["margins"], t["weights"], s=12, color=color, alpha=0.7)
+        a.axvline(1 / beta, color=color, ls=":", lw=0.8)
+        b.plot(range(len(t["mean_weight"])), t["mean_weight"], "o-", color=color, label=f"β = {beta:g}")
+    a.set(xlabel="margin h = log-ratio(y_w) − log-ratio(y_l) (nats); dotted: h = 1/β",
+          ylabel="gradient weight", title="The weight saturates once h passes ~1/β")
+    a.set_xscale("symlog", linthresh=0.1)
+    a.legend(fontsize=8)
+    b.set(xlabel="AdamW steps on the same batch", ylabel="mean weight σ(−β·h)", ylim=(0, 0.55),
+          title="Large β: the pairs stop pulling")
+    b.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def implicit_reward_figure(accuracy: dict, fresh: dict, path=None) -> Figure:
+    """The implicit reward as a classifier. `accuracy`: name -> held-out pair accuracy (bars, chance
+    dotted); `fresh`: "gold", "implicit", "reward model" -> scores of the same fresh samples."""
+    fig, (a, b) = _subplots(1, 2, figsize=(11, 3.8))
+    names = list(accuracy)
+    a.bar(range(len(names)), [accuracy[n] for n in names], color=[f"C{i}" for i in range(len(names))])
+    a.set_xticks(range(len(names)), names, fontsize=8)
+    a.axhline(0.5, color="grey", ls=":", label="chance")
+    a.set(ylabel="held-out pair accuracy (ties ½)", ylim=(0, 1), title="Who agrees with the held-out labels")
+    a.legend(fontsize=8)
+    gold = fresh["gold"].tolist()
+    b.scatter(gold, fresh["implicit"].tolist(), s=8, alpha=0.5, label="implicit reward β·log π/π_ref")
+    b.scatter(gold, fresh["reward model"].tolist(), s=8, alpha=0.5, marker="x", label="reward model (normalised)")
+    b.set(xlabel="gold reward r*(x, y)", ylabel="score", title="Fresh SFT samples of held-out films")
+    b.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def equivalence_figure(res: dict, path=None) -> Figure:
     fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
     ns, tvs = zip(*res["tv_dpo_vs_optimal_true_by_n"])
@@ -271,4 +314,32 @@ def online_figure(res: dict, path=None) -> Figure:
         ax.set(xlabel="labelled pairs used so far", ylabel=key.replace("_", " "))
         ax.legend(fontsize=7)
     fig.suptitle("Online (iterative) DPO vs offline DPO at the same number of labels")
+    return _save(fig, path)
+
+
+def run_curves_figure(histories: dict[str, list[dict]], path=None,
+                      title: str = "Is my DPO run fine? The held-out curves, healthy and sick") -> Figure:
+    """The curves a DPO run logs, from step 0 to the end, one colour per run: the held-out pairs'
+    (solid, dots) and the training batch's (faint), so a sick run can be told from a healthy one
+    by eye. `histories`: run name -> its logged history (`dpo_metrics.json`'s "history")."""
+    import math
+    keys = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+    fig, axes = _subplots(2, 3, figsize=(15, 7.5))
+    flat = list(axes.flat)
+    for i, (name, h) in enumerate(histories.items()):
+        ev, tr = [r for r in h if "eval/loss" in r], [r for r in h if "loss" in r]
+        color = "k" if i == 0 else f"C{i - 1}"
+        for ax, key in zip(flat, keys):
+            ax.plot([r["step"] for r in ev], [r[f"eval/{key}"] for r in ev], "o-", ms=3, color=color, label=name)
+            ax.plot([r["step"] for r in tr], [r[key] for r in tr], color=color, alpha=0.25, lw=0.8)
+        for key, style in (("chosen", "o-"), ("rejected", "s--")):
+            flat[5].plot([r["step"] for r in ev], [r[f"eval/logps/{key}"] for r in ev], style, ms=3, color=color,
+                         label=f"{name}: {key}")
+    flat[0].axhline(math.log(2), color="grey", ls=":", lw=1)
+    for ax, key in zip(flat, keys):
+        ax.set(xlabel="step", title=key + (" (ln 2 dotted)" if key == "loss" else ""))
+    flat[5].set(xlabel="step", title="logps/chosen (solid), logps/rejected (dashed)")
+    flat[0].legend(fontsize=7)
+    flat[5].legend(fontsize=6, ncol=2)
+    fig.suptitle(title + " (held-out pairs: dots; training batch: faint)")
     return _save(fig, path)
