@@ -4,7 +4,7 @@ A stage's *key* is everything that decides its outputs:
 
     {"config": the stage's settings (the seed included), "dtype": "fp32" or "bf16",
      "inputs": {role: content hash of the file it read (the SFT checkpoint, the preference data ...)},
-     "code":   {module: content hash of the minidpo source files that compute it}}
+     "code":   {module: hash of the minidpo source it reaches (code_deps.py: definitions, not files)}}
 
 When a stage finishes, FOLDER/provenance/NAME.json records its key, the hash of every output, where
 each input came from, when it finished and how long it took. A stage is *current* when that record
@@ -14,64 +14,18 @@ an edited loss function each make exactly the stages that depend on them stale, 
 """
 from __future__ import annotations
 
-import ast
 import time
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, file_hash, input_hash, read_json, write_json
-
-PACKAGE = Path(__file__).resolve().parent.parent  # the minidpo package folder
-
-
-def module_file(module: str) -> Path:
-    """The source file of `module`, a dotted name inside minidpo ("dpo", "studies.museum")."""
-    return PACKAGE.joinpath(*module.split(".")).with_suffix(".py")
-
-
-def imported_modules(module: str) -> set[str]:
-    """The minidpo modules that `module` imports anywhere in its source (lazy imports inside
-    functions count too), as dotted names inside minidpo. Read with `ast`: nothing is imported."""
-    package = module.split(".")[:-1]
-    found = set()
-    for node in ast.walk(ast.parse(module_file(module).read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.level:  # from .x import y / from ..x import y
-            stem = package[:len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "minidpo":
-            stem = node.module.split(".")[1:]
-        elif isinstance(node, ast.Import):
-            found |= {a.name.split(".", 1)[1] for a in node.names if a.name.startswith("minidpo.")}
-            continue
-        else:
-            continue
-        # the module named after `from`, or, in `from . import x`, each name that is a module
-        candidates = [".".join(stem)] + [".".join(stem + [a.name]) for a in node.names]
-        found |= {c for c in candidates if c and module_file(c).is_file()}
-    return found
-
-
-def code_closure(module: str) -> list[str]:
-    """`module` and every minidpo module it imports, directly or not, sorted."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        m = todo.pop()
-        if m in seen or not module_file(m).is_file():
-            continue
-        seen.add(m)
-        todo += imported_modules(m)
-    return sorted(seen)
-
-
-def code_hashes(module: str) -> dict[str, str]:
-    """Hash of the source of `module` and of everything it imports: edit the loss, DPO is stale."""
-    return {m: file_hash(module_file(m))[:16] for m in code_closure(module)}
-
+from .code_deps import code_hashes, entries_for_config
 
 def make_key(config: dict, dtype: str, inputs: dict, code: str) -> dict:
-    """inputs: role -> a file Path (hashed here) or a precomputed hash string."""
+    """inputs: role -> a file Path (hashed here) or a precomputed hash string. code: the module
+    that computes the stage; the key holds what of minidpo's source it reaches (code_deps.py)."""
     return {"config": config, "dtype": dtype,
             "inputs": {role: v if isinstance(v, str) else input_hash(v) for role, v in sorted(inputs.items())},
-            "code": code_hashes(code)}
+            "code": code_hashes(code, *entries_for_config(config))}
 
 
 def record_path(folder, name: str) -> Path:

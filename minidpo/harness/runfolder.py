@@ -161,12 +161,13 @@ class Run:
         key = self.key(config, inputs, STAGES[name].code_module)
         return provenance.why_stale(self.out, name, key) is None
 
-    def study(self, name: str, compute) -> dict:
+    def study(self, name: str, compute, config: dict | None = None) -> dict:
         """A study of the stage table: bring what it needs up to date, then reuse or compute it
-        (its key: the seed, the files it reads, its code). Returns its main JSON output."""
+        (its key: the seed, the files it reads, its code, and `config`: whatever else decides it,
+        such as the losses registered now). Returns its main JSON output."""
         stage = STAGES[name]
         ensure(self, *stage.needs)
-        self.cached(name, {}, self.inputs(name), compute)
+        self.cached(name, config or {}, self.inputs(name), compute)
         return read_json(self.path(stage.outputs[0]))
 
     def record(self, name: str) -> dict | None:

@@ -1,7 +1,7 @@
 """The shape of the package holds: the core story imports only the core, studies never import the
 CLI or the pipeline, interop only the core, and no module imports itself back through others.
 
-The imports are read from the source with `ast` (`harness.provenance.imported_modules`, the same
+The imports are read from the source with `ast` (`harness.code_deps.imported_modules`, the same
 reader the provenance keys use), so a lazy import inside a function counts like one at the top.
 """
 import ast
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from minidpo.harness.provenance import PACKAGE, imported_modules, module_file
+from minidpo.harness.code_deps import PACKAGE, imported_modules, module_file
 
 ROOT = PACKAGE.parent
 ROOMS = ("studies", "harness", "interop", "tools")
