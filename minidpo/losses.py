@@ -190,7 +190,10 @@ def sigmoid_loss(h, beta, label_smoothing=0.0):
 @register_margin_loss("ipo")
 def ipo_loss(h, beta):
     """IPO (Azar et al. 2023, eq. 17): (h − 1/(2β))². A squared loss has a finite target, so even
-    a pair that is always won cannot push the log-ratio gap to infinity."""
+    a pair that is always won cannot push the log-ratio gap to infinity. Deliberate difference from
+    TRL: h is built from SUMMED log-probs, as eq. 17 writes it; TRL's `ipo` divides each sequence's
+    log-prob by its completion length first (so the same β means a per-token target there, a
+    per-sequence one here; `--average-logps` gives TRL's form)."""
     return (h - 1 / (2 * beta)) ** 2
 
 
@@ -324,9 +327,11 @@ def kto_loss(record: UnpairedRecord, desirable_weight=1.0, undesirable_weight=1.
     value of the implicit reward r = log π(y|x)/π_ref(y|x) against a reference point z0, the
     (detached, clamped ≥ 0) mean log-ratio of mismatched completions, an estimate of KL(π ‖ π_ref):
         desirable    λ_D·(1 − σ(β·(r − z0)))        undesirable   λ_U·(1 − σ(β·(z0 − r)))
-    TRL's KTOTrainer (`desirable_weight`, `undesirable_weight`; z0 from completions shifted within
-    the batch, here within the data set). Returns the implicit rewards β·r of desirable examples as
-    `chosen_rewards` and of undesirable ones as `rejected_rewards` (different lengths)."""
+    TRL's KTOTrainer (`desirable_weight`, `undesirable_weight`). y′ is a completion of ANOTHER prompt,
+    as in the paper and TRL (which shifts completions within a batch); here the mismatch is fixed
+    once over the data set (`preferences.mismatched_completions`). Returns the implicit rewards β·r
+    of desirable examples as `chosen_rewards` and of undesirable ones as `rejected_rewards`
+    (different lengths)."""
     z0 = (record.kl_logps - record.ref_kl_logps).mean().clamp(min=0).detach()
     r = record.logratios
     good = record.desirable

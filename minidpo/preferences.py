@@ -297,13 +297,45 @@ def encode_pairs(tok, pairs: list[dict], block_size: int) -> tuple[list, dict]:
     return encoded, {"encoded": len(encoded), "truncated": n_trunc}
 
 
+def mismatched_completions(prompts: list[str]) -> list[int]:
+    """For each example i, the index j of the example whose completion is i's mismatched y′ (KTO's
+    reference point, see `encode_unpaired`). y′ must come from ANOTHER prompt: a pair split in two
+    puts (x, y_w) beside (x, y_l), so a shift by one would hand every desirable example its own
+    rejected response, the very completion KTO pushes down, and z0 would measure that instead of
+    KL(π ‖ π_ref). So: group the examples by prompt (in order of first appearance) and shift by the
+    largest group's size, a permutation that always lands in another group when no prompt holds
+    more than half of the examples. Otherwise each example of the big prompt takes the other
+    prompts' completions in turn; a file with a single prompt has no other prompt, and there a
+    shift by two (one by one for two examples) at least skips a split pair's partner."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(p, []).append(i)
+    order = [i for members in groups.values() for i in members]
+    n, largest = len(order), max((len(m) for m in groups.values()), default=0)
+    if len(groups) == 1:
+        shift = 2 if n > 2 else 1
+        return [(i + shift) % n for i in range(n)]
+    if 2 * largest <= n:
+        out = [0] * n
+        for pos, i in enumerate(order):
+            out[i] = order[(pos + largest) % n]
+        return out
+    out = [0] * n
+    for members in groups.values():
+        others = [j for j in order if prompts[j] != prompts[members[0]]]
+        for turn, i in enumerate(members):
+            out[i] = others[turn % len(others)]
+    return out
+
+
 def encode_unpaired(tok, examples: list[dict], block_size: int) -> tuple[list, list[bool], dict]:
     """(rows, labels, report) for unpaired examples. Each row is a pair of token rows: the example
-    (x_i, y_i) and a mismatched completion (x_i, y_{i+1}) for KTO's reference point (the KL of the
-    policy to the reference on completions that do not belong to the prompt; TRL shifts within a
-    batch, here within the file, so the mismatch is fixed and the reference log-probs cacheable)."""
-    n = len(examples)
-    shifted = [{"prompt": e["prompt"], "chosen": e["completion"], "rejected": examples[(i + 1) % n]["completion"]}
-               for i, e in enumerate(examples)]
+    (x_i, y_i) and a mismatched completion (x_i, y_j) for KTO's reference point, the KL of the policy
+    to the reference on completions that do not belong to the prompt. j is another prompt's example
+    (`mismatched_completions`): KTO's paper and TRL take y′ from other prompts (TRL shifts within a
+    batch); here the mismatch is fixed over the file, so the reference log-probs stay cacheable."""
+    other = mismatched_completions([e["prompt"] for e in examples])
+    shifted = [{"prompt": e["prompt"], "chosen": e["completion"], "rejected": examples[j]["completion"]}
+               for e, j in zip(examples, other)]
     rows, report = encode_pairs(tok, shifted, block_size)
     return rows, [bool(e["label"]) for e in examples], report
