@@ -18,9 +18,11 @@ One step:
        value loss  = ½·mean_t max((V − R)², (V_old + clip(V − V_old, ±ε_v) − R)²)
      each model takes an AdamW step on its own loss, with gradient clipping.
 
-Logged each step, beside rlhf.py's numbers: `approx_kl` (k3 between π_old and π_θ after the
-updates, TRL's approxkl), `clip_frac` (fraction of tokens whose ratio was clipped), `value_ev`
-(explained variance of the value targets by the old values, 1 − Var(R − V)/Var(R)), entropy.
+Logged each step, beside rlhf.py's numbers: `approx_kl` (how far the step's updates moved the
+policy: the k3 estimate of KL(π_old ‖ π_θ) per token on the rollout's tokens, `approx_kl` below;
+TRL logs k2 = ½·mean (log π_θ − log π_old)² per minibatch during the updates instead), `clip_frac`
+(fraction of tokens whose ratio was clipped), `value_ev` (explained variance of the value targets
+by the old values, 1 − Var(R − V)/Var(R)), entropy.
 
 The value function lives in its own model: a GPT backbone with a scalar head read at every
 position, so its loss never disturbs the policy's representation (a value head on the policy's
@@ -33,6 +35,8 @@ Simplifications, on purpose:
   - no reward whitening or clipping, no penalty for a response cut at max length;
   - a fixed KL coefficient β (no adaptive KL controller), the k1 per-token penalty;
   - the reference is the frozen SFT model; one learning rate schedule: constant;
+  - the policy and the value model step with their own AdamW and learning rate on their own loss
+    (TRL sums the two losses, with a value coefficient, into one backward pass);
   - no early stopping of the epochs on a large approx_kl.
 """
 from __future__ import annotations
@@ -135,6 +139,15 @@ def clipped_policy_loss(new_logps, old_logps, advantages, mask, clip: float):
     return loss, clip_frac
 
 
+def approx_kl(new_logps, old_logps, mask) -> torch.Tensor:
+    """k3 (Schulman 2020) of KL(π_old ‖ π_θ), per token, averaged over the response tokens, on
+    tokens sampled from π_old: with r = π_θ/π_old, (r − 1) − log r ≥ 0, unbiased because
+    E_old[r] = 1 and E_old[−log r] = KL(π_old ‖ π_θ). (The ratio the other way round, π_old/π_θ,
+    would need samples from π_θ.)"""
+    log_r = (new_logps - old_logps) * mask
+    return masked_mean(log_r.exp() - 1 - log_r, mask)
+
+
 def clipped_value_loss(values, old_values, returns, mask, clip: float):
     """½·max((V − R)², (V_old + clip(V − V_old, ±ε_v) − R)²), averaged over the response tokens."""
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)
@@ -188,10 +201,9 @@ def train_ppo(cfg: PPOConfig, tok, sft_path, rm_path, out_dir, device=torch.devi
                 loop.updated += 2 * batch.rows_ids[i].numel()  # policy and value, forward and backward
             with torch.no_grad(), autocast(loop.device, dtype):
                 after = sequence_logps(policy, batch.rows_ids, batch.rows_mask).token_logps.float()
-            log_ratio = (old.token_logps - after) * mask      # k3 of π_old vs π_θ, per token
-            approx_kl = masked_mean(log_ratio.exp() - 1 - log_ratio, mask).item()
+            moved = approx_kl(after, old.token_logps, mask).item()  # KL(π_old ‖ π_θ), k3 on π_old's tokens
         mean = lambda xs: sum(xs) / len(xs)
         loop.log(step, batch, old.token_logps, old.entropy, mean(stats["policy_loss"]),
-                 value_loss=mean(stats["value_loss"]), clip_frac=mean(stats["clip_frac"]), approx_kl=approx_kl,
+                 value_loss=mean(stats["value_loss"]), clip_frac=mean(stats["clip_frac"]), approx_kl=moved,
                  value_ev=explained_variance(old_values, returns, mask))
     return loop.finish(value_model={"init": "SFT backbone, zero head", "params": sum(p.numel() for p in value.parameters())})

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from minidpo.grpo import group_advantages, grpo_loss, k3
-from minidpo.ppo import (clipped_policy_loss, clipped_value_loss, explained_variance, gae, token_rewards,
-                         whiten)
+from minidpo.ppo import (approx_kl, clipped_policy_loss, clipped_value_loss, explained_variance, gae,
+                         token_rewards, whiten)
 
 
 def rows(seed=0, n=5, t=7):
@@ -124,6 +124,26 @@ def test_a_ppo_step_on_an_enumerable_bandit_moves_probability_to_the_better_acti
             opt.step()
     after = torch.softmax(logits.detach(), 0)
     assert after[3] > 0.9 > before[3] and after[2] < before[2]
+
+
+def test_approx_kl_estimates_the_exact_kl_from_the_old_policy_of_an_enumerable_toy():
+    """PPO's logged approx_kl is k3 of KL(π_old ‖ π_θ) on samples of π_old: on a categorical
+    policy over six tokens its mean must match the exact KL within sampling error (4 standard
+    errors); the ratio the other way round (π_old/π_θ, the old bug) misses it by far."""
+    p_old = torch.softmax(torch.tensor([1.5, 0.5, 0.0, -0.5, -1.0, 0.3], dtype=torch.float64), 0)
+    p_new = torch.softmax(torch.tensor([0.2, 1.0, 0.4, -1.5, 0.5, 0.0], dtype=torch.float64), 0)
+    exact = (p_old * (p_old.log() - p_new.log())).sum().item()
+    tokens = torch.multinomial(p_old, 40_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    old, new = p_old.log()[tokens].view(200, 200), p_new.log()[tokens].view(200, 200)  # 200 rows × 200 tokens
+    mask = torch.ones(200, 200, dtype=torch.float64)
+    per_token = (new - old).exp() - 1 - (new - old)
+    se = per_token.std().item() / per_token.numel() ** 0.5
+    estimate = approx_kl(new, old, mask).item()
+    assert exact > 0.3 and abs(estimate - exact) < 4 * se, (estimate, exact, se)
+    assert abs(approx_kl(old, new, mask).item() - exact) > 20 * se   # π_old/π_θ on π_old's samples
+    half = torch.ones_like(mask)
+    half[:, 100:] = 0  # padding does not count
+    assert approx_kl(new, old, half).item() == pytest.approx(per_token[:, :100].mean().item(), rel=1e-12)
 
 
 def test_grpo_advantages_have_mean_zero_and_unit_spread_in_each_group():
