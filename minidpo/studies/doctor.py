@@ -261,3 +261,32 @@ def run_doctor(run, data=None, inject=None, **overrides) -> list[Check]:
     failed = [c.name for c in checks if not c.ok]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks pass" + (f"; failing: {', '.join(failed)}" if failed else ""))
     return checks
+
+
+# --- the doctor on a finished run's curves ----------------------------------------------------------
+def read_curves(history: list[dict]) -> list[Check]:
+    """What a healthy DPO run's logged curves do (`dpo_metrics.json`'s "history": the held-out pairs
+    at step 0, along training and at the end, and the training batch every log_every steps), one
+    check each. A run that passes them all can still be wrong: swapped labels look healthy here."""
+    ev = [r for r in history if "eval/loss" in r]
+    train = [r for r in history if "loss" in r]
+    first, last = ev[0], ev[-1]
+    ln2 = math.log(2)
+    checks = []
+    ok = abs(first["eval/loss"] - ln2) < 1e-3 and first["eval/rewards/accuracies"] == 0
+    checks.append(Check("starts-at-ln2", ok, f"held-out loss {first['eval/loss']:.4f} at step {first['step']} (ln 2 = "
+                        f"{ln2:.4f}), accuracy {first['eval/rewards/accuracies']:.2f} (every reward 0: ties, counted wrong)",
+                        "the policy must start as the reference: same checkpoint, eval-mode scores"))
+    moved = max((abs(r["loss"] - ln2) for r in train), default=0.0)
+    checks.append(Check("train-loss-moves", moved > 1e-3, f"the training batch's loss leaves ln 2 by up to {moved:.4f}",
+                        "a loss stuck at ln 2 means log-ratios stuck at 0: is the reference the policy itself?"))
+    checks.append(Check("loss-falls", last["eval/loss"] < first["eval/loss"] - 1e-3,
+                        f"held-out loss {first['eval/loss']:.3f} -> {last['eval/loss']:.3f}",
+                        "no learning on held-out pairs: look at lr, β, the masks"))
+    checks.append(Check("accuracy-rises", last["eval/rewards/accuracies"] > 0.5,
+                        f"held-out implicit-reward accuracy {last['eval/rewards/accuracies']:.3f} at the end",
+                        "the implicit reward does not rank held-out pairs better than a coin"))
+    checks.append(Check("margins-grow", last["eval/rewards/margins"] > first["eval/rewards/margins"],
+                        f"held-out rewards/margins {first['eval/rewards/margins']:+.3f} -> {last['eval/rewards/margins']:+.3f}",
+                        "the chosen responses do not pull ahead of the rejected ones"))
+    return checks

@@ -10,13 +10,14 @@ returns the same setup with that bug in it, and `train_with_fault` runs the ordi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from functools import partial
+from pathlib import Path
 
 from ..checkpoint import read_json, save_checkpoint, write_json
 from ..data import row
-from ..dpo import DPOConfig, compute_reference_logps, run_dpo, train_dpo
+from ..dpo import DPOConfig, compute_reference_logps, run_dpo
 from ..evaluate import summary_row
-from ..preferences import read_preferences, write_preferences
+from ..preferences import read_preferences
+from ..harness.stages import ensure
 from ..training import StudyProgress
 from .doctor import Setup, build, diagnose, encode_with_truncation
 
@@ -67,7 +68,7 @@ def inject(s: Setup, fault: str) -> Setup:
         raise ValueError(f"--inject must be one of {', '.join(FAULTS)}, not {fault!r}")
     pairs, policy, reference, cfg = s.pairs, s.policy, s.reference, s.cfg
     if fault == "swap-labels":
-        pairs = [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in pairs]
+        pairs = swapped(pairs)
     if fault == "shared-reference":
         reference = policy
     if fault == "dropout-on":
@@ -78,6 +79,11 @@ def inject(s: Setup, fault: str) -> Setup:
         cfg = replace(cfg, average_logps=True)
     encoded, truncated = _encode(s.tok, pairs, policy.config.block_size, fault)
     return Setup(s.tok, policy, reference, pairs, encoded, truncated, cfg, fault)
+
+
+def swapped(pairs: list[dict]) -> list[dict]:
+    """The pairs as the swap-labels bug reads them: chosen and rejected exchanged."""
+    return [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in pairs]
 
 
 def encode_rows(tok, pairs, block_size, fault=None) -> list:
@@ -119,7 +125,10 @@ def train_with_fault(cfg, tok, sft_path, train_file, val_file, out_dir, device="
     """`dpo.train_dpo` with one bug switched on: the policy, reference, rows and settings come from
     `inject(build(...), fault)`, so the run shows exactly what that bug does."""
     s = inject(build(tok, sft_path, train_file, cfg, device), fault)
-    val = encode_rows(tok, read_preferences(val_file)[0], s.policy.config.block_size, fault)
+    val_pairs = read_preferences(val_file)[0]
+    if fault == "swap-labels":  # the same reader reads the held-out file: its labels are swapped too
+        val_pairs = swapped(val_pairs)
+    val = encode_rows(tok, val_pairs, s.policy.config.block_size, fault)
     shared = s.reference is s.policy
     ref_train = None if shared else compute_reference_logps(s.reference, s.encoded, tok.end_id, s.cfg.average_logps)
     ref_val = compute_reference_logps(s.reference, val, tok.end_id, s.cfg.average_logps)
@@ -158,43 +167,62 @@ def run_museum(run) -> dict:
     return result
 
 
+def museum_folder(run) -> Path:
+    return run.out / "museum"
+
+
+ROW_KEYS = ("loss", "rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
+
+
+def museum_unit(run, fault: str | None) -> tuple[dict, float | None]:
+    """One row of the museum: the DPO run with `fault` switched on (None: the clean run), what the
+    doctor says about its setup, its whole logged history (train batches and held-out pairs), and
+    its held-out samples scored. Cached per fault, so a lesson that runs a few faults and the full
+    museum share them. Returns (the row, seconds it took or None when reused).
+
+    Every run trains on the run's own pairs with the pipeline's DPO settings, so the clean run IS
+    the pipeline's dpo stage (same settings, data and seed): it is read from there, not trained again."""
+    folder, cfg, train_file = museum_folder(run), run.settings(DPOConfig), run.path("prefs_train.jsonl")
+    name = fault or "clean"
+    from_stage = fault is None
+    if from_stage:
+        ensure(run, "dpo", "eval_dpo")
+
+    def go():
+        s = build(run.tok, run.path("sft.pt"), train_file, cfg, run.device)
+        checks = diagnose(inject(s, fault) if fault else s)
+        if from_stage:
+            m, ev = read_json(run.path("dpo_metrics.json")), summary_row(read_json(run.path("eval_dpo.json")))
+        else:
+            m = train_with_fault(cfg, run.tok, run.path("sft.pt"), train_file, run.path("prefs_val.jsonl"),
+                                 folder, run.device, run.dtype, quiet=True, out_name=f"{name}_policy", fault=fault)
+            ev = summary_row(run.evaluate(run.load_policy(folder / f"{name}_policy.pt")))
+        rows = [r for r in m["history"] if "loss" in r]
+        write_json(folder / f"{name}.json", {
+            "fault": fault, "first": {k: rows[0][k] for k in ROW_KEYS}, "last": {k: rows[-1][k] for k in ROW_KEYS},
+            "eval": ev, "failed_checks": [c.name for c in checks if not c.ok],
+            "checks": [c.line() for c in checks], "history": m["history"]})
+        for f in folder.glob(f"{name}_policy*"):  # evaluated: only the numbers stay
+            f.unlink()
+    inputs = {**run.inputs("dpo"), "train_data": train_file}
+    if from_stage:
+        inputs.update(dpo_metrics=run.path("dpo_metrics.json"), dpo_eval=run.path("eval_dpo.json"))
+    computed = run.cached(f"museum_{name}", {**cfg.key(), "fault": fault}, inputs, go,
+                          outputs=[folder / f"{name}.json"], code="studies.museum", folder=folder, announce=False)
+    seconds = read_json(folder / "provenance" / f"museum_{name}.json")["seconds"] if computed else None
+    return read_json(folder / f"{name}.json"), seconds
+
+
 def _museum(run) -> None:
-    folder = run.out / "museum"
-    cfg = run.settings(DPOConfig)
-    train_file = run.path("prefs_train.jsonl")
-    if run.fast:  # a smoke run: the first 200 pairs
-        train_file = folder / "pairs_fast.jsonl"
-        write_preferences(train_file, read_preferences(run.path("prefs_train.jsonl"))[0][:200])
     progress = StudyProgress("museum", ["fault"] * (len(FAULTS) + 1))
     rows = {}
     for fault in (None, *FAULTS):
-        name = fault or "clean"
-
-        def go(fault=fault, name=name):
-            s = build(run.tok, run.path("sft.pt"), train_file, cfg, run.device)
-            checks = diagnose(inject(s, fault) if fault else s)
-            train = train_dpo if fault is None else partial(train_with_fault, fault=fault)
-            m = train(cfg, run.tok, run.path("sft.pt"), train_file, run.path("prefs_val.jsonl"),
-                      folder, run.device, run.dtype, quiet=True, out_name=f"{name}_policy")
-            train = [r for r in m["history"] if "loss" in r]
-            ev = summary_row(run.evaluate(run.load_policy(folder / f"{name}_policy.pt")))
-            keys = ("loss", "rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
-            write_json(folder / f"{name}.json", {
-                "fault": fault, "first": {k: train[0][k] for k in keys}, "last": {k: train[-1][k] for k in keys},
-                "eval": ev, "failed_checks": [c.name for c in checks if not c.ok],
-                "checks": [c.line() for c in checks]})
-            for f in folder.glob(f"{name}_policy*"):  # evaluated: only the numbers stay
-                f.unlink()
-        computed = run.cached(f"museum_{name}", {**cfg.key(), "fault": fault},
-                              {**run.inputs("dpo"), "train_data": train_file}, go,
-                              outputs=[folder / f"{name}.json"], code="studies.museum", folder=folder, announce=False)
-        rows[name] = read_json(folder / f"{name}.json")
-        progress.unit_done("fault", name, read_json(folder / "provenance" / f"museum_{name}.json")["seconds"]
-                           if computed else None)
+        rows[fault or "clean"], seconds = museum_unit(run, fault)
+        progress.unit_done("fault", fault or "clean", seconds)
     clean_gold = rows["clean"]["eval"]["gold_reward"]
     for r in rows.values():
         r["gold_cost"] = clean_gold - r["eval"]["gold_reward"]
-    write_json(folder / "museum.json", {"rows": rows, "faults": {k: vars(v) for k, v in FAULTS.items()}})
+    write_json(museum_folder(run) / "museum.json", {"rows": rows, "faults": {k: vars(v) for k, v in FAULTS.items()}})
 
 
 def print_museum(rows: dict) -> None:
