@@ -8,10 +8,11 @@
 import time
 
 from minidpo import world
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import lesson_knobs, tutorial_run
 from minidpo.tokenizer import Tokenizer, train_bpe
 
 run = tutorial_run("01: train a byte-level BPE and serve it with tiktoken")
+knobs = lesson_knobs(merges=512)  # the number of merges the BPE learns (a Try below changes it)
 
 # %% [markdown]
 # ## The corpus
@@ -29,10 +30,12 @@ for p, r in corpus[:3]:
 # Start from the 256 bytes; repeatedly merge the most frequent adjacent pair into a new token.
 # Word counts and incremental pair updates make this take about a second.
 # *Question*: why do the world's words end up as single tokens?
+# *Try*: `--set merges=64` (or set `merges` in the knobs cell and re-run from there): with fewer
+# merges the same reviews take more tokens each (`tokens_per_review` rises).
 
 # %%
 t0 = time.perf_counter()
-ranks = train_bpe(text, num_merges=512)
+ranks = train_bpe(text, num_merges=knobs.merges)
 print(f"{len(ranks) - 256} merges learned in {time.perf_counter() - t0:.2f}s "
       f"(training stops early once no pair occurs twice)")
 learned = sorted(ranks.items(), key=lambda kv: kv[1])[256:266]
@@ -47,6 +50,9 @@ print("first merges:", [tok.decode("utf-8", "replace") for tok, _ in learned])
 tok = Tokenizer(ranks)
 shipped = Tokenizer.load()
 print(f"this tokenizer: {tok.vocab_size} tokens; shipped one: {shipped.vocab_size} tokens")
+tokens_per_review = sum(len(tok.encode(r)) for _, r in corpus[:500]) / 500
+print(f"this tokenizer spends {tokens_per_review:.1f} tokens on a review (mean of 500), "
+      f"{sum(len(r.encode()) for _, r in corpus[:500]) / 500:.1f} bytes")
 sample = corpus[0][1]
 ids = shipped.encode(sample)
 print(f"{sample!r} -> {len(ids)} tokens: {[shipped.decode([i]) for i in ids]}")
@@ -70,3 +76,16 @@ prompt, response = corpus[0]
 p_ids, r_ids = shipped.encode_prompt(prompt), shipped.encode_response(response)
 print("prompt ids  :", p_ids)
 print("response ids:", r_ids, f"(ends with <|end|> = {shipped.end_id})")
+
+# %% [markdown]
+# ## Answers
+# *Why do the world's words end up as single tokens?* BPE merges the most frequent adjacent pair
+# first, again and again. The world writes every review from a few dozen words, so each of them
+# (with the space before it) is among the most frequent byte sequences and is merged into one token
+# long before any rarer string is. The count, on the shipped tokenizer:
+
+# %%
+words = sorted({w for _, r in corpus for w in r.replace(".", " ").split()})
+single = [w for w in words if len(shipped.encode(" " + w)) == 1]
+print(f"{len(single)} of the corpus's {len(words)} distinct words are one token with their leading space; "
+      f"the others: {[w for w in words if w not in single][:12]}")

@@ -53,8 +53,8 @@ for _ in range(5):  # five steps on the same four examples: the loss must fall
 print(f"after five steps on these four rows: {model(inputs, targets)[1].item():.3f}")
 
 # %% [markdown]
-# *Question*: what would happen to the samples if the prompt tokens were scored too? (The model
-# would also learn to *write* prompts, and half its capacity would go to film titles.)
+# *Question*: what would happen to the training signal if the prompt tokens were scored too?
+# (The answer, with the numbers of this batch, is at the end of the lesson.)
 
 # %% [markdown]
 # ## The whole run
@@ -88,3 +88,16 @@ fig = plots.gold_histograms({"corpus": ev["corpus"]["gold"], "SFT samples": ev["
                             run.path("sft_gold_hist.png"), "Gold reward: SFT samples vs corpus")
 print("figure:", run.path("sft_gold_hist.png"))
 show(fig)
+
+# %% [markdown]
+# ## Answers
+# *What if the prompt tokens were scored too?* The model would also be trained to *write* prompts:
+# `Review: <title>` is the same few words every time plus a title drawn at random from 400, so it
+# teaches nothing about reviews, and part of every gradient would go to guessing titles. How large
+# a part, in the batch of the first step:
+
+# %%
+prompt_tokens = int((~mask[:, 1:] & (ids[:, 1:] != run.tok.end_id)).sum())
+response_tokens = int(mask[:, 1:].sum())
+print(f"scored now: {response_tokens} response tokens; scoring the prompts too would add {prompt_tokens} "
+      f"({prompt_tokens / (prompt_tokens + response_tokens):.0%} of the tokens in the loss)")

@@ -9,6 +9,7 @@
 
 # %%
 import math
+import statistics
 
 from minidpo.harness import pipeline as P
 from minidpo.harness.tutorial import tutorial_run
@@ -37,7 +38,7 @@ for p in pairs[:3]:
 # How often is the "chosen" response really the better one under the gold reward? That fraction
 # is the **oracle accuracy**: no reward model trained on these labels can beat it on average.
 # *Predict*: roughly what should it be, given that the SFT samples' gold rewards spread with a
-# standard deviation of about 1?
+# standard deviation of about 1? (Answered at the end.)
 
 # %%
 wrong = sum(p["chosen_gold"] < p["rejected_gold"] for p in pairs)
@@ -64,3 +65,20 @@ print("|reward gap| | pairs | label agrees with gold | σ(|gap|) predicts")
 for b in sorted(bins):
     n, k, pred = bins[b]
     print(f"{0.5 * b:4.1f}-{0.5 * b + 0.5:3.1f}{'+' if b == 6 else ' '}  | {n:5d} | {k / n:.3f}                  | {pred / n:.3f}")
+
+# %% [markdown]
+# ## Answers
+# *What should the oracle accuracy be?* Under Bradley–Terry the better response is chosen with
+# probability σ(|gap|), so the expected agreement is the mean of σ(|gap|) over the pairs. From the
+# spread alone: two independent samples whose rewards have standard deviation s differ by a gap
+# g ~ N(0, 2s²), so the guess is E[σ(|g|)]; from these pairs' own gaps it is exact on average:
+
+# %%
+import random
+
+s = statistics.pstdev([p[k] for p in pairs for k in ("chosen_gold", "rejected_gold")])
+rng = random.Random(run.seed)
+guess = sum(1 / (1 + math.exp(-abs(rng.gauss(0, s * math.sqrt(2))))) for _ in range(20000)) / 20000
+expected = sum(1 / (1 + math.exp(-abs(p["chosen_gold"] - p["rejected_gold"]))) for p in pairs) / len(pairs)
+print(f"reward std of the sampled responses s = {s:.2f}: the guess E[σ(|g|)] = {guess:.3f}; "
+      f"mean σ(|gap|) over these pairs {expected:.3f}; measured oracle accuracy {report['train']['oracle_accuracy']:.3f}")

@@ -57,8 +57,7 @@ print(f"after one step: loss {after:.4f}; r(y_w) − r(y_l) of the first pairs: 
 
 # %% [markdown]
 # *Question*: Bradley–Terry only sees reward **differences**. What happens to the loss if you add 5
-# to every reward? (Nothing — that is why the trained reward is normalised to mean 0, std 1 on SFT
-# samples before RL, so one β means the same KL strength whatever the head learned.)
+# to every reward? (Answered, with this batch, at the end.)
 
 # %% [markdown]
 # ## The whole run
@@ -75,3 +74,14 @@ print(f"normalisation: raw reward mean {m['normalisation']['raw_mean']:+.3f}, st
 fig = plots.reward_model_figure(m, run.path("reward_model.png"))
 print("figure:", run.path("reward_model.png"))
 show(fig)
+
+
+# %% [markdown]
+# ## Answers
+# *Add 5 to every reward?* The loss does not change: it reads only r(y_w) − r(y_l). So the reward
+# model's level is arbitrary, and the trained reward is normalised to mean 0, std 1 on SFT samples
+# before RL, so one β means the same KL strength whatever level the head learned. On this batch:
+
+# %%
+shifted = bradley_terry_loss(scores[:len(encoded)] + 5, scores[len(encoded):] + 5).mean().item()
+print(f"loss {after:.6f}; with every reward + 5: {shifted:.6f} (difference {abs(shifted - after):.1e})")
