@@ -3,7 +3,10 @@
 On held-out prompts (films never trained on) we sample from the policy exactly as it would be used
 (temperature 1) and report:
   gold_reward   mean r*(x, y) of the samples                               (higher is better)
-  win_rate_vs_sft  P[r*(x, y_policy) > r*(x, y_sft)] on the same prompts, ties count 1/2
+  win_rate_vs_sft  P[r*(x, y_policy) > r*(x, y_sft)] on the same prompts, ties count 1/2, for the
+                policy's and the SFT baseline's samples drawn INDEPENDENTLY (the DPO paper's win
+                rate; `Run.evaluate` samples them with different seeds)
+  ties_vs_sft   fraction of those pairs with equal gold reward
   kl_to_ref     mean over policy samples of Σ_t log π(y_t|…) − log π_ref(y_t|…)  (sequence KL, nats)
   fluency       fraction of samples the world's grammar check accepts
   reused_word_frac  fraction that reuse a sentiment word (grammatical, but penalised by r*)
@@ -65,6 +68,10 @@ def win_rate(gold_a: list[float], gold_b: list[float]) -> float:
     return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(gold_a, gold_b)) / len(gold_a)
 
 
+def tie_frac(gold_a: list[float], gold_b: list[float]) -> float:
+    return sum(a == b for a, b in zip(gold_a, gold_b)) / len(gold_a)
+
+
 def eval_prompts(samples_per_prompt: int = 8) -> list[str]:
     """The held-out films, each repeated: the same list for every method, so rows pair up."""
     return [world.make_prompt(t) for t in world.split_titles()[1] for _ in range(samples_per_prompt)]
@@ -72,7 +79,10 @@ def eval_prompts(samples_per_prompt: int = 8) -> list[str]:
 
 def evaluate_policy(policy, ref, tok, prompts: list[str], seed: int = 1234, sft_gold=None,
                     dtype=None) -> dict:
-    """Sample once per prompt from `policy`, score everything; `sft_gold` from the SFT's own run."""
+    """Sample once per prompt from `policy` with generator `seed`, score everything; `sft_gold`
+    from the SFT's own run. The win rate is the paper's only if `seed` is not the one the SFT
+    samples were drawn with: the same random stream couples the two sample sets (a policy near SFT
+    then repeats SFT's samples token for token, and every repeat is a tie)."""
     device = next(policy.parameters()).device
     ids = sample(policy, tok, prompts, make_generator(seed, device), dtype=dtype)
     texts = [tok.decode_response(r) for r in ids]
@@ -82,6 +92,8 @@ def evaluate_policy(policy, ref, tok, prompts: list[str], seed: int = 1234, sft_
     stats["kl_to_ref"] = (logp - logp_ref).mean().item()
     stats["length"] = sum(len(r) for r in ids) / len(ids)
     stats["win_rate_vs_sft"] = win_rate(stats["gold"], sft_gold) if sft_gold is not None else 0.5
+    if sft_gold is not None:
+        stats["ties_vs_sft"] = tie_frac(stats["gold"], sft_gold)
     stats["samples"] = [{"prompt": p, "response": t, "gold": g}
                         for p, t, g in zip(prompts, texts, stats["gold"])]
     return stats

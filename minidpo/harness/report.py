@@ -190,7 +190,7 @@ def _write_report(run) -> None:
         f"| Bradley–Terry with vs without β·log Z | {eq['z_cancels_max_diff']:.2e} |",
         f"| DPO gradient: autograd vs closed form (relative, GPT in float64) | {eq['gradient_max_rel_error']:.2e} |",
         "", "![equivalence](equivalence.png)", "", "![IPO contrast](ipo_contrast.png)", "",
-        "## Samples, side by side (same held-out prompt, same seed)", "",
+        "## Samples, side by side (same held-out prompt; the tuned policies are sampled independently of SFT)", "",
         "| prompt | SFT | RLHF | DPO |", "|---|---|---|---|",
     ]
     for i in first_per_prompt(sft_e["samples"])[:10]:  # the first sample of 10 films

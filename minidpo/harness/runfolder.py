@@ -19,7 +19,8 @@ from ..training import PeakMemory, pick_device, resolve_dtype, seed_everything
 from . import provenance
 from .stages import STAGES, ensure
 
-EVAL_SEED_OFFSET = 100  # every policy is sampled on the held-out films with seed + 100: rows pair up
+EVAL_SEED_OFFSET = 100    # the SFT baseline's samples on the held-out films: seed + 100 (eval_sft.json)
+POLICY_SEED_OFFSET = 200  # every evaluated policy's: seed + 200, independent of the baseline's samples
 
 
 def _recorded_tokenizer(out: Path) -> dict | None:
@@ -208,8 +209,10 @@ class Run:
         return make(**{"seed": self.seed, **overrides})
 
     def eval_config(self) -> dict:
-        """What decides an evaluation's samples: the held-out prompts and the sampling seed."""
-        return {"samples_per_film": 4 if self.fast else 8, "sample_seed": self.seed + EVAL_SEED_OFFSET}
+        """What decides an evaluation's samples: the held-out prompts and the sampling seeds (the
+        SFT baseline's, and the one every evaluated policy is sampled with)."""
+        return {"samples_per_film": 4 if self.fast else 8, "sample_seed": self.seed + EVAL_SEED_OFFSET,
+                "policy_sample_seed": self.seed + POLICY_SEED_OFFSET}
 
     def load_policy(self, name):
         """A GPT checkpoint of this run: a file name inside the folder, or a Path used as given."""
@@ -224,10 +227,22 @@ class Run:
         """Gold rewards of the SFT baseline's samples (the other side of every win rate)."""
         return read_json(self.path("eval_sft.json"), required=("gold",))["gold"]
 
-    def evaluate(self, policy, ref=None, baseline: bool = True) -> dict:
+    def evaluate(self, policy, ref=None, baseline: bool = True, coupled: bool = False) -> dict:
         """`policy` sampled on the held-out films and scored: gold, win rate against the SFT
-        samples (same prompts, same seed), KL to `ref` (default: the SFT model), fluency ..."""
+        baseline's cached samples (same prompts), KL to `ref` (default: the SFT model), fluency ...
+        The policy is sampled with its own seed (POLICY_SEED_OFFSET), independently of the
+        baseline's samples (EVAL_SEED_OFFSET), so `win_rate_vs_sft` is P[r*(y_π) > r*(y_SFT)] for
+        independent draws, ties ½: the DPO paper's win rate. `coupled=True` samples the policy with
+        the baseline's own seed instead (common random numbers: less variance for a policy near
+        SFT, but it then repeats SFT's samples and ties); its numbers are named
+        `win_rate_vs_sft_coupled` and `ties_vs_sft_coupled`, never the win rate. `baseline=False`
+        evaluates the baseline itself (eval_sft.json): no win rate."""
         from ..evaluate import evaluate_policy
         ref = ref if ref is not None else self.load_policy("sft.pt")
-        return evaluate_policy(policy, ref, self.tok, self.eval_prompts(), seed=self.seed + EVAL_SEED_OFFSET,
-                               sft_gold=self.sft_gold() if baseline else None, dtype=self.dtype)
+        seed = self.seed + (EVAL_SEED_OFFSET if coupled or not baseline else POLICY_SEED_OFFSET)
+        stats = evaluate_policy(policy, ref, self.tok, self.eval_prompts(), seed=seed,
+                                sft_gold=self.sft_gold() if baseline else None, dtype=self.dtype)
+        if coupled and baseline:
+            for key in ("win_rate_vs_sft", "ties_vs_sft"):
+                stats[f"{key}_coupled"] = stats.pop(key)
+        return stats
