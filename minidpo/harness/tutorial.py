@@ -7,6 +7,8 @@
   in the cell and re-run the lesson from there, or pass `--set beta=0.05` to the script; the tests
   run every *Try* this way.
 - `show(fig)`: the figure as an image in a notebook (it is saved as a PNG in both cases).
+- `saved_study(run, "frontier/frontier.json")`: a long study's saved result, which a lesson shows
+  instead of running the study (in the lesson's folder, or in `runs/default`).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import argparse
 import io
 import os
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -74,6 +77,24 @@ def lesson_knobs(**defaults) -> SimpleNamespace:
     if changed:
         print("Try variant:", ", ".join(f"{k}={v} (default {defaults[k]})" for k, v in changed.items()))
     return SimpleNamespace(**values)
+
+
+def saved_study(run, name: str):
+    """The saved result `name` of a long study (e.g. "frontier/frontier.json"): in the lesson's own
+    folder, else in `runs/default` (the CLI's folder) when that holds the same configuration (fast,
+    seed, dtype); None when neither has it. A lesson shows it instead of running the study."""
+    from ..checkpoint import CheckpointError, read_json
+    own, default = run.path(name), Path("runs/default")
+    if own.is_file():
+        return own
+    if not (default / name).is_file() or default.resolve() == run.out.resolve():
+        return None
+    try:
+        config = read_json(default / "run_config.json")
+    except CheckpointError:  # not a run folder (or unreadable): nothing to trust there
+        return None
+    same = all(config.get(k) == v for k, v in run.folder_config().items())
+    return default / name if same else None
 
 
 def show(fig):

@@ -22,15 +22,26 @@ def cost_table(run) -> dict:
     samples first reach DPO's final gold reward (10-step mean). Wall times and peak memory come
     from the stages' provenance records (when they were computed)."""
     rows = run.study("cost", lambda: _cost(run))
+    print_cost(rows)
+    return rows
+
+
+def print_cost(rows: dict) -> None:
     print("road                       | wall (s) | gold   | models held | params  | tokens fwd | tokens bwd | samples")
     for name, r in rows.items():
         print(f"{name:26s} | {r['wall_s']:8.1f} | {r['gold_reward']:+.3f} | {len(r['models']):11d} | "
               f"{r['params'] / 1e6:5.2f} M | {r['tokens_forward']:10.0f} | {r['tokens_backward']:10.0f} | "
               f"{r['samples_generated']}")
-    return rows
 
 
 def _cost(run) -> None:
+    write_json(run.out / "cost.json", road_rows(run))
+
+
+def road_rows(run, roads=None) -> dict:
+    """The cost table's rows for `roads` (names of ROADS; default all), from the stages' metrics and
+    provenance records in the run folder (each road's stages must have run). An RL road that reaches
+    DPO's gold reward adds the row "<road> to DPO's gold", cut at that step."""
     params = sum(v.numel() for k, v in load_checkpoint(run.path("sft.pt"))[0].items() if k != "lm_head.weight")
     rm_params = sum(v.numel() for k, v in load_checkpoint(run.path("reward_model.pt"))[0].items()
                     if k not in ("backbone.lm_head.weight", "shift", "scale"))
@@ -39,7 +50,8 @@ def _cost(run) -> None:
     rm, rm_seconds = read_json(run.path("reward_model_metrics.json")), run.record("reward_model")["seconds"]
     dpo_gold = read_json(run.path("eval_dpo.json"))["gold_reward"]
     rows = {}
-    for road, (stage, models) in ROADS.items():
+    for road in roads or ROADS:
+        stage, models = ROADS[road]
         m, rec = read_json(run.path(f"{stage}_metrics.json")), run.record(stage)
         rl = stage != "dpo"
         row = {"wall_s": rec["seconds"] + (rm_seconds if rl else 0.0),
@@ -58,4 +70,4 @@ def _cost(run) -> None:
                 "tokens_forward": rm["tokens_forward"] + frac * (m["tokens_forward"] + m["tokens_generated"]),
                 "tokens_backward": rm["tokens_backward"] + frac * m["tokens_backward"],
                 "samples_generated": int(frac * m["samples_generated"]) + rm["samples_generated"]}
-    write_json(run.out / "cost.json", rows)
+    return rows

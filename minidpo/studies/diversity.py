@@ -17,15 +17,22 @@ def run_diversity(run) -> list[dict]:
 
 
 def _diversity(run) -> None:
-    points = []
-    for method, betas in (FAST_DIVERSITY_BETAS if run.fast else DIVERSITY_BETAS).items():
-        for beta in betas:
-            s = sweep.evaluate(run, sweep.trained(run, method, beta))
-            points.append({"method": method, "beta": beta, **s})
-            print(f"{method} β={beta}: gold {s['gold_reward']:+.3f}, entropy {s['entropy']:.3f} nats/token, "
-                  f"unique {s['unique_frac']:.3f}, distinct-2 {s['distinct_2']:.3f}, KL {s['kl_to_ref']:.2f}", flush=True)
+    points = diversity_points(run, FAST_DIVERSITY_BETAS if run.fast else DIVERSITY_BETAS)
     sft = read_json(run.path("eval_sft.json"))
     out = run.out / "diversity"
     write_json(out / "diversity.json", {"points": points, "sft": {k: sft[k] for k in ("gold_reward", "unique_frac",
                                                                                       "distinct_2")}})
     plots.diversity_figure(points, out / "diversity.png")
+
+
+def diversity_points(run, betas: dict) -> list[dict]:
+    """One point per method and β of `betas` ({"dpo": (...), "rlhf": (...)}): the policy trained at
+    that β (`sweep.trained`, shared with the other studies) evaluated on the held-out films."""
+    points = []
+    for method, method_betas in betas.items():
+        for beta in method_betas:
+            s = sweep.evaluate(run, sweep.trained(run, method, beta))
+            points.append({"method": method, "beta": beta, **s})
+            print(f"{method} β={beta}: gold {s['gold_reward']:+.3f}, entropy {s['entropy']:.3f} nats/token, "
+                  f"unique {s['unique_frac']:.3f}, distinct-2 {s['distinct_2']:.3f}, KL {s['kl_to_ref']:.2f}", flush=True)
+    return points

@@ -119,6 +119,29 @@ def _unit_files(folder, name) -> list:
     return [folder / f"{name}{suffix}" for suffix in (".pt", ".json", "_metrics.json")]
 
 
+BON_SEED_OFFSET = 5  # best-of-n samples its candidates with the run's seed + 5
+
+
+def bon_prompts(run, n: int) -> list[str]:
+    """The first `n` prompts best-of-n is measured on: training films, drawn with the run's seed."""
+    return [world.make_prompt(t) for t in random.Random(run.seed).sample(world.split_titles()[0], n)]
+
+
+def rl_unit(run, label: str, beta: float, rm_path) -> list[dict]:
+    """REINFORCE against the reward model at `rm_path` with KL coefficient `beta` (the run's other
+    settings: its steps are enough, without a leash the proxy is hacked well within them); a
+    provenance unit of RUN/overoptimisation/ named after `label`, reused while unchanged. Returns
+    its curve (`rl_curve`)."""
+    out_dir = run.out / "overoptimisation"
+    name = f"rl_{label.replace(' ', '').replace(',', '_').replace('=', '').replace('β', 'beta')}"
+    cfg = replace(run.settings(RLHFConfig), beta=beta)
+    run.cached(name, asdict(cfg), {"sft": run.path("sft.pt"), "reward_model": rm_path},
+               lambda: train_rlhf(cfg, run.tok, run.path("sft.pt"), rm_path, out_dir, run.device, run.dtype,
+                                  quiet=True, out_name=name),
+               outputs=_unit_files(out_dir, name), code="rlhf", folder=out_dir)
+    return rl_curve(read_json(out_dir / f"{name}_metrics.json")["history"])
+
+
 def run_overoptimisation(run) -> dict:
     return run.study("overoptimisation", lambda: _overoptimisation(run))
 
@@ -141,24 +164,14 @@ def _overoptimisation(run, fraction: float = 0.5) -> None:
     accuracy = {"full": read_json(run.path("reward_model_metrics.json"))["val_accuracy"],
                 f"{fraction:g} of pairs": read_json(out_dir / f"{small_name}_metrics.json")["val_accuracy"]}
     sft = run.load_policy("sft.pt")
-    rng = random.Random(run.seed)
-    titles = world.split_titles()[0]
     n_prompts, n_max = (8, 64) if run.fast else (32, 256)
-    prompts = [world.make_prompt(t) for t in rng.sample(titles, n_prompts)]
-    bon = best_of_n(sft, rms, run.tok, prompts, n_max, run.seed + 5, run.dtype)
+    bon = best_of_n(sft, rms, run.tok, bon_prompts(run, n_prompts), n_max, run.seed + BON_SEED_OFFSET, run.dtype)
 
-    base = run.settings(RLHFConfig)  # its steps are enough: without a KL leash the proxy is hacked well within
     rl = {}
     for label, beta, rm_path in (("β=0, full RM", 0.0, run.path("reward_model.pt")),
                                  ("β=0.01, full RM", 0.01, run.path("reward_model.pt")),
                                  (f"β=0, RM on {fraction:g} of pairs", 0.0, small)):
-        name = f"rl_{label.replace(' ', '').replace(',', '_').replace('=', '').replace('β', 'beta')}"
-        cfg = replace(base, beta=beta)
-        run.cached(name, asdict(cfg), {"sft": run.path("sft.pt"), "reward_model": rm_path},
-                   lambda: train_rlhf(cfg, run.tok, run.path("sft.pt"), rm_path, out_dir, run.device, run.dtype,
-                                      quiet=True, out_name=name),
-                   outputs=_unit_files(out_dir, name), code="rlhf", folder=out_dir)
-        rl[label] = rl_curve(read_json(out_dir / f"{name}_metrics.json")["history"])
+        rl[label] = rl_unit(run, label, beta, rm_path)
     result = {"reward_model_accuracy": accuracy, "best_of_n": bon,
               "best_of_n_summary": {k: summarise([{**r, "kl": r["kl_bound"]} for r in v], "kl", "bon")
                                     for k, v in bon.items()},
