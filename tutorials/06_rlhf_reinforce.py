@@ -11,7 +11,7 @@ import torch
 
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
-from minidpo.harness.tutorial import show, tutorial_run
+from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
 from minidpo.evaluate import first_per_prompt
 from minidpo.model import sequence_logps
 from minidpo.rlhf import RLHFConfig, leave_one_out_advantages, reinforce_loss
@@ -24,13 +24,20 @@ ensure(run, "eval_sft", "reward_model")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 
 # %% [markdown]
+# The one knob of this lesson's *Try* (below): β, the weight of the KL penalty. Its default is the
+# stage's own, so the whole run further down is the pipeline's and is reused.
+
+# %%
+knobs = lesson_knobs(beta=run.settings(RLHFConfig).beta)
+
+# %% [markdown]
 # ## Steps 1–2: sample and score
 # Two prompts, four samples each, at temperature 1 with no top-k: exactly the policy's distribution
 # (REINFORCE's gradient is only unbiased for on-policy samples). The learned reward $r_\phi$ is
 # normalised to mean 0, std 1 on SFT samples; the gold reward is printed beside it, for us only.
 
 # %%
-cfg = run.settings(RLHFConfig, prompts_per_step=2, k=4)
+cfg = run.settings(RLHFConfig, prompts_per_step=2, k=4, beta=knobs.beta)
 loop = RLLoop("rlhf", cfg, run.tok, run.path("sft.pt"), run.path("reward_model.pt"), run.out / "lesson06",
               run.device, run.dtype, quiet=True)
 batch = loop.rollout(step=1)
@@ -80,13 +87,18 @@ print("corr(advantage, change of log π):",
       torch.corrcoef(torch.stack([advantages.flatten(), after - current.logps.detach()]))[0, 1].item())
 
 # %% [markdown]
-# *Try*: set β = 0 (`run.settings(RLHFConfig, beta=0.0)`) and train the whole run: the proxy
-# reward keeps climbing while the gold reward falls — lesson 11 measures this over-optimisation.
-
-# %% [markdown]
 # ## The whole run: proxy reward, gold reward, KL
+# `P.stage_rlhf(run, beta=knobs.beta)` is the pipeline's RLHF stage with this β: β is part of the
+# stage's provenance key, so the default β reuses the pipeline's run and any other β trains anew.
+#
+# *Try*: `--set beta=0.0` (or set `beta` in the knobs cell and re-run from there): with no KL
+# penalty nothing holds the policy near the reference. The lesson prints, over the last quarter of
+# the steps, the KL to the reference and how far the proxy (reward model) and the gold reward rose
+# from step 1: the KL grows, and the proxy gains more over the gold reward than with the default β
+# — the gap lesson 11 measures as over-optimisation.
+
 # %%
-m = P.stage_rlhf(run)
+m = P.stage_rlhf(run, beta=knobs.beta)
 h = m["history"]
 for r in h[:: max(1, len(h) // 8)] + [h[-1]]:
     print(f"step {r['step']:4d} | proxy {r['proxy_reward']:+.3f} | gold {r['gold_reward']:+.3f} | "
@@ -96,6 +108,12 @@ print("figure:", run.path("rlhf_curves.png"))
 per = m["seconds_per_step"]
 total = sum(per.values())
 print("seconds per step: " + ", ".join(f"{k} {v:.3f} ({v / total:.0%})" for k, v in per.items()))
+tail = h[-max(1, len(h) // 4):]  # the last quarter of the logged steps
+mean = lambda key: sum(r[key] for r in tail) / len(tail)
+kl_end = mean("kl_k1")
+proxy_rise, gold_rise = mean("proxy_reward") - h[0]["proxy_reward"], mean("gold_reward") - h[0]["gold_reward"]
+print(f"β = {knobs.beta}: last {len(tail)} logged steps: KL {kl_end:.3f}; from step {h[0]['step']}: "
+      f"proxy {proxy_rise:+.3f}, gold {gold_rise:+.3f}, proxy − gold {proxy_rise - gold_rise:+.3f}")
 show(fig)
 
 # %% [markdown]

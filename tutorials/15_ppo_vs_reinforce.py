@@ -9,22 +9,34 @@
 #
 # This lesson runs one PPO step in the open on one batch, tensor by tensor, then trains PPO and
 # REINFORCE from the same SFT model and compares what the value model and the clip buy.
-# Run: `python tutorials/15_ppo_vs_reinforce.py` (about 3 minutes; `--fast` for seconds).
+# Run: `python tutorials/15_ppo_vs_reinforce.py` (`--fast` for a smoke run). PPO is reused when
+# lesson 12 trained it in this folder, otherwise it trains here first; the lesson prints how long
+# it took.
 
 # %%
+import time
+
 import torch
 
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
-from minidpo.harness.tutorial import show, tutorial_run
+from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
 from minidpo.model import sequence_logps
 from minidpo.ppo import PPOConfig, ValueModel, clipped_policy_loss, clipped_value_loss, gae, token_rewards, whiten
 from minidpo.rollouts import RLLoop
 from minidpo.harness.stages import ensure
 
+started = time.perf_counter()
 run = tutorial_run("15: PPO next to REINFORCE")
 ensure(run, "eval_sft", "reward_model")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
+
+# %% [markdown]
+# The knob of this lesson's *Try* (step 4): λ of GAE, for the step in the open (the full PPO run
+# below keeps its own).
+
+# %%
+knobs = lesson_knobs(lam=run.settings(PPOConfig).lam)
 
 # %% [markdown]
 # ## Step 1–2: one batch of rollouts, scored once
@@ -68,12 +80,22 @@ print("sum of each row:", rewards.sum(1), " vs reward − β·k1:",
 # the last tokens see the reward model's score almost undiscounted. Then the advantages are
 # **whitened** over the batch's tokens (mean 0, std 1).
 #
-# *Try*: set λ = 1 and check that $A_t$ becomes the plain reward-to-go; set λ = 0 and see each
-# token credited only with its own step.
+# The cell prints how far $A_t$ is from the two extremes: the plain reward-to-go
+# $\sum_{t' \ge t} r_{t'}$ (λ = 1: Monte Carlo, REINFORCE's credit) and the token's own reward
+# $r_t$ (λ = 0: one-step TD; with V = 0 that is all a token gets).
+#
+# *Try*: `--set lam=1.0` (or set `lam` in the knobs cell and re-run from there): the distance to
+# the reward-to-go drops to 0 — $A_t$ is the plain reward-to-go.
+#
+# *Try*: `--set lam=0.0`: the distance to $r_t$ drops to 0 — each token is credited only with its
+# own step (the reward model's score reaches the last token alone).
 
 # %%
-advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
-print("row 0 advantages (λ = 0.95):", advantages[0][batch.mask[0]])
+advantages, returns = gae(rewards, old_values, mask, cfg.gamma, knobs.lam)
+print(f"row 0 advantages (λ = {knobs.lam}):", advantages[0][batch.mask[0]])
+to_go = rewards.flip(1).cumsum(1).flip(1) * mask  # Σ_{t' ≥ t} r_t' (γ = 1), 0 outside the response
+from_to_go, from_own = (advantages - to_go).abs().max().item(), (advantages - rewards).abs().max().item()
+print(f"max |A_t − reward-to-go| = {from_to_go:.2e}; max |A_t − r_t| = {from_own:.2e}")
 white = whiten(advantages, mask)
 print(f"whitened: mean {white[batch.mask].mean():+.2e}, std {white[batch.mask].std():.3f}")
 
@@ -121,10 +143,30 @@ print("figure:", run.path("ppo_vs_reinforce.png"))
 
 # %% [markdown]
 # ## On the held-out films
-# The same evaluation as every other method: 8 samples per held-out film at temperature 1, gold
+# The same evaluation as every other method: samples of every held-out film at temperature 1, gold
 # reward, win rate against the SFT model's samples of the same prompts, KL to the reference.
 
 # %%
-for name, ev in (("REINFORCE", P.stage_eval_rlhf(run)), ("PPO", P.stage_eval_ppo(run))):
+sft_eval = P.stage_eval_sft(run)
+evals = {"REINFORCE": P.stage_eval_rlhf(run), "PPO": P.stage_eval_ppo(run)}
+print(f"{run.eval_config()['samples_per_film']} samples per held-out film; SFT gold {sft_eval['gold_reward']:+.3f}")
+for name, ev in evals.items():
     print(f"{name:9s}: gold {ev['gold_reward']:+.3f}, win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
           f"KL {ev['kl_to_ref']:.2f}, fluency {ev['fluency']:.3f}")
+
+# %% [markdown]
+# ## Answers
+# *Predict before running* — gold per sample drawn, and per second: the held-out gold gained over
+# the SFT model, divided by the samples each algorithm drew in training and by its training time.
+
+# %%
+gain = {}
+for name, m in (("REINFORCE", reinforce), ("PPO", ppo)):
+    g = evals[name]["gold_reward"] - sft_eval["gold_reward"]
+    gain[name] = {"per_1k_samples": 1000 * g / m["samples_generated"], "per_minute": 60 * g / m["seconds"]}
+    print(f"{name:9s}: gold {g:+.3f} over SFT; {gain[name]['per_1k_samples']:+.3f} per 1000 samples, "
+          f"{gain[name]['per_minute']:+.3f} per minute of training")
+for unit, words in (("per_1k_samples", "per sample drawn"), ("per_minute", "per second")):
+    best = max(gain, key=lambda n: gain[n][unit])
+    print(f"higher gold gain {words}: {best}")
+print(f"this lesson took {time.perf_counter() - started:.0f}s")

@@ -3,15 +3,63 @@
 # DPO trains a *margin*. Lesson 13 saw both log-probs fall; this lesson asks where the probability
 # goes, pair by pair, and then — on a GPT small enough that every possible response can be listed —
 # measures it exactly.
-# Run: `python tutorials/18_microscope.py` (a minute or two; `--fast`: seconds).
+# Run: `python tutorials/18_microscope.py` (`--fast`: seconds).
 
 # %%
+import torch
+
+from minidpo.checkpoint import read_json
+from minidpo.data import pair_batch
 from minidpo.harness.tutorial import tutorial_run
+from minidpo.model import sequence_logps
+from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.studies.microscope import all_responses, run_microscope
 from minidpo.harness.stages import ensure
 
 run = tutorial_run("18: the likelihood-displacement microscope")
 ensure(run, "dpo")
+torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
+
+# %% [markdown]
+# ## One measurement by hand: four pairs, before and after DPO
+# Likelihood displacement is a difference of two log-probs of the same text: the sequence
+# log-prob $\log\pi(y|x) = \sum_t \log\pi(y_t|x, y_{<t})$ under the DPO policy minus the same sum
+# under the reference (the SFT model DPO started from). For the first pairs of the training file:
+# $\Delta\log\pi(y_w)$, $\Delta\log\pi(y_l)$, the margin $h = \Delta\log\pi(y_w) - \Delta\log\pi(y_l)$ and
+# the gradient weight $\sigma(-\beta h)$ the trained policy would give the pair now. A fall of
+# $\log\pi(y_w)$ means DPO made the *preferred* response less likely while widening the margin.
+
+# %%
+beta = read_json(run.path("dpo_metrics.json"))["config"]["beta"]
+reference, policy = run.load_policy("sft.pt"), run.load_policy("dpo.pt")
+prefs, _ = read_preferences(run.path("prefs_train.jsonl"))
+encoded, _ = encode_pairs(run.tok, prefs[:4], reference.config.block_size)
+ids, mask = pair_batch(encoded, run.device, run.tok.end_id)  # 4 chosen rows, then 4 rejected rows
+with torch.no_grad():
+    ref_logps, pol_logps = sequence_logps(reference, ids, mask).logps, sequence_logps(policy, ids, mask).logps
+n = len(encoded)
+d_chosen, d_rejected = pol_logps[:n] - ref_logps[:n], pol_logps[n:] - ref_logps[n:]
+h = d_chosen - d_rejected
+for i, pair in enumerate(prefs[:n]):
+    print(f"pair {i}: y_w '{pair['chosen']}'\n        y_l '{pair['rejected']}'\n"
+          f"   log π(y_w) {ref_logps[i]:+.2f} -> {pol_logps[i]:+.2f} (Δ {d_chosen[i]:+.2f}) | "
+          f"log π(y_l) {ref_logps[n + i]:+.2f} -> {pol_logps[n + i]:+.2f} (Δ {d_rejected[i]:+.2f}) | "
+          f"h {h[i]:+.2f} | σ(−βh) {torch.sigmoid(-beta * h[i]):.3f}")
+print(f"β = {beta}; log π(y_w) fell in {int((d_chosen < 0).sum())} of these {n} pairs, log π(y_l) in "
+      f"{int((d_rejected < 0).sum())}")
+
+# %% [markdown]
+# And CHES for the same pairs, by hand: $H(y)$ is the sum of the reference's final hidden states
+# at the positions that predict the response's tokens (`model.hidden`, the input of the LM head),
+# and $\mathrm{CHES} = \langle H(y_w), H(y_l)\rangle - \|H(y_w)\|^2$ is large (near 0 from below,
+# or positive) when the two responses look alike to the model.
+
+# %%
+with torch.no_grad():
+    hidden = reference.hidden(ids[:, :-1])                   # (2n, T-1, C): state before each next token
+H = (hidden * mask[:, 1:].unsqueeze(-1)).sum(1)               # H(y) = Σ_k h(x, y_<k), (2n, C)
+ches_by_hand = (H[:n] * H[n:]).sum(-1) - (H[:n] * H[:n]).sum(-1)
+print("CHES of the four pairs:", ches_by_hand)
 
 # %% [markdown]
 # ## Pair by pair, on this run's DPO policy
@@ -25,6 +73,9 @@ ensure(run, "dpo")
 # %%
 result = run_microscope(run)  # prints its tables (print_microscope)
 pairs = result["pairs"]
+gap = max((torch.tensor(pairs[key][:n]) - mine).abs().max().item()
+          for key, mine in (("d_logp_chosen", d_chosen), ("d_logp_rejected", d_rejected), ("ches", ches_by_hand)))
+print(f"the library's first {n} pairs against ours by hand: largest difference {gap:.1e}")
 
 # %% [markdown]
 # ## Exactly: an enumerable GPT
@@ -50,13 +101,49 @@ for name, trace in e["deterministic_pair"]["traces"].items():
 
 # %% [markdown]
 # ## Xu et al. (2024): mass on responses no pair contains
-# Fifteen pairs over six of the 40 responses. DPO's loss never looks at the other 34, so nothing
-# in it stops probability from moving there; the KL-regularised RL optimum π_ref·exp(r̂/β)/Z with a
-# reward fitted to the same pairs keeps them at their reference share (r̂ = 0 there). Then the
-# remedies on the same pairs: an SFT term (RPO), DPOP, and dropping the most similar pairs.
+# Every pair among a few of the 40 responses, labelled by a hidden reward (counts printed below).
+# DPO's loss never looks at the other responses, so nothing in it says where their probability
+# should go. The KL-regularised RL optimum π_ref·exp(r̂/β)/Z with a reward r̂ fitted to the same
+# pairs gives each of them r̂ = 0: their odds *against one another* stay the reference's, but the
+# labelled winners get exp(r̂/β) > 1, Z grows with them, and so the unlabelled responses' *share*
+# shrinks — the RL optimum moves mass from them to the winners the data vouch for. Whether DPO
+# does the same is measured, not assumed. Then the remedies on the same pairs: an SFT term (RPO),
+# DPOP, and dropping the most similar pairs.
 # *Question*: which remedy keeps the unlabelled mass closest to the RL optimum's?
 
 # %%
-for name, value in e["out_of_data"].items():
+o = e["out_of_data"]
+labelled = len(o["labelled"])
+print(f"{labelled * (labelled - 1) // 2} pairs over {labelled} of the {e['n_responses']} responses; "
+      f"{e['n_responses'] - labelled} responses are in no pair")
+for name, value in o.items():
     if isinstance(value, float):
         print(f"  {name:52s} {value:.4f}")
+way = lambda after: "falls" if after < o["reference"] else "rises"
+print(f"the unlabelled share: reference {o['reference']:.4f} -> RL optimum {o['rl_optimum']:.4f} ({way(o['rl_optimum'])}); "
+      f"DPO {o['dpo']:.4f} ({way(o['dpo'])})")
+
+# %% [markdown]
+# ## Answers
+# *Predict* (the sign of the correlation between CHES and Δ log π(y_w)): Razin et al. predict a
+# negative one — the more alike the pair, the more the chosen response is pushed down. This run's
+# measurement, and how strong it is:
+
+# %%
+corr = pairs["corr_ches_d_chosen"]
+print(f"corr(CHES, Δ log π(y_w)) = {corr:+.3f}: {'negative' if corr < 0 else 'positive'}, "
+      f"{'weak' if abs(corr) < 0.3 else 'clear'} (|r| {'<' if abs(corr) < 0.3 else '>='} 0.3); log π(y_w) fell in "
+      f"{pairs['chosen_down_frac_most_similar']:.0%} of the most similar quarter of pairs and "
+      f"{pairs['chosen_down_frac_least_similar']:.0%} of the least similar")
+
+# %% [markdown]
+# *Question* (which remedy keeps the unlabelled mass closest to the RL optimum's?): the distance of
+# each remedy's unlabelled share from the RL optimum's, nearest first.
+
+# %%
+remedies = {k: o[k] for k in ("rpo (SFT term)", "dpop", "dpo without the most similar quarter of pairs")}
+distance = {k: abs(v - o["rl_optimum"]) for k, v in remedies.items()}
+for name in sorted(distance, key=distance.get):
+    print(f"  {name:48s} share {remedies[name]:.4f}, {distance[name]:.4f} from the RL optimum's {o['rl_optimum']:.4f}")
+closest = min(distance, key=distance.get)
+print(f"closest: {closest}")

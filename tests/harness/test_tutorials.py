@@ -60,6 +60,8 @@ def check_06(g, out):
     assert torch.allclose(g["advantages"].sum(1), torch.zeros(2), atol=1e-5)  # leave-one-out: sums to 0
     assert torch.allclose(g["returns"].flatten(), g["batch"].reward, atol=1e-5)
     assert g["m"]["history"][-1]["step"] == g["m"]["steps"]
+    assert g["m"]["config"]["beta"] == g["knobs"].beta == g["cfg"].beta  # the knob reaches the stage
+    assert f"β = {g['knobs'].beta}: last " in out and g["kl_end"] > 0
 
 
 def check_07(g, out):
@@ -111,25 +113,56 @@ def check_15(g, out):
     assert g["clip_frac"].item() == 0.0  # ratio 1 on the first minibatch: nothing to clip
     assert g["pg_loss"].item() == pytest.approx(-(g["white"] * g["mask"]).sum().item() / g["mask"].sum().item(), abs=1e-6)
     assert {"clip_frac", "approx_kl", "value_ev"} <= set(g["ppo"]["history"][-1])
+    # λ = 0.95 lies between the two extremes the Try names: neither distance is 0
+    assert g["from_to_go"] > 1e-3 and g["from_own"] > 1e-3 and not g["knobs"].lam in (0.0, 1.0)
+    first = g["batch"].mask[0].nonzero()[0, 0]  # row 0's first response token: its reward-to-go is the row's sum
+    assert g["to_go"][0, first].item() == pytest.approx(g["rewards"][0].sum().item(), abs=1e-5)
+    # the answers: gold gained per sample and per minute, each algorithm
+    assert set(g["gain"]) == {"REINFORCE", "PPO"} and "higher gold gain per sample drawn:" in out
+    assert "this lesson took" in out and "about 3 minutes" not in Path(g["__file__"]).read_text()
 
 
 def check_16(g, out):
     assert set(g["rows"]) == {"sigmoid", "smooth-hinge", "mean-margin"}
     assert not g["LOSSES"]["mean-margin"].reference and all(math.isfinite(r["gold_reward"]) for r in g["rows"].values())
+    # what trains is the knob's target (the registration's one default, and the unit's loss_args)
+    target = g["knobs"].target
+    assert g["LOSSES"]["smooth-hinge"].resolve({}) == {"target": target} and f"loss args {{'target': {target}}}" in out
+    assert all(math.isfinite(v) for v in g["margins"].values())
+    # the bench is looked for where `losses` writes it; the test folder has none
+    assert g["bench_file"] == "frontier/losses.json" and g["bench"] is None and "no loss bench" in out
 
 
 def check_17(g, out):
     assert all(c.ok for c in g["clean"])
-    rows = g["rows"]
-    assert set(rows) == {"clean", *g["FAULTS"]}
+    # the healthy run: ln 2 and accuracy 0 (ties) at step 0, every curve check passes
+    first = g["held_out"][0]
+    assert first["step"] == 0 and abs(first["eval/loss"] - LN2) < 1e-5 and first["eval/rewards/accuracies"] == 0
+    assert all(c.ok for c in g["read_curves"](g["healthy"]))
+    # the bug by hand: against the policy itself the loss is ln 2 and the margin 0 after the steps
+    assert abs(g["shared_loss"].item() - LN2) < 1e-6 and abs(g["m_shared"]["rewards/margins"]) < 1e-6
+    assert g["clean_loss"].item() < LN2 - 1e-3 and g["moved"].abs().max() > 1e-3
+    rows = g["rows"]  # the default: three faults (the test folder has no full museum)
+    assert set(rows) == {"clean", *g["LESSON_FAULTS"]} and "--set museum=true" in out
+    assert rows["clean"]["history"] == g["dpo"]["history"]  # the clean run is the pipeline's dpo stage
     assert abs(rows["shared-reference"]["last"]["loss"] - LN2) < 1e-5  # stuck at ln 2 ...
     assert "reference-frozen" in rows["shared-reference"]["failed_checks"]  # ... and the doctor says why
     assert rows["clean"]["failed_checks"] == [] and rows["clean"]["gold_cost"] == 0
+    # the answers: ln 2 throughout is shared-reference alone; swapped labels look healthy and cost gold
+    assert g["stuck"] == ["shared-reference"]
+    assert not all(c.ok for c in g["verdicts"]["shared-reference"])
+    assert "swap-labels" in g["hidden"] and g["worst"] == "swap-labels"
 
 
 def check_18(g, out):
     assert abs(g["e"]["ref_total_probability"] - 1) < 1e-6 and 0 <= g["pairs"]["chosen_down_frac"] <= 1
     assert len(g["pairs"]["ches"]) == len(g["pairs"]["d_logp_chosen"]) > 0
+    assert g["gap"] < 1e-3  # the displacement and CHES by hand are the library's
+    # the text follows the numbers: the RL optimum's unlabelled share against the reference's, as printed
+    o = g["o"]
+    assert f"RL optimum {o['rl_optimum']:.4f} ({'falls' if o['rl_optimum'] < o['reference'] else 'rises'})" in out
+    assert g["closest"] == min(g["distance"], key=g["distance"].get) and f"closest: {g['closest']}" in out
+    assert ("negative" if g["corr"] < 0 else "positive") in out
 
 
 def run_lesson(script: Path, folder: Path, *sets: str) -> tuple[dict, str]:
@@ -171,6 +204,18 @@ def test_tutorial_runs_fast_and_shows_its_numbers(script, lesson):
 # Each check says how the number the Try's text names must move; `d` is the default run's globals,
 # `v` the variant's, `out` the variant's printed output.
 TRIES = [
+    # 06: no KL penalty: the run's own stage trains with β = 0; KL grows, the proxy outruns the gold reward
+    ("06", ("beta=0.0",), lambda d, v, out: v["m"]["config"]["beta"] == 0.0 and v["kl_end"] > d["kl_end"]
+     and v["proxy_rise"] - v["gold_rise"] > d["proxy_rise"] - d["gold_rise"]),
+    # 15: λ = 1 gives the plain reward-to-go, λ = 0 each token's own reward (V = 0 at the first batch)
+    ("15", ("lam=1.0",), lambda d, v, out: v["from_to_go"] < 1e-6 < d["from_to_go"]),
+    ("15", ("lam=0.0",), lambda d, v, out: v["from_own"] < 1e-6 < d["from_own"]),
+    # 16: a larger target margin trains (it is in the unit's key): its held-out margin grows, DPO's is reused
+    ("16", ("target=3.0",), lambda d, v, out: v["margins"]["smooth-hinge"] > d["margins"]["smooth-hinge"]
+     and v["margins"]["sigmoid"] == d["margins"]["sigmoid"] and "loss args {'target': 3.0}" in out),
+    # 17: the whole museum: every fault, the three of the default reused as they were
+    ("17", ("museum=true",), lambda d, v, out: set(v["rows"]) == {"clean", *v["FAULTS"]}
+     and all(v["rows"][f]["eval"] == d["rows"][f]["eval"] for f in d["LESSON_FAULTS"])),
 ]
 
 
