@@ -180,6 +180,30 @@ def ipo_figure(contrast: dict, path=None) -> Figure:
     return _save(fig, path)
 
 
+def policy_bars(responses: list[str], policies: dict[str, list[float]], trace=None, path=None,
+                title: str = "Policies over the responses of one prompt") -> Figure:
+    """Policies of one prompt as grouped bars (one group per response, one colour per policy), and,
+    when `trace` = (steps, distances) is given, a second panel with a distance falling per step
+    (log scale; e.g. total variation to π* during gradient descent)."""
+    import textwrap
+    fig, axes = _subplots(1, 2 if trace else 1, figsize=(13 if trace else 7.5, 4.2), squeeze=False)
+    a = axes[0][0]
+    width = 0.8 / len(policies)
+    for k, (name, probs) in enumerate(policies.items()):
+        a.bar([i + (k - (len(policies) - 1) / 2) * width for i in range(len(responses))], probs, width,
+              label=name, color=f"C{k}")
+    a.set_xticks(range(len(responses)),
+                 [textwrap.fill(textwrap.shorten(s, 48, placeholder="…"), 24) for s in responses], fontsize=7)
+    a.set(ylabel="probability", title=title)
+    a.legend(fontsize=8)
+    if trace:
+        steps, dist = trace
+        b = axes[0][1]
+        b.semilogy(steps, [max(d, 1e-17) for d in dist], "o-", ms=3)  # a TV of exactly 0 has no log
+        b.set(xlabel="gradient step", ylabel="total variation to π*", title="Gradient descent on the DPO loss")
+    return _save(fig, path)
+
+
 FRONTIER_STYLE = {  # method -> (marker, line style): DPO-family solid, RL dashed, gold dotted
     "dpo": ("o", "-"), "preferred_ft": ("v", "-"), "unlikelihood": ("^", "-"), "reinforce": ("s", "--"),
     "ppo": ("D", "--"), "grpo": ("P", "--"), "ppo_gt": ("*", ":")}

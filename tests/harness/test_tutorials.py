@@ -78,7 +78,29 @@ def check_08(g, out):
 
 
 def check_09(g, out):
-    assert g["res"]["tv_dpo_vs_optimal_fitted"] < 1e-6 and g["res"]["gradient_max_rel_error"] < 1e-10
+    # the derivation in float64: π* written out = the library's = the lab's; J(π*) = β·log Z is the max
+    assert g["open_vs_lab"] < 1e-12 and g["lab_open_vs_saved"] < 1e-12
+    assert abs(g["J_star"] - g["beta_logZ"]) < 1e-12 and all(v < g["J_star"] for k, v in g["J"].items() if k != "π*")
+    assert g["eq5_error"] < 1e-12 and g["z_cancel"] < 1e-12 and g["loss_gap"] < 1e-12  # eq. 5; Z cancels; eq. 7 = eq. 2
+    tvs = [d for _, d in g["trace"]]  # descent on the DPO loss: TV to π* falls at every shown step, to ~0
+    assert tvs == sorted(tvs, reverse=True) and tvs[0] > 0.1 and g["tv_final"] < 1e-10
+    assert g["loss_end"] == pytest.approx(g["loss_floor"], abs=1e-12)  # its floor: the BT loss of r
+    # up to what: an unlinked response's logit is free; the linked four still match π*
+    assert g["ratio_error"] < 1e-8 and abs(g["last_logit_grad"]) < 1e-15 and g["free_loss_spread"] < 1e-12
+    assert _largest_tv(g["free"]) > 0.2
+    res = g["res"]  # the lab: DPO = exact RL = π*(r̂); REINFORCE looser; all away from π*(true r)
+    assert res["tv_dpo_vs_optimal_fitted"] < 1e-6 and res["tv_rlhf_vs_optimal_fitted"] < 1e-6
+    assert res["tv_dpo_vs_optimal_fitted"] < res["tv_reinforce_vs_optimal_fitted"] < 1e-2 < res["tv_dpo_vs_optimal_true"]
+    assert res["gradient_max_rel_error"] < 1e-10
+    assert f"REINFORCE {res['tv_reinforce_vs_optimal_fitted']:.1e}" in out  # the text's number is the run's
+    # the answers: β → 0 is greedy, β → ∞ is π_ref; the distance falls with n
+    assert g["tv_small_beta_greedy"] < 1e-3 and g["tv_large_beta_ref"] < 1e-3 and g["slope"] < 0
+
+
+def _largest_tv(free):
+    """Largest TV between the policies that share the loss (one prompt)."""
+    ps = [logp.exp() for _, logp in free.values()]
+    return max(0.5 * (p - q).abs().sum().item() for p in ps for q in ps)
 
 
 def check_10(g, out):
@@ -204,6 +226,11 @@ def test_tutorial_runs_fast_and_shows_its_numbers(script, lesson):
 # Each check says how the number the Try's text names must move; `d` is the default run's globals,
 # `v` the variant's, `out` the variant's printed output.
 TRIES = [
+    # 09: a smaller β trusts the reward more: π* sharper (top probability, KL to π_ref), descent still on it
+    ("09", ("beta=0.1",), lambda d, v, out: v["pi_star"].max() > d["pi_star"].max() and v["kl_star"] > d["kl_star"]
+     and v["tv_final"] < 1e-10),
+    # 09: sampled labels: descent lands on π*(r̂) of those labels, so its distance to π*(r) rises
+    ("09", ("n_labels=1000",), lambda d, v, out: v["tv_final"] > 1e3 * d["tv_final"] and v["tv_to_fitted"] < 1e-6),
     # 06: no KL penalty: the run's own stage trains with β = 0; KL grows, the proxy outruns the gold reward
     ("06", ("beta=0.0",), lambda d, v, out: v["m"]["config"]["beta"] == 0.0 and v["kl_end"] > d["kl_end"]
      and v["proxy_rise"] - v["gold_rise"] > d["proxy_rise"] - d["gold_rise"]),
