@@ -2,43 +2,123 @@
 # # 11 · Reward over-optimisation
 # The reward model is a proxy fitted on SFT samples. Push on it hard — pick the best of n samples,
 # or run RL with no KL leash (β = 0) — and the policy drifts to text the proxy never saw: the proxy
-# keeps climbing while the gold reward peaks and falls (Gao, Schulman & Hilton 2022). A reward model
-# trained on half of the pairs is a worse proxy: watch where its peak goes.
-# Run: `python tutorials/11_overoptimisation.py` (about 2.5 minutes; `--fast` well under one).
+# keeps climbing while the gold reward peaks and falls (Gao, Schulman & Hilton 2022).
+# Run: `python tutorials/11_overoptimisation.py` (`--fast`: a smoke run). The lesson does best-of-n
+# by hand for one prompt, then on a lecture-sized set of prompts, and two RL runs; the full study
+# (more prompts and candidates, and a weaker proxy trained on half of the pairs) is shown when its
+# results are saved here or in `runs/default`, and runs with `--set full_study=true`
+# (or `python -m minidpo overoptimisation`).
 
 # %%
-from minidpo.harness.tutorial import show, tutorial_run
-from minidpo.studies.overoptimisation import bon_exact_kl, bon_kl_bound, run_overoptimisation
+import math
+
+import torch
+
+from minidpo import world
+from minidpo.checkpoint import read_json
+from minidpo.evaluate import response_logps
+from minidpo.harness import plots
+from minidpo.harness.stages import ensure
+from minidpo.harness.tutorial import lesson_knobs, saved_study, show, tutorial_run
+from minidpo.reward_model import load_reward_model, score
+from minidpo.sampling import make_generator, sample
+from minidpo.studies import overoptimisation as O
 
 run = tutorial_run("11: reward over-optimisation")
-res = run_overoptimisation(run)
+ensure(run, "sft", "reward_model")
+torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 
 # %% [markdown]
-# ## Best-of-n
-# Sample n responses from the SFT model, keep the one the reward model likes best. Its KL to the
-# SFT policy is at most (equal for a continuous reward; Gao et al. use this value)
-# $$\mathrm{KL}(\pi_{BoN}\,\|\,\pi_{SFT}) \le \log n - \frac{n-1}{n}$$
-# and d = √KL is the distance the gold and proxy curves are plotted against. *Watch*: the proxy
-# column rises with n; the gold column rises, then stalls or dips.
+# The knobs: how many candidates best-of-n picks from (the first n of a fixed pool of samples), and
+# whether to run the full study here.
 
 # %%
-for name, rows in res["best_of_n"].items():
-    print(f"reward model: {name} (held-out accuracy {res['reward_model_accuracy'][name]:.3f})")
-    for r in rows:
-        print(f"  n = {r['n']:3d}: KL bound {r['kl_bound']:.2f}, sampled {r['kl_sampled']:.2f} | "
-              f"proxy {r['proxy']:+.3f} | gold {r['gold']:+.3f}")
+knobs = lesson_knobs(n=16, full_study=False)
+POOL = 64
+if not 1 <= knobs.n <= POOL:
+    raise SystemExit(f"error: --set n={knobs.n}: best-of-n picks from a pool of {POOL}: 1 <= n <= {POOL}")
+
+# %% [markdown]
+# ## Best-of-n by hand, for one prompt
+# Sample candidates from the SFT model (temperature 1), score each with the proxy (the reward
+# model) and with the gold reward (which the picker never sees), keep the one the proxy likes best.
+
+# %%
+sft = run.load_policy("sft.pt")
+rm = load_reward_model(run.path("reward_model.pt"), run.device, run.tok.vocab_size)
+prompt = O.bon_prompts(run, 1)[0]
+ids = sample(sft, run.tok, [prompt] * POOL, make_generator(run.seed + O.BON_SEED_OFFSET, run.device), dtype=run.dtype)
+texts = [run.tok.decode_response(r) for r in ids]
+proxy = score(rm, run.tok, [prompt] * POOL, ids, dtype=run.dtype).float().cpu()
+gold = torch.tensor([world.gold_reward(prompt, t) for t in texts])
+n = knobs.n
+order = proxy[:n].argsort(descending=True).tolist()
+print(f"{prompt} — the first {n} of {POOL} candidates, best proxy first:")
+for rank, i in enumerate(order):
+    if rank < 5 or rank == n - 1:
+        print(f"  proxy {proxy[i]:+.2f}  gold {gold[i]:+.2f}  {texts[i]}")
+    elif rank == 5:
+        print(f"  ... {n - 6} more ...")
+picked = order[0]
+picked_proxy, picked_gold = proxy[picked].item(), gold[picked].item()
+print(f"best-of-{n} picks proxy {picked_proxy:+.2f}, gold {picked_gold:+.2f}; the {n} candidates: mean gold "
+      f"{gold[:n].mean():+.2f}, best gold {gold[:n].max():+.2f}")
+
+# %% [markdown]
+# ## How far best-of-n moves from the SFT policy
+# For a continuous reward, KL(π_BoN ‖ π_SFT) = log n − (n−1)/n, the value Gao et al. plot against;
+# for any reward it is an upper bound. A policy we can enumerate makes the exact value computable:
+# take π restricted to the pool's distinct responses (their SFT probabilities, renormalised). In
+# order of proxy score with cumulative probability F, the best of n draws is y_i when all n land at
+# or below i and not all below it: π_BoN(y_i) = F_i^n − F_{i−1}^n.
+
+# %%
+first = [texts.index(t) for t in dict.fromkeys(texts)]  # one candidate per distinct response
+logp = response_logps(sft, run.tok, [prompt] * len(first), [ids[i] for i in first], dtype=run.dtype).logps
+probs = torch.softmax(logp.double(), 0)   # π over the m distinct responses
+scores = proxy[first]
+rank = scores.argsort()
+F = torch.cumsum(probs[rank], 0)
+F_prev = torch.cat([torch.zeros(1, dtype=F.dtype), F[:-1]])
+bon = F ** n - F_prev ** n
+print(f"{len(first)} distinct responses; the three best by proxy: π {probs[rank][-3:].numpy()}, "
+      f"F {F[-3:].numpy()}, π_BoN {bon[-3:].numpy()}")
+keep = bon > 0
+kl_by_hand = (bon[keep] * (bon[keep].log() - probs[rank][keep].log())).sum().item()
+kl_library = O.bon_exact_kl(probs, scores, n)
+bound = math.log(n) - (n - 1) / n
+print(f"n = {n}: exact KL {kl_by_hand:.4f} by hand, {kl_library:.4f} by bon_exact_kl; "
+      f"bound log n − (n−1)/n = {bound:.4f} (bon_kl_bound: {O.bon_kl_bound(n):.4f})")
+
+# %% [markdown]
+# ## Best-of-n on many prompts
+# The library's `best_of_n` does the same on many prompts from one set of candidates per prompt,
+# for n = 1, 2, 4, …: the proxy and gold reward of the picks. *Watch*: the proxy column rises with
+# n; does the gold column keep up?
+
+# %%
+n_prompts, n_max = (8, 16) if run.fast else (32, 64)
+curves = O.best_of_n(sft, {"full": rm}, run.tok, O.bon_prompts(run, n_prompts), n_max,
+                     run.seed + O.BON_SEED_OFFSET, run.dtype)
+print(f"{n_prompts} prompts, {n_max} candidates each; reward model held-out accuracy "
+      f"{read_json(run.path('reward_model_metrics.json'))['val_accuracy']:.3f}")
+for r in curves["full"]:
+    print(f"  n = {r['n']:3d}: KL bound {r['kl_bound']:.2f}, sampled {r['kl_sampled']:.2f} | "
+          f"proxy {r['proxy']:+.3f} | gold {r['gold']:+.3f}")
 
 # %% [markdown]
 # ## RL without a leash
-# REINFORCE with β = 0 optimises the proxy alone. The gold reward peaks early and then falls as the
-# policy finds text the reward model over-rates; β = 0.01 keeps it in check.
+# REINFORCE with β = 0 optimises the proxy alone; beside it β = 0.01. Both are units of the full
+# study (it reuses them). The curves are the training samples' rewards, 10-step means.
 # *Question*: at which step does the gold reward peak, and what has the KL done by then?
 
 # %%
-for name, curve in res["rl"].items():
-    first, peak, last = curve[0], max(curve, key=lambda r: r["gold"]), curve[-1]
-    print(f"{name}: gold {first['gold']:+.2f} -> peak {peak['gold']:+.2f} (step {peak['step']}) -> {last['gold']:+.2f}; "
-          f"proxy {first['proxy']:+.2f} -> {last['proxy']:+.2f}; KL {last['kl']:.1f}; fluency {last['fluency']:.2f}")
+rm_path = run.path("reward_model.pt")
+rl = {label: O.rl_unit(run, label, beta, rm_path) for label, beta in (("β=0, full RM", 0.0), ("β=0.01, full RM", 0.01))}
+for name, curve in rl.items():
+    first_row, peak, last = curve[0], max(curve, key=lambda r: r["gold"]), curve[-1]
+    print(f"{name}: gold {first_row['gold']:+.2f} -> peak {peak['gold']:+.2f} (step {peak['step']}) -> {last['gold']:+.2f}; "
+          f"proxy {first_row['proxy']:+.2f} -> {last['proxy']:+.2f}; KL {last['kl']:.1f}; fluency {last['fluency']:.2f}")
 
 # %% [markdown]
 # ## The functional forms of Gao et al. (2022)
@@ -47,24 +127,71 @@ for name, curve in res["rl"].items():
 # reward peaks.
 
 # %%
-for kind in ("best_of_n_summary", "rl_summary"):
-    for name, s in res[kind].items():
-        peak = f"{s['fit_peak_d']:.2f}" if s["fit_peak_d"] is not None else "none"
-        print(f"{kind.split('_summary')[0]:10s} {name:28s}: α = {s['fit_alpha']:+.3f}, β = {s['fit_beta']:+.3f}, "
-              f"fitted peak at d = {peak}, observed peak at d = {s['peak_d']:.2f}")
+def print_fits(res: dict) -> None:
+    for kind in ("best_of_n_summary", "rl_summary"):
+        for name, s in res[kind].items():
+            peak = f"{s['fit_peak_d']:.2f}" if s["fit_peak_d"] is not None else "none"
+            print(f"{kind.split('_summary')[0]:10s} {name:28s}: α = {s['fit_alpha']:+.3f}, β = {s['fit_beta']:+.3f}, "
+                  f"fitted peak at d = {peak}, observed peak at d = {s['peak_d']:.2f}")
+
+
+lesson = {"best_of_n": curves, "rl": rl,
+          "best_of_n_summary": {k: O.summarise([{**r, "kl": r["kl_bound"]} for r in v], "kl", "bon") for k, v in curves.items()},
+          "rl_summary": {k: O.summarise(v, "kl", "rl") for k, v in rl.items()}}
+print_fits(lesson)
+fig = plots.overoptimisation_figure(lesson, run.path("overoptimisation_lesson.png"))
+print("figure:", run.path("overoptimisation_lesson.png"))
+show(fig)
 
 # %% [markdown]
-# ## The bound, checked exactly
-# On a discrete policy we can enumerate, best-of-n's distribution is exact:
-# π_BoN(y_i) = F_i^n − F_{i−1}^n, with F the cumulative probability in order of score.
+# ## The full study
+# More prompts and candidates for best-of-n, and a second, weaker proxy trained on part of the
+# pairs (its own best-of-n and β = 0 RL): where does a worse proxy's peak go?
 
 # %%
-import torch
-probs = torch.softmax(torch.randn(1000, generator=torch.Generator().manual_seed(0)), 0)
-scores = torch.randn(1000, generator=torch.Generator().manual_seed(1))
-for n in (2, 8, 64):
-    print(f"n = {n}: exact KL {bon_exact_kl(probs, scores, n):.4f} <= bound {bon_kl_bound(n):.4f}")
-from minidpo.harness import plots
-fig = plots.overoptimisation_figure(res)
-print("figure:", run.out / "overoptimisation" / "overoptimisation.png")
-show(fig)
+if knobs.full_study:
+    full, shown = O.run_overoptimisation(run), f"the full study, run in {run.out}"
+else:
+    found = saved_study(run, "overoptimisation/overoptimisation.json")
+    full, shown = (read_json(found), f"the full study saved in {found.parent}") if found else (None, None)
+if full is None:
+    print(f"No saved full study here or in runs/default: `--set full_study=true`, or `{run.command('overoptimisation')}`.")
+else:
+    print("Shown:", shown)
+    for name, rows in full["best_of_n"].items():
+        last = rows[-1]
+        print(f"best-of-n, RM {name} (held-out accuracy {full['reward_model_accuracy'][name]:.3f}): at n = {last['n']} "
+              f"proxy {last['proxy']:+.3f}, gold {last['gold']:+.3f}")
+    print_fits(full)
+    fig = plots.overoptimisation_figure(full)
+    show(fig)
+
+# %% [markdown]
+# *Try*: `--set n=64` (or set `n` in the knobs cell and re-run from there): the picked response's
+# proxy score can only rise (the first 64 candidates include the first 16) and the KL bound rises
+# with it; the gold reward of the pick need not.
+#
+# *Questions*
+# 1. Did best-of-n's pick have the best gold reward of its candidates?
+# 2. At which step does β = 0 RL's gold reward peak, and what has the KL done by then? And β = 0.01?
+# 3. In the full study: does the weaker proxy's gold reward peak earlier (at a smaller d)?
+
+# %% [markdown]
+# ## Answers
+
+# %%
+best = gold[:n].max().item()
+print(f"1. the pick's gold {picked_gold:+.2f}, the best candidate's {best:+.2f}: "
+      + ("the proxy found the best one" if picked_gold >= best else "the proxy picked another (it is only a proxy)"))
+for name, curve in rl.items():
+    i = max(range(len(curve)), key=lambda j: curve[j]["gold"])
+    print(f"2. {name}: gold peaks at step {curve[i]['step']} ({curve[i]['gold']:+.2f}, KL {curve[i]['kl']:.2f}); "
+          f"by the end KL {curve[-1]['kl']:.2f}, gold {curve[-1]['gold']:+.2f}, proxy {curve[-1]['proxy']:+.2f}")
+if full is None:
+    print("3. needs the full study")
+else:
+    for kind in ("best_of_n_summary", "rl_summary"):
+        peaks = {k: s["peak_d"] for k, s in full[kind].items() if "full" not in k}
+        peaks_full = {k: s["peak_d"] for k, s in full[kind].items() if "full" in k}
+        print(f"3. {kind.split('_summary')[0]}: gold peaks at d = " + ", ".join(
+            f"{v:.2f} ({k})" for k, v in {**peaks_full, **peaks}.items()))

@@ -104,26 +104,56 @@ def _largest_tv(free):
 
 
 def check_10(g, out):
-    assert set(g["result"]["matched"]) == {"bt", "deterministic"} and len(g["env"]) >= 1
+    hand = g["hand"]  # the envelope by hand: from SFT at KL 0, each kept point beats the ones before
+    assert hand[0] == (0.0, g["sft"]["gold_reward"], g["sft"]["fluency"]) and len(hand) >= 2
+    assert all(b[0] > a[0] and b[1] > a[1] for a, b in zip(hand, hand[1:]))
+    assert g["env"] == hand and (g["gold_at_kl"] is None) == (g["library_gold"] is None)  # = the library's
+    if g["gold_at_kl"] is not None:
+        assert g["library_gold"] == pytest.approx(g["gold_at_kl"], abs=1e-12)
+    assert f"{len(g['points'])} evaluated points" in out and set(g["per_unit"]) == {"dpo", "reinforce"}
+    assert "Shown: the full study saved in" in out  # the test folder holds the --fast study and ablation
+    assert set(g["result"]["matched"]) == {"bt", "deterministic"}
     assert [r["rl_method"] for r in g["ablation"]["rows"]][-1] == "ppo_gt"
 
 
 def check_11(g, out):
-    assert set(g["res"]["best_of_n"]) and all(r["kl_sampled"] >= 0 for rows in g["res"]["best_of_n"].values() for r in rows)
+    n = g["n"]
+    assert g["picked_proxy"] == g["proxy"][:n].max().item()  # best-of-n picks by the proxy alone
+    assert g["bound"] == pytest.approx(math.log(n) - (n - 1) / n)
+    assert g["kl_by_hand"] == pytest.approx(g["kl_library"], abs=1e-9) and 0 < g["kl_by_hand"] <= g["bound"] + 1e-9
+    rows = g["curves"]["full"]
+    assert [r["n"] for r in rows] == [2 ** i for i in range(len(rows))] and rows[-1]["proxy"] > rows[0]["proxy"]
+    assert set(g["rl"]) == {"β=0, full RM", "β=0.01, full RM"} and "No saved full study" in out
 
 
 def check_12(g, out):
-    assert {p["method"] for p in g["points"]} == {"dpo", "rlhf"}
-    assert {"dpo", "rlhf (REINFORCE)", "ppo", "grpo"} <= set(g["rows"])
-    assert g["rows"]["ppo"]["models"] == ["policy", "reference", "reward model", "value model"]
+    for h in g["hand"].values():  # at temperature 1 the hand-made measures are the library's
+        assert h["entropy"] == pytest.approx(h["library_entropy"], abs=1e-4) and h["unique"] == h["library_unique"]
+    assert {p["method"] for p in g["points"]} == {"dpo", "rlhf"} and len(g["points"]) == sum(map(len, g["betas"].values()))
+    assert all(g["dpo_row"][k] == g["rows"]["dpo"][k] for k in g["dpo_row"])  # the row from its parts
+    assert g["rows"]["rlhf (REINFORCE)"]["models"] == ["policy", "reference", "reward model"]
+    assert "No saved full studies" in out
 
 
 def check_13(g, out):
-    assert "DPO (default)" in g["res"]["remedies"] and len(g["res"]["remedies"]) == 5
+    d = g["rows"]["DPO (default)"]  # by hand on the held-out pairs = the training log's eval/logps
+    assert g["mean_w"] == pytest.approx(d["logps_chosen_change"], abs=1e-3)
+    assert g["mean_l"] == pytest.approx(d["logps_rejected_change"], abs=1e-3)
+    assert g["mean_w"] - g["mean_l"] > 0 and set(g["rows"]) == set(g["names"])  # the margin grew
+    assert g["change"].shape == (len(g["val_pairs"]), 2) and "No saved full table" in out
 
 
 def check_14(g, out):
+    assert g["same_pairs"] and g["max_diff"] == 0.0  # the round written out is the library's online_round
+    assert abs(g["first"]["eval/loss"] - LN2) < 1e-6  # it starts at the reference: ln 2
+    assert len(g["pairs"]) + g["refused"] == g["knobs"].prompts
     assert set(g["res"]["online"]) == {"gold", "reward model"}
+
+
+def _reading_falls(d, v, out):
+    """Lesson 10's Try: each envelope read at a smaller KL gives less gold (where both readings exist)."""
+    both = [(d["read"][m][0], v["read"][m][0]) for m in d["read"] if d["read"][m] and v["read"][m]]
+    return both and all(b < a for a, b in both)
 
 
 def check_15(g, out):
@@ -226,6 +256,11 @@ def test_tutorial_runs_fast_and_shows_its_numbers(script, lesson):
 # Each check says how the number the Try's text names must move; `d` is the default run's globals,
 # `v` the variant's, `out` the variant's printed output.
 TRIES = [
+    ("10", ("matched_kl=0.5",), _reading_falls),
+    ("11", ("n=64",), lambda d, v, out: v["picked_proxy"] >= d["picked_proxy"] and v["bound"] > d["bound"]),
+    ("12", ("temperature=0.5",), lambda d, v, out: all(v["hand"][k]["entropy"] < d["hand"][k]["entropy"] for k in d["hand"])),
+    ("14", ("labels=deterministic",), lambda d, v, out: v["agree"] > d["agree"] and v["agree"] == pytest.approx(
+        sum(p["chosen_gold"] != p["rejected_gold"] for p in v["pairs"]) / len(v["pairs"]))),
     # 09: a smaller β trusts the reward more: π* sharper (top probability, KL to π_ref), descent still on it
     ("09", ("beta=0.1",), lambda d, v, out: v["pi_star"].max() > d["pi_star"].max() and v["kl_star"] > d["kl_star"]
      and v["tv_final"] < 1e-10),
