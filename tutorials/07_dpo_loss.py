@@ -13,11 +13,12 @@ import torch
 from minidpo.harness import pipeline as P
 from minidpo.studies import sweep
 from minidpo.checkpoint import read_json
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import lesson_knobs, tutorial_run
 from minidpo.dpo import DPOConfig, compute_reference_logps, evaluate_pairs, pair_record
 from minidpo.losses import LOSSES, dpo_gradient_weight, dpo_loss, register_margin_loss
 from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.harness.stages import ensure
+from minidpo import world
 
 run = tutorial_run("07: the DPO loss step by step")
 ensure(run, "eval_sft", "prefs")
@@ -84,15 +85,36 @@ print(f"batch of {len(batch)}: mean loss {losses.mean().item():.6f} (all ln 2 be
 val, _ = read_preferences(run.path("prefs_val.jsonl"))
 val_enc, _ = encode_pairs(tok, val, policy.config.block_size)
 val_ref = compute_reference_logps(policy, val_enc, tok.end_id, average=False)
-for k, v in evaluate_pairs(policy, val_enc, val_ref, DPOConfig(beta=0.5), tok.end_id).items():
+val_metrics = evaluate_pairs(policy, val_enc, val_ref, DPOConfig(beta=0.5), tok.end_id)
+for k, v in val_metrics.items():
     print(f"  {k:28s} {v:+.4f}")
+
+# %% [markdown]
+# **Why `rewards/accuracies` reads 0.0 here.** Before training the policy *is* the reference, so
+# every implicit reward is exactly 0 and every pair is a tie, r̂_w = r̂_l. `rewards/accuracies`
+# follows TRL and the reference code: the fraction of pairs with r̂_w > r̂_l *strictly*, so a tie
+# counts as wrong and an untrained policy scores 0. The reward model's accuracy (lesson 05) and
+# the oracle's (lesson 04) count a tie as ½, so an untrained classifier scores chance, 0.5. Same
+# pairs, two conventions: read a 0.0 at step 0 as "nothing ranked yet", not "everything ranked
+# wrong". (Lesson 08 puts the three accuracies side by side, ties ½ for all.)
+
+# %%
+val_rewards = 0.5 * (compute_reference_logps(policy, val_enc, tok.end_id, average=False) - val_ref)  # (N, 2) r̂
+ties = int((val_rewards[:, 0] == val_rewards[:, 1]).sum())
+strict = (val_rewards[:, 0] > val_rewards[:, 1]).float().mean().item()
+print(f"largest |implicit reward| at step 0: {val_rewards.abs().max().item():.1e}; ties: {ties} of {len(val_enc)} pairs")
+print(f"accuracy, a tie counted wrong (TRL): {strict:.3f}; a tie counted ½ (reward model, oracle): "
+      f"{strict + 0.5 * ties / len(val_enc):.3f}")
 
 # %% [markdown]
 # ## Rung 5: a new loss in class
 # Register a function of the margin h under a name (lesson 16 does this for the whole bench).
-# *Try*: change `1 / beta` to `2 / beta` and re-run; provenance retrains only what depends on it.
+# The knob of this rung's *Try* is the β the new loss trains with.
 
 # %%
+knobs = lesson_knobs(beta=0.25)
+
+
 @register_margin_loss("squared-margin")
 def squared_margin(h, beta):
     """A toy variant: pull the margin up to 1/β like IPO, but never push it back down."""
@@ -100,8 +122,8 @@ def squared_margin(h, beta):
 
 
 print("registered losses:", sorted(LOSSES))
-print("squared-margin on the four numbers (β = 0.25):",
-      dpo_loss(pc, pr, refc, refr, beta=0.25, loss_type="squared-margin")[0].item())
+print(f"squared-margin on the four numbers (h = 2, β = {knobs.beta}):",
+      dpo_loss(pc, pr, refc, refr, beta=knobs.beta, loss_type="squared-margin")[0].item())
 
 # %% [markdown]
 # ## Train with it
@@ -111,11 +133,39 @@ print("squared-margin on the four numbers (β = 0.25):",
 # `python -m minidpo dpo --loss-type squared-margin`.)
 
 # %%
-checkpoint = sweep.trained(run, "dpo", 0.25, loss_type="squared-margin")
+checkpoint = sweep.trained(run, "dpo", knobs.beta, loss_type="squared-margin")
 m = read_json(checkpoint.with_name(checkpoint.stem + "_metrics.json"))
-print(f"trained {m['steps']} steps with loss_type='squared-margin': held-out implicit-reward accuracy "
-      f"{m['val_implicit_reward_accuracy']:.3f}, margin {m['final']['eval/rewards/margins']:+.3f}")
+heldout_h = m["final"]["eval/rewards/margins"] / knobs.beta
+print(f"trained {m['steps']} steps with loss_type='squared-margin', β = {knobs.beta}: held-out implicit-reward "
+      f"accuracy {m['val_implicit_reward_accuracy']:.3f}, margin β·h {m['final']['eval/rewards/margins']:+.3f} "
+      f"(h = {heldout_h:+.3f} nats; the loss's target 1/β = {1 / knobs.beta:g})")
 sft_eval = P.stage_eval_sft(run)
 ev = sweep.evaluate(run, checkpoint)
 print(f"gold {ev['gold_reward']:+.3f} (SFT {sft_eval['gold_reward']:+.3f}), win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
       f"KL {ev['kl_to_ref']:.2f}, fluency {ev['fluency']:.3f}")
+
+# %% [markdown]
+# *Try*: `--set beta=2.0` (or set `beta` in the knobs cell and re-run from there): the target
+# margin 1/β shrinks from 4 to 0.5 nats, pairs reach it early and stop pulling, so the policy stays
+# nearer the reference: the KL falls and the held-out h is smaller.
+# (In class, edit the loss itself instead, say `1 / beta` to `2 / beta`, and re-run: the loss's
+# source is part of the training's key, so only this training is redone.)
+
+# %% [markdown]
+# ## Answers
+# **What does the gradient weight do for a pair whose label is wrong?** Swap y_w and y_l: a policy
+# that has learned the truth now ranks the labelled "winner" below the "loser", r̂_w − r̂_l < 0, so
+# the weight is near 1 — the largest push of all, towards the wrong label (the −4 row of the
+# weight table above). DPO has no way to tell a wrong label from a hard pair; conservative DPO (label smoothing,
+# lesson 13) caps how hard it pulls. On the held-out pairs, with the policy trained above (its
+# implicit rewards at β), the pairs whose label the gold reward contradicts against those it agrees with:
+
+# %%
+trained_policy = run.load_policy(checkpoint)
+trained_rewards = knobs.beta * (compute_reference_logps(trained_policy, val_enc, tok.end_id, average=False) - val_ref)
+val_weights = dpo_gradient_weight(trained_rewards[:, 0], trained_rewards[:, 1])
+gold_says = torch.tensor([world.gold_reward(p["prompt"], p["chosen"]) - world.gold_reward(p["prompt"], p["rejected"])
+                          for p in val])
+mislabelled = gold_says < 0
+print(f"{int(mislabelled.sum())} of {len(val)} held-out labels contradict the gold reward: their mean weight "
+      f"{val_weights[mislabelled].mean().item():.3f}, the others' {val_weights[gold_says > 0].mean().item():.3f}")

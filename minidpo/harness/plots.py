@@ -111,7 +111,10 @@ def beta_saturation_figure(traces: dict, path=None) -> Figure:
     fig, (a, b) = _subplots(1, 2, figsize=(11, 3.8))
     hi = max(max(max(t["margins"]) for t in traces.values()), 4 / min(traces))
     lo = min(min(min(t["margins"]) for t in traces.values()), 0.0)
-    grid = [lo + (hi - lo) * i / 400 for i in range(401)]
+    lin = 0.02  # the symlog axis is linear within ±lin: the grid is geometric beyond, linear between
+    grid = ([-lin * (-lo / lin) ** (1 - i / 100) for i in range(100)] if lo < -lin else [])
+    grid += [-lin + 2 * lin * i / 20 for i in range(20)] + [lin * (hi / lin) ** (i / 300) for i in range(301)]
+    lo = min(lo, -lin)
     for i, (beta, t) in enumerate(traces.items()):
         color = f"C{i}"
         a.plot(grid, [1 / (1 + math.exp(beta * h)) for h in grid], color=color, label=f"σ(−β·h), β = {beta:g}")
@@ -120,7 +123,8 @@ def beta_saturation_figure(traces: dict, path=None) -> Figure:
         b.plot(range(len(t["mean_weight"])), t["mean_weight"], "o-", color=color, label=f"β = {beta:g}")
     a.set(xlabel="margin h = log-ratio(y_w) − log-ratio(y_l) (nats); dotted: h = 1/β",
           ylabel="gradient weight", title="The weight saturates once h passes ~1/β")
-    a.set_xscale("symlog", linthresh=0.1)
+    a.set_xscale("symlog", linthresh=lin)
+    a.set_xlim(lo, hi)
     a.legend(fontsize=8)
     b.set(xlabel="AdamW steps on the same batch", ylabel="mean weight σ(−β·h)", ylim=(0, 0.55),
           title="Large β: the pairs stop pulling")

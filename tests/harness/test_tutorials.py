@@ -67,7 +67,15 @@ def check_06(g, out):
 def check_07(g, out):
     assert f"loss = -log σ(0.5·2) = {-math.log(1 / (1 + math.exp(-1.0))):.4f}" in out  # the four numbers
     assert torch.allclose(g["losses"], torch.full_like(g["losses"], LN2))  # the batch before training: ln 2
+    # rung 4 at step 0: every pair a tie, so TRL's strict accuracy is 0 and the ties-½ one is chance
+    n = len(g["val_enc"])
+    assert g["val_metrics"]["eval/rewards/accuracies"] == 0.0 == g["strict"] and g["ties"] == n
+    assert "a tie counted ½ (reward model, oracle): 0.500" in out
     assert "squared-margin" in g["LOSSES"] and math.isfinite(g["ev"]["gold_reward"])
+    assert g["heldout_h"] == pytest.approx(g["m"]["final"]["eval/rewards/margins"] / g["knobs"].beta)
+    # the answer: weights in (0, 1), split by whether the gold reward agrees with the label
+    assert 0 < int(g["mislabelled"].sum()) < n and ((g["val_weights"] > 0) & (g["val_weights"] < 1)).all()
+    assert g["val_weights"][g["mislabelled"]].mean() > g["val_weights"][g["gold_says"] > 0].mean()  # pushed hardest
 
 
 def check_08(g, out):
@@ -75,6 +83,34 @@ def check_08(g, out):
     assert torch.allclose(g["weights"], torch.full_like(g["weights"], 0.5))  # ... every weight ½ ...
     assert g["grad_norm"] > 0 and g["after"].item() < g["first_loss"]      # ... and still a gradient
     assert g["m"]["history"][-1]["loss"] < LN2
+    # β and one step: at h = 0 the gradient is β × one direction; SGD's step follows it, AdamW's not
+    steps, betas = g["steps"], g["BETAS"]
+    ratio = betas[-1] / betas[0]
+    assert steps[(betas[-1], "SGD")]["grad_norm"] / steps[(betas[0], "SGD")]["grad_norm"] == pytest.approx(ratio, rel=1e-3)
+    assert g["sgd_ratio"] == pytest.approx(ratio, rel=1e-3) and abs(g["adam_ratio"] - 1) < 0.05
+    moved = [steps[(b, "AdamW")]["margin_moved"] for b in betas]
+    assert min(moved) > 0 and max(moved) / min(moved) < 1.05   # the same step in h, whatever β
+    # the saturation: past h = 3/β a pair's weight is below σ(−3); large β gets there, small β does not
+    big, small = g["traces"][betas[-1]], g["traces"][betas[0]]
+    past = [w for h, w in zip(big["margins"], big["weights"]) if h > 3 / betas[-1]]
+    assert past and max(past) < 1 / (1 + math.exp(3))
+    assert big["mean_weight"][-1] < 0.25 < 0.4 < small["mean_weight"][-1]
+    assert big["mean_weight"][0] == pytest.approx(0.5, abs=1e-6) == small["mean_weight"][0]
+    # the question: the held-out log-prob changes are the history's last eval entry minus its first
+    evals = [r for r in g["m"]["history"] if "eval/loss" in r]
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == g["m"]["steps"]
+    assert g["chosen_change"] == evals[-1]["eval/logps/chosen"] - evals[0]["eval/logps/chosen"]
+    assert g["rejected_change"] == evals[-1]["eval/logps/rejected"] - evals[0]["eval/logps/rejected"]
+    assert ("went up" if g["chosen_change"] > 0 else "went DOWN") in out
+    # the sweep: a larger β stays nearer the reference
+    assert g["kls"][0] > g["kls"][-1] and len(g["kls"]) >= 3
+    # three classifiers on the held-out pairs, ties ½ for all; the strict count is the run's own metric
+    acc = g["accuracy"]
+    assert len(acc) == 3 and all(0 <= a <= 1 for a in acc.values())
+    assert acc["oracle (gold reward)"] == pytest.approx(read_json(g["run"].path("reward_model_metrics.json"))["oracle_accuracy"])
+    n = len(g["val_enc"])
+    assert g["wins"].float().mean().item() == pytest.approx(g["end"]["eval/rewards/accuracies"], abs=1.5 / n)
+    assert all(-1 <= c <= 1 for pair in g["corr"].values() for c in pair)
 
 
 def check_09(g, out):
@@ -266,6 +302,12 @@ TRIES = [
      and v["tv_final"] < 1e-10),
     # 09: sampled labels: descent lands on π*(r̂) of those labels, so its distance to π*(r) rises
     ("09", ("n_labels=1000",), lambda d, v, out: v["tv_final"] > 1e3 * d["tv_final"] and v["tv_to_fitted"] < 1e-6),
+    # 07: the squared-margin loss at a larger β has a smaller target 1/β: less held-out h, less KL
+    ("07", ("beta=2.0",), lambda d, v, out: v["heldout_h"] < d["heldout_h"]
+     and v["ev"]["kl_to_ref"] < d["ev"]["kl_to_ref"]),
+    # 08: β ten times smaller: the first step's loss change ~10x smaller, its change of h the same (AdamW)
+    ("08", ("beta=0.05",), lambda d, v, out: (v["first_loss"] - v["after"].item()) < (d["first_loss"] - d["after"].item()) / 5
+     and v["margin_moved"] == pytest.approx(d["margin_moved"], rel=0.05)),
     # 06: no KL penalty: the run's own stage trains with β = 0; KL grows, the proxy outruns the gold reward
     ("06", ("beta=0.0",), lambda d, v, out: v["m"]["config"]["beta"] == 0.0 and v["kl_end"] > d["kl_end"]
      and v["proxy_rise"] - v["gold_rise"] > d["proxy_rise"] - d["gold_rise"]),
