@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import plots, provenance
+from . import headline, plots, provenance
 from ..checkpoint import atomic_write, read_json, write_json
 from ..evaluate import first_per_prompt
 from .stages import LONG_STUDIES, OPTIONAL, PIPELINE, STAGES, STUDIES
@@ -249,56 +249,36 @@ def sources_section(run) -> list[str]:
 
 
 def long_study_sections(run) -> list[str]:
-    """Sections for the long studies whose results are in the run folder (their own commands)."""
-    out, folder = [], run.out / "frontier"
-    if (folder / "frontier.json").is_file():
-        r = read_json(folder / "frontier.json")
+    """Sections for the long studies whose results are in the run folder (their own commands); the
+    tables are the README's (`headline`), rendered from the same numbers."""
+    out, h = [], headline.extract(run.out)
+    if "frontier" in h:
+        f = h["frontier"]
         out += ["", "## 12. The paper's Figure 2: reward against KL for every method", "",
-                f"Gold reward read off each method's upper frontier at matched KL, mean ± std over {len(r['seeds'])} "
-                "seeds (each seed: its own pairs and reward model); '-' where no seed's frontier reaches that KL. "
-                "PPO-GT learns from the gold reward, so its row is the same in both conditions.", ""]
-        for labels, table in r["matched"].items():
-            out += [f"**Labels: {labels}**", "", "| method | " + " | ".join(f"KL {k:g}" for k in r["kl_targets"]) + " |",
-                    "|---|" + "---|" * len(r["kl_targets"])]
-            for method, row in table.items():
-                cells = [f"{row[str(k)]['gold_mean']:+.2f} ± {row[str(k)]['gold_std']:.2f}"
-                         + ("" if row[str(k)]["n"] == len(r["seeds"]) else f" (n={row[str(k)]['n']})")
-                         if str(k) in row else "-" for k in r["kl_targets"]]
-                out.append(f"| {r['methods'][method]} | " + " | ".join(cells) + " |")
-            out.append("")
-        out += ["![frontier](frontier/frontier.png)"]
-    if (folder / "ablation.json").is_file():
-        r = read_json(folder / "ablation.json")
-        kl = r["primary_kl"]
+                "Each method's grid, and what one unit spends (every RL unit samples the same number of responses):", "",
+                *headline.budgets_table(f["budgets"]), "",
+                f"Gold reward read off each method's upper frontier at matched KL, mean ± std over the seeds (of "
+                f"{len(f['seeds'])}) that reach that KL ((n=k) where only k do; each seed: its own pairs and reward "
+                "model); '-' where no seed's frontier reaches it. PPO-GT learns from the gold reward: one row for "
+                "both conditions.", "", *headline.frontier_table(f), "",
+                "DPO against each method, paired by seed: the difference of the two frontiers in each seed that both "
+                "reach, mean ± std over those seeds; bold = beyond 2 standard errors.", "",
+                *headline.paired_table(f), "", "![frontier](frontier/frontier.png)"]
+    if "ablation" in h:
+        a = h["ablation"]
         out += ["", "## 13. Why: from this setting to the paper's, one factor at a time", "",
-                f"At KL = {kl} nats; gap = DPO − RL paired by seed, mean ± std; 'beyond the spread' = "
-                "|mean| > 2 standard errors.", "",
-                "| change | RL method | DPO | RL | DPO − RL | |", "|---|---|---|---|---|---|"]
-        for row in r["rows"]:
-            c = row["by_kl"].get(str(kl)) if kl is not None else None
-            if not c:
-                out.append(f"| {row['change']} | {row['rl_label']} | - | - | - | not reached |")
-                continue
-            out.append(f"| {row['change']} | {row['rl_label']} | {c['dpo']['gold_mean']:+.2f} ± {c['dpo']['gold_std']:.2f} | "
-                       f"{c['rl']['gold_mean']:+.2f} ± {c['rl']['gold_std']:.2f} | {c['gap_mean']:+.2f} ± {c['gap_std']:.2f} | "
-                       f"{'beyond the spread' if c['beyond_spread'] else 'within the spread'} |")
-    if (folder / "losses.json").is_file():
-        r = read_json(folder / "losses.json")
-        kl = r["matched_kl"]
+                (f"At KL = {a['primary_kl']} nats" if a["primary_kl"] is not None else
+                 "No matched KL is reached by both methods in every row")
+                + "; gap = DPO − RL paired by seed, mean ± std; 'beyond the spread' = |mean| > 2 standard errors. "
+                "Every row gives each method the same grid and budget:", "",
+                *headline.budgets_table(a["budgets"]), "", *headline.ablation_table(a)]
+    if "losses" in h:
+        x = h["losses"]
         out += ["", "## 14. The loss bench", "",
-                f"Every registered loss, {r['epochs']} epoch on the same pairs, {len(r['seeds'])} seeds; sorted by gold "
-                f"at KL {kl} (mean ± std; '-' where not every seed reaches it), then the final policy's numbers.", "",
-                f"| loss | gold at KL {kl} | final gold | win rate | KL | fluency | unique | Δ log π(y_w) | seconds |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        for name in r["order"]:
-            x = r["rows"][name]
-            m = x["matched"].get(str(kl))
-            at = f"{m['gold_mean']:+.2f} ± {m['gold_std']:.2f}" if m and m["n"] == len(r["seeds"]) else "-"
-            out.append(f"| {name} | {at} | {x['gold_reward']['mean']:+.3f} ± {x['gold_reward']['std']:.3f} | "
-                       f"{x['win_rate_vs_sft']['mean']:.3f} | {x['kl_to_ref']['mean']:.2f} | {x['fluency']['mean']:.3f} | "
-                       f"{x['unique_frac']['mean']:.3f} | {x['logps_chosen_change']['mean']:+.2f} | "
-                       f"{x['train_seconds']['mean']:.0f} |")
-        out += ["", "![loss bench](frontier/losses.png)"]
+                f"Every registered loss, {x['epochs']} epoch on the same pairs, {len(x['seeds'])} seeds; sorted by gold "
+                f"at KL {x['matched_kl']} (mean ± std; (n=k) where only k seeds reach it, ranked with those that do not), "
+                "then by the final policy's gold.", "", *headline.losses_table(x),
+                "", "![loss bench](frontier/losses.png)"]
     return out
 
 

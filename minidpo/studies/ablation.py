@@ -11,13 +11,20 @@ RL method at matched KL in each row:
 
 DPO in each row learns from that row's pairs; the RL method from a reward model fitted to them (or
 the gold reward). Every unit is the frontier study's (`frontier.collect`), so rows shared with the
-frontier are reused, not retrained. For each seed, each method's gold reward is read off its
-frontier at the matched KL; the gap DPO − RL is paired by seed (same pairs, same reward model).
-A gap counts as larger than the spread when |mean| > 2 standard errors of the paired gaps.
+frontier are reused, not retrained, and every RL unit spends the frontier's sample budget
+(`frontier.RL_SAMPLES`). Each method runs on ONE grid point in every row (ONE_BETA; --fast: its
+fast grid, one point too): an envelope over more runs is higher, so a row that gave a method more
+grid points than another row would move the gap by itself. Rows 0–1 therefore read only those
+units of the frontier, and may differ from the frontier's table, which envelopes both β.
+For each seed, each method's gold reward is read off its frontier at the matched KL; the gap
+DPO − RL is paired by seed (same pairs, same reward model). A gap counts as larger than the spread
+when |mean| > 2 standard errors of the paired gaps. Each row records the grid and the samples per
+unit that its points actually came from ("grids", "samples").
 """
 from __future__ import annotations
 
 from . import frontier as F
+from ..harness import headline
 from ..checkpoint import read_json, write_json
 
 FAST_MULTIPLIER = 1  # --fast (a smoke run of the table's code) keeps the pairs: its 4× rows reuse row 1's data
@@ -34,20 +41,18 @@ def run_ablation(run) -> dict:
     return run.study("ablation", lambda: _ablation(run))
 
 
-ONE_BETA = {"dpo": {"beta": 0.5}, "reinforce": {"beta": 0.02}, "ppo": {"beta": 0.02}}  # 4× rows: each
-# run traces its frontier along training, so one β per method serves, and keeps the study in budget
+ONE_BETA = {"dpo": {"beta": 0.5}, "reinforce": {"beta": 0.02}, "ppo": {"beta": 0.02}, "ppo_gt": {"beta": 0.02}}
+# one β per method in every row: each run traces its frontier along training, so one β serves, the
+# rows stay comparable (the same grid per method), and the 4× rows stay in budget
 
 
 def _ablation(run) -> None:
     from dataclasses import replace
     from ..preferences import PrefsConfig
     base = run.settings(PrefsConfig).train_repeats
-    methods = {**F.METHODS, **{f"{m}@4x": replace(F.METHODS[m], grid=(b,)) for m, b in ONE_BETA.items()}}
+    methods = {m: replace(F.METHODS[m], grid=(b,)) for m, b in ONE_BETA.items()}  # --fast: fast_grid
     times_of = lambda times: FAST_MULTIPLIER if run.fast else times
-    cells = []
-    for _, labels, times, rl in ROWS:
-        for m in ("dpo", rl):
-            cells.append((f"{m}@4x" if times_of(times) > 1 and m in ONE_BETA else m, labels, base * times_of(times)))
+    cells = [(m, labels, base * times_of(times)) for _, labels, times, rl in ROWS for m in ("dpo", rl)]
     points = F.collect(run, "ablation", list(dict.fromkeys(cells)), methods)
     sft = read_json(run.path("eval_sft.json"))
     rows = []
@@ -56,31 +61,27 @@ def _ablation(run) -> None:
         table = F.matched_table(points, labels, sft, repeats=repeats, methods=["dpo", rl])
         by_kl = {}
         for kl in F.KL_TARGETS:
-            gaps = paired_gaps(points, labels, repeats, rl, kl, sft)
-            if not gaps:
-                continue
-            mean, std = F.mean_std(gaps)
-            se = std / len(gaps) ** 0.5
-            by_kl[str(kl)] = {"dpo": table["dpo"].get(str(kl)), "rl": table[rl].get(str(kl)),
-                              "gap_mean": mean, "gap_std": std, "n": len(gaps),
-                              "beyond_spread": len(gaps) > 1 and abs(mean) > 2 * se}
+            gaps = F.paired_gaps(points, "dpo", rl, labels, kl, sft, repeats)
+            if gaps:
+                by_kl[str(kl)] = {"dpo": table["dpo"].get(str(kl)), "rl": table[rl].get(str(kl)), **F.gap_summary(gaps)}
+        used = {m: [p for s in F.seeds(run) for p in F.points_of(points, m, labels, s, repeats)] for m in ("dpo", rl)}
         rows.append({"change": change, "labels": labels, "pairs_multiplier": times_of(times), "rl_method": rl,
-                     "rl_label": F.METHODS[rl].label, "by_kl": by_kl})
+                     "rl_label": F.METHODS[rl].label, "by_kl": by_kl,
+                     "grids": {m: unique([p["grid"] for p in ps]) for m, ps in used.items()},
+                     "samples": {m: unique([p["of_samples"] for p in ps]) for m, ps in used.items()}})
     result = {"rows": rows, "kl_targets": list(F.KL_TARGETS), "seeds": F.seeds(run),
-              "primary_kl": primary_kl(rows), "sft_gold": sft["gold_reward"]}
+              "budgets": F.budgets(run, methods), "primary_kl": primary_kl(rows), "sft_gold": sft["gold_reward"]}
     write_json(F.study_folder(run) / "ablation.json", result)
     print_ablation(result)
 
 
-def paired_gaps(points, labels, repeats, rl, kl, sft) -> list[float]:
-    """DPO − RL gold reward at `kl`, per seed where both frontiers reach it."""
-    gaps = []
-    for seed in sorted({p["seed"] for p in points}):
-        d = F.at_kl(F.envelope(F.points_of(points, "dpo", labels, seed, repeats), sft), kl)
-        r = F.at_kl(F.envelope(F.points_of(points, rl, labels, seed, repeats), sft), kl)
-        if d is not None and r is not None:
-            gaps.append(d[0] - r[0])
-    return gaps
+def unique(values: list) -> list:
+    """The distinct values, in order of first appearance (dicts compared by value)."""
+    out = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
 
 
 def primary_kl(rows: list[dict]) -> float | None:
@@ -94,13 +95,19 @@ def primary_kl(rows: list[dict]) -> float | None:
 
 def print_ablation(result: dict) -> None:
     kl = result["primary_kl"]
+    for b in result.get("budgets", {}).values():
+        grid, spend = headline.describe_budget(b)
+        print(f"  every row: {b['label']:9s} {grid:12s} {spend}")
     if kl is None:
         print("ablation: no matched KL is reached by both methods in every row (run without --fast)")
         return
-    print(f"DPO vs the RL method at KL = {kl:g} nats (gold reward, mean ± std over seeds):")
+    n_seeds = len(result["seeds"])
+    seeds = lambda n: "" if n == n_seeds else f" (n={n})"
+    print(f"DPO vs the RL method at KL = {kl:g} nats (gold reward, mean ± std over seeds; (n=) where not every "
+          "seed reaches it; the gap paired by seed):")
     for r in result["rows"]:
         c = r["by_kl"][str(kl)]
         verdict = "beyond the spread" if c["beyond_spread"] else "within the spread"
-        print(f"  {r['change']:60s} DPO {c['dpo']['gold_mean']:+.2f} ± {c['dpo']['gold_std']:.2f} | "
-              f"{r['rl_label']} {c['rl']['gold_mean']:+.2f} ± {c['rl']['gold_std']:.2f} | "
-              f"DPO − RL {c['gap_mean']:+.2f} ± {c['gap_std']:.2f} ({verdict})")
+        print(f"  {r['change']:60s} DPO {c['dpo']['gold_mean']:+.2f} ± {c['dpo']['gold_std']:.2f}{seeds(c['dpo']['n'])} | "
+              f"{r['rl_label']} {c['rl']['gold_mean']:+.2f} ± {c['rl']['gold_std']:.2f}{seeds(c['rl']['n'])} | "
+              f"DPO − RL {c['gap_mean']:+.2f} ± {c['gap_std']:.2f}{seeds(c['n'])} ({verdict})")

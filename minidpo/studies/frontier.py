@@ -19,11 +19,21 @@ held-out films, `runfolder.Run.evaluate`). A unit is reused while its provenance
 input files, code) is unchanged, so an interrupted study resumes; its checkpoints are deleted once
 evaluated, its points and training metrics stay in RUN/frontier/units/.
 
+Budgets: the cost of RL is its samples, and a frontier traced along training reaches the further in
+KL the more a run samples. So every RL unit (REINFORCE, PPO, PPO-GT, GRPO) draws the same number of
+responses, RL_SAMPLES (--fast: FAST_RL_SAMPLES), whatever its batch shape: its steps are that budget
+over its samples per step (`unit_config`). The methods that learn from pairs spend theirs in epochs
+over the pairs. Each method's grid and budget are in `frontier.json` ("budgets") and printed.
+
 Summaries: a method's frontier in one seed is the upper (Pareto) envelope of its points and the SFT
 point (KL 0): each point that has a higher gold reward than every point at lower KL, joined by
 straight lines. `frontier.json` gives, per condition and method, the gold reward (and fluency) of
-that envelope at matched KL ∈ {0.5, 1, 2, 3} nats, mean and standard deviation over seeds; a KL
-beyond a seed's last point is not extrapolated (that seed does not count there).
+that envelope at matched KL ∈ {0.5, 1, 2, 3} nats, mean and standard deviation over the seeds that
+reach that KL ("matched"; a KL beyond a seed's last point is not extrapolated, and n says how many
+seeds count); and DPO against every other method paired by seed: the difference of the two
+envelopes in each seed where both reach the KL (same pairs, same reward model), mean and spread of
+those differences ("paired"). Compare methods with "paired": two "matched" means may come from
+different seeds.
 """
 from __future__ import annotations
 
@@ -31,7 +41,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..harness import plots, provenance
+from ..harness import headline, plots, provenance
 from ..checkpoint import read_json, write_json
 from ..evaluate import summary_row
 from ..harness.stages import ensure
@@ -42,6 +52,8 @@ CHECKPOINTS = (1 / 8, 1 / 4, 1 / 2)  # evaluated fractions of training, early-he
 LABELS = ("bt", "deterministic")
 N_SEEDS = 3
 FAST_SEEDS = 2  # --fast: a smoke run still pairs gaps over more than one seed
+RL_SAMPLES = 2560      # responses sampled by every RL unit: 40 steps of 64 (16 prompts × 4, GRPO 8 × 8)
+FAST_RL_SAMPLES = 256  # --fast: 8 steps of 32
 
 
 @dataclass(frozen=True)
@@ -60,14 +72,14 @@ METHODS = {m.name: m for m in (
     Method("preferred_ft", "Preferred-FT", "dpo", {"loss_type": "sft", "epochs": 1}, ({},), ({},)),
     Method("unlikelihood", "Unlikelihood", "dpo", {"loss_type": "unlikelihood", "epochs": 1,
                                                     "loss_args": {"alpha": 0.1}}, ({},), ({},)),
-    Method("reinforce", "REINFORCE", "rlhf", {"steps": 60}, ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},)),
-    Method("ppo", "PPO", "ppo", {"steps": 30, "epochs": 2}, ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},)),
-    Method("ppo_gt", "PPO-GT", "ppo", {"steps": 30, "epochs": 2, "reward": "gold"},
+    Method("reinforce", "REINFORCE", "rlhf", {}, ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},)),
+    Method("ppo", "PPO", "ppo", {"epochs": 2}, ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},)),
+    Method("ppo_gt", "PPO-GT", "ppo", {"epochs": 2, "reward": "gold"},
            ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},), uses_labels=False),
-    Method("grpo", "GRPO", "grpo", {"steps": 40}, ({"beta": 0.1}, {"beta": 0.4}), ({"beta": 0.1},)),
-)}
-FAST_SETTINGS = {"dpo": {"epochs": 1, "batch_size": 32}, "rlhf": {"steps": 8}, "ppo": {"steps": 6, "epochs": 1},
-                 "grpo": {"steps": 6}, "reward_model": {"epochs": 1}}  # --fast: a smoke run of every unit
+    Method("grpo", "GRPO", "grpo", {}, ({"beta": 0.1}, {"beta": 0.4}), ({"beta": 0.1},)),
+)}  # the RL methods' steps come from the sample budget (RL_SAMPLES), the same for all of them
+FAST_SETTINGS = {"dpo": {"epochs": 1, "batch_size": 32}, "ppo": {"epochs": 1},
+                 "reward_model": {"epochs": 1}}  # --fast: a smoke run of every unit
 
 
 @dataclass(frozen=True)
@@ -136,14 +148,50 @@ def data_unit(run, labels: str, repeats: int, seed: int) -> tuple[Data, float | 
     return Data(labels, repeats, seed, files[0], files[1], rm_files[0]), total
 
 
+def rl_samples(run) -> int:
+    """The sample budget of every RL unit of this run's studies."""
+    return FAST_RL_SAMPLES if run.fast else RL_SAMPLES
+
+
+def samples_per_step(cfg) -> int:
+    """Responses an RL trainer samples per step (0 for the methods that learn from pairs)."""
+    return cfg.prompts_per_step * cfg.k if hasattr(cfg, "k") else 0
+
+
+def unit_config(run, method: Method, point: dict, seed: int):
+    """The trainer's config of one unit: the method's settings, the grid point, --fast's smoke
+    settings, and for an RL method the steps that spend the sample budget exactly."""
+    settings = {**method.settings, **point, **(FAST_SETTINGS.get(method.trainer, {}) if run.fast else {})}
+    cfg = run.settings(_config_class(method.trainer), seed=seed, **settings)
+    per_step = samples_per_step(cfg)
+    if per_step:
+        if rl_samples(run) % per_step:
+            raise ValueError(f"{method.name}: {per_step} samples per step do not divide the budget of "
+                             f"{rl_samples(run)} samples")
+        cfg = replace(cfg, steps=rl_samples(run) // per_step)
+    return cfg
+
+
+def budgets(run, methods: dict) -> dict:
+    """{method: its grid and what one unit spends}: RL units their samples, the others epochs."""
+    out = {}
+    for m in methods.values():
+        grid = list(m.fast_grid if run.fast else m.grid)
+        cfg = unit_config(run, m, grid[0], run.seed)
+        per_step = samples_per_step(cfg)
+        spend = {"steps": cfg.steps, "samples_per_step": per_step} if per_step else {"epochs": cfg.epochs}
+        out[m.name] = {"label": m.label, "grid": grid, "uses_labels": m.uses_labels,
+                       "samples_per_unit": per_step * cfg.steps if per_step else 0, **spend}
+    return out
+
+
 def method_unit(run, method: Method, point: dict, data: Data) -> tuple[list[dict], float | None]:
     """Train `method` at grid `point` on `data` with data.seed, evaluate it at the CHECKPOINTS
     fractions of training (none with --fast, a smoke run) and at the end; returns (its points,
-    seconds or None if reused)."""
+    seconds or None if reused). Each point says how many responses the run had sampled by then."""
     fractions = () if run.fast else CHECKPOINTS
-    cfg_class = _config_class(method.trainer)
-    settings = {**method.settings, **point, **(FAST_SETTINGS[method.trainer] if run.fast else {})}
-    cfg = run.settings(cfg_class, seed=data.seed, **settings)
+    cfg = unit_config(run, method, point, data.seed)
+    per_step = samples_per_step(cfg)
     name = unit_name(method, point, data)
     folder = study_folder(run) / "units"
     if method.trainer == "dpo":
@@ -167,7 +215,8 @@ def method_unit(run, method: Method, point: dict, data: Data) -> tuple[list[dict
         for step in steps:
             ckpt = folder / (f"{name}.pt" if step == total else f"{name}_step{step}.pt")
             s = summary_row(run.evaluate(run.load_policy(ckpt)))
-            points.append({"step": step, "of_steps": total, **{k: s[k] for k in POINT_KEYS}})
+            points.append({"step": step, "of_steps": total, "samples": step * per_step,
+                           "of_samples": total * per_step, **{k: s[k] for k in POINT_KEYS}})
         write_json(folder / f"{name}_points.json", {"method": method.name, "point": point, "data": data.tag,
                                                     "seed": data.seed, "labels": data.labels, "points": points})
         for f in folder.glob(f"{name}*"):  # the checkpoints are evaluated: only numbers stay
@@ -242,7 +291,7 @@ def collect(run, study: str, cells: list[tuple[str, str, int]], methods: dict | 
             unit_points, seconds = method_unit(run, m, point, Data("gold", 0, seed))
         for p in unit_points:
             points.append({"method": m.name, "labels": labels if m.uses_labels else "gold",
-                           "repeats": repeats if m.uses_labels else None, "seed": seed, **point, **p})
+                           "repeats": repeats if m.uses_labels else None, "seed": seed, "grid": point, **point, **p})
         desc = " ".join(f"{k}={v}" for k, v in point.items())
         where = f"{labels}, {repeats} prompts/film" if m.uses_labels else "gold reward"
         progress.unit_done(kind, f"{m.label} {desc} ({where}) seed {seed}", seconds)
@@ -261,7 +310,9 @@ def _frontier(run) -> None:
     sft = read_json(run.path("eval_sft.json"))
     result = {"methods": {m.name: m.label for m in METHODS.values()}, "labels": list(LABELS), "seeds": seeds(run),
               "kl_targets": list(KL_TARGETS), "sft": {k: sft[k] for k in ("gold_reward", "fluency")},
+              "budgets": budgets(run, METHODS),
               "matched": {labels: matched_table(points, labels, sft) for labels in LABELS},
+              "paired": {labels: paired_table(points, labels, sft) for labels in LABELS},
               "curves": {labels: seed_curves(points, labels, sft) for labels in LABELS},
               "points": points}
     out = study_folder(run)
@@ -321,6 +372,39 @@ def matched_table(points: list[dict], labels: str, sft: dict, repeats: int | Non
     return table
 
 
+def paired_gaps(points: list[dict], a: str, b: str, labels: str, kl: float, sft: dict,
+                repeats: int | None = None) -> list[float]:
+    """Gold reward of method `a` minus method `b` at `kl`, one per seed where both envelopes reach
+    it: the same seed means the same pairs and reward model, so seed-to-seed noise cancels."""
+    gaps = []
+    for seed in sorted({p["seed"] for p in points}):
+        x = at_kl(envelope(points_of(points, a, labels, seed, repeats), sft), kl)
+        y = at_kl(envelope(points_of(points, b, labels, seed, repeats), sft), kl)
+        if x is not None and y is not None:
+            gaps.append(x[0] - y[0])
+    return gaps
+
+
+def gap_summary(gaps: list[float]) -> dict:
+    """Mean and spread of paired differences; beyond the spread when |mean| > 2 standard errors."""
+    mean, std = mean_std(gaps)
+    return {"gap_mean": mean, "gap_std": std, "n": len(gaps), "gaps": gaps,
+            "beyond_spread": len(gaps) > 1 and abs(mean) > 2 * std / len(gaps) ** 0.5}
+
+
+def paired_table(points: list[dict], labels: str, sft: dict, base: str = "dpo", repeats: int | None = None) -> dict:
+    """{method: {kl: gap_summary of base − method}} for every other method, paired by seed."""
+    table = {}
+    for method in sorted({p["method"] for p in points} - {base}):
+        row = {}
+        for kl in KL_TARGETS:
+            gaps = paired_gaps(points, base, method, labels, kl, sft, repeats)
+            if gaps:
+                row[str(kl)] = gap_summary(gaps)
+        table[method] = row
+    return table
+
+
 def seed_curves(points: list[dict], labels: str, sft: dict, repeats: int | None = None, step: float = 0.1,
                 max_kl: float = 10.0) -> dict:
     """{method: {"kl", "mean", "std"}}: each seed's envelope on a KL grid, mean and spread over the
@@ -341,10 +425,24 @@ def seed_curves(points: list[dict], labels: str, sft: dict, repeats: int | None 
 
 
 def print_matched(result: dict) -> None:
+    n_seeds = len(result.get("seeds", [])) or None
+    for b in result.get("budgets", {}).values():
+        grid, spend = headline.describe_budget(b)
+        print(f"  {b['label']:14s}{grid:18s} {spend}")
     for labels, table in result["matched"].items():
-        print(f"gold reward at matched KL, labels {labels} (mean ± std over seeds; n = seeds reaching that KL):")
+        print(f"gold reward at matched KL, labels {labels} (mean ± std over the seeds reaching that KL; (n=) where not all do):")
         print("  method        " + "".join(f"| KL {kl:<4g}          " for kl in result["kl_targets"]))
         for method, row in table.items():
-            cells = "".join(f"| {row[str(kl)]['gold_mean']:+.2f} ± {row[str(kl)]['gold_std']:.2f} (n={row[str(kl)]['n']}) "
+            cells = "".join(f"| {row[str(kl)]['gold_mean']:+.2f} ± {row[str(kl)]['gold_std']:.2f}"
+                            + (f" (n={row[str(kl)]['n']})" if row[str(kl)]["n"] != n_seeds else "").ljust(6) + " "
                             if str(kl) in row else "| -                  " for kl in result["kl_targets"])
             print(f"  {result['methods'][method]:14s}{cells}")
+        paired = result.get("paired", {}).get(labels)
+        if paired:
+            print("  DPO − method, paired by seed (mean ± std of the per-seed differences; * = beyond 2 SE):")
+            for method, row in paired.items():
+                cells = "".join(f"| {row[str(kl)]['gap_mean']:+.2f} ± {row[str(kl)]['gap_std']:.2f}"
+                                + ("*" if row[str(kl)]["beyond_spread"] else " ")
+                                + (f"(n={row[str(kl)]['n']})" if row[str(kl)]["n"] != n_seeds else "").ljust(5) + " "
+                                if str(kl) in row else "| -                  " for kl in result["kl_targets"])
+                print(f"  {result['methods'][method]:14s}{cells}")

@@ -21,7 +21,8 @@ this project's tuned default, so the DPO family uses β = 0.5 unless its paper s
   bco_pair, sppo_hard, nca_pair, apo_zero, apo_down, aot, aot_pair    β 0.5
   simpo           β 2.0, γ/β 0.5 (Meng et al. on the per-token mean, which our responses share)
   orpo            λ = β = 0.1 (Hong et al.)   sft (Preferred-FT), unlikelihood (α 1): no β
-  kto             β 0.5, λ_D = λ_U = 1 (each pair split into a desirable and an undesirable example)
+  kto             β 0.5, λ_D = λ_U = 1 (each pair split into a desirable and an undesirable example;
+                  z0 from completions of other films, `preferences.mismatched_completions`)
 """
 from __future__ import annotations
 
@@ -105,20 +106,27 @@ def bench_rank(row: dict, kl: float | None, n_seeds: int) -> tuple:
     return (1, -row["gold_reward"]["mean"])
 
 
+def matched_cell(m: dict | None, n_seeds: int) -> str:
+    """Gold at the matched KL: mean ± std, with (n=) when not every seed reaches it."""
+    if not m:
+        return "-"
+    return f"{m['gold_mean']:+.2f} ± {m['gold_std']:.2f}" + ("" if m["n"] == n_seeds else f" (n={m['n']})")
+
+
 def print_bench(result: dict) -> None:
     kl = result["matched_kl"] if result["matched_kl"] is not None else "-"
     n = len(result["seeds"])
     spread = "mean ± std over seeds" if n > 1 else "one seed: no spread, a smoke run only"
     print(f"{len(result['rows'])} losses, {n} seed{'s' if n > 1 else ''}, {result['epochs']} epoch; sorted by gold "
-          f"reward at KL {kl} ({spread}; '-' = not reached by every seed); s = seconds of training")
-    print(f"{'loss':14s} | gold at KL {kl:<4} | final gold      | win   | KL    | fluency | unique | Δlog π(y_w) | s")
+          f"reward at KL {kl} ({spread}; '-' = reached by no seed, (n=) = by only n seeds, ranked with those "
+          "that do not reach it); s = seconds of training")
+    print(f"{'loss':14s} | gold at KL {kl:<10} | final gold      | win   | KL    | fluency | unique | Δlog π(y_w) | s")
     for name in result["order"]:
         r = result["rows"][name]
-        m = r["matched"].get(str(kl))
-        at = f"{m['gold_mean']:+.2f} ± {m['gold_std']:.2f}" if m and m["n"] == len(result["seeds"]) else "-"
+        at = matched_cell(r["matched"].get(str(kl)), n)
         gold = r["gold_reward"]
         final = f"{gold['mean']:+.3f} ± {gold['std']:.3f}" if n > 1 else f"{gold['mean']:+.3f}"
-        print(f"{name:14s} | {at:15s} | {final:15s} | "
+        print(f"{name:14s} | {at:21s} | {final:15s} | "
               f"{r['win_rate_vs_sft']['mean']:.3f} | {r['kl_to_ref']['mean']:5.2f} | {r['fluency']['mean']:.3f}   | "
               f"{r['unique_frac']['mean']:.3f}  | {r['logps_chosen_change']['mean']:+.2f}       | "
               f"{r['train_seconds']['mean']:.0f}")

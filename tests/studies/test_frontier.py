@@ -5,7 +5,7 @@ import math
 import pytest
 
 from minidpo.studies import frontier as F
-from minidpo.studies.ablation import paired_gaps, primary_kl
+from minidpo.studies.ablation import primary_kl
 
 SFT = {"gold_reward": 0.0, "fluency": 0.9}
 
@@ -41,8 +41,17 @@ def test_ablation_gaps_are_paired_by_seed():
     for seed, (d, r) in enumerate([(1.0, 0.5), (0.8, 0.9), (1.2, 0.4)]):
         points += [pt("dpo", 2.0, d, seed=seed, repeats=32), pt("reinforce", 2.0, r, seed=seed, repeats=32),
                    pt("dpo", 2.0, 9.0, seed=seed, repeats=8)]  # another data size: not this row's
-    gaps = paired_gaps(points, "bt", 32, "reinforce", 1.0, SFT)
+    gaps = F.paired_gaps(points, "dpo", "reinforce", "bt", 1.0, SFT, repeats=32)
     assert gaps == pytest.approx([0.25, -0.05, 0.4])  # each read at KL 1 on the line from SFT
+    summary = F.gap_summary(gaps)
+    assert summary["n"] == 3 and summary["gap_mean"] == pytest.approx(0.2)
+    assert summary["beyond_spread"] == (0.2 > 2 * summary["gap_std"] / 3 ** 0.5)
+    # a seed that one method's envelope does not reach drops out of the pair, not out of one side
+    points.append(pt("ppo", 0.5, 0.1, seed=0, repeats=32))
+    points += [pt("ppo", 2.0, 1.0, seed=s, repeats=32) for s in (1, 2)]
+    assert F.paired_gaps(points, "dpo", "ppo", "bt", 1.0, SFT, repeats=32) == pytest.approx([-0.1, 0.1])  # seeds 1, 2
+    table = F.paired_table(points, "bt", SFT, repeats=32)
+    assert set(table) == {"ppo", "reinforce"} and table["ppo"]["1.0"]["n"] == 2
     rows = [{"by_kl": {"1.0": {"n": 3}, "2.0": {"n": 3}, "4.0": {"n": 1}}}]
     assert primary_kl(rows) == 2.0
 
@@ -104,3 +113,58 @@ def test_frontier_fast_has_every_method_seed_and_condition(fast_studies):
     assert (run.out / "frontier" / "frontier.png").stat().st_size > 20_000
     ablation = F.read_json(run.out / "frontier" / "ablation.json")
     assert [r["rl_method"] for r in ablation["rows"]] == ["reinforce", "reinforce", "reinforce", "ppo", "ppo_gt"]
+
+
+def _units(points):
+    """{(method, labels, seed, grid point): its points}"""
+    import json
+    units = {}
+    for p in points:
+        units.setdefault((p["method"], p["labels"], p["seed"], json.dumps(p["grid"], sort_keys=True)), []).append(p)
+    return units
+
+
+def test_every_rl_unit_of_the_fast_studies_samples_the_same_budget(fast_studies):
+    """Fix of PPO's half budget: every RL unit of the frontier and of the ablation draws the same
+    number of responses (steps adapt to each method's batch shape); the pair learners sample none."""
+    run = fast_studies
+    rl = {m.name for m in F.METHODS.values() if m.trainer != "dpo"}
+    result = F.read_json(run.out / "frontier" / "frontier.json")
+    units = _units(result["points"])
+    assert {m for m, *_ in units} == set(F.METHODS)
+    for (method, *_), points in units.items():
+        spent = max(p["samples"] for p in points)
+        assert spent == (F.FAST_RL_SAMPLES if method in rl else 0), method
+        assert all(p["of_samples"] == spent and p["samples"] <= spent for p in points)
+    budgets = result["budgets"]
+    assert {budgets[m]["samples_per_unit"] for m in rl} == {F.FAST_RL_SAMPLES}
+    assert {budgets[m]["steps"] * budgets[m]["samples_per_step"] for m in rl} == {F.FAST_RL_SAMPLES}
+    ablation = F.read_json(run.out / "frontier" / "ablation.json")
+    for row in ablation["rows"]:
+        assert row["samples"] == {"dpo": [0], row["rl_method"]: [F.FAST_RL_SAMPLES]}
+
+
+def test_every_row_of_the_ablation_gives_each_method_the_same_grid(fast_studies):
+    ablation = F.read_json(fast_studies.out / "frontier" / "ablation.json")
+    grids = {}
+    for row in ablation["rows"]:   # the grid points the row's numbers actually came from
+        for method, grid in row["grids"].items():
+            grids.setdefault(method, []).append(grid)
+    assert len(grids["dpo"]) == 5 and {"reinforce", "ppo", "ppo_gt"} <= set(grids)
+    for method, per_row in grids.items():
+        assert all(g == per_row[0] for g in per_row), method       # equal across the rows
+        assert per_row[0] == [ablation["budgets"][method]["grid"][0]] and len(per_row[0]) == 1
+
+
+def test_the_full_studies_give_every_rl_method_one_budget_and_the_ablation_one_beta_each(tmp_path):
+    """The full settings, without training: the same sample budget for every RL method whatever
+    its batch shape, and ONE_BETA names every method of every ablation row (PPO-GT too)."""
+    from minidpo.harness.runfolder import Run
+    from minidpo.studies import ablation as A
+    run = Run(tmp_path, fast=False)
+    budgets = F.budgets(run, F.METHODS)
+    rl = [m.name for m in F.METHODS.values() if m.trainer != "dpo"]
+    assert {budgets[m]["samples_per_unit"] for m in rl} == {F.RL_SAMPLES}
+    assert all(budgets[m]["steps"] * budgets[m]["samples_per_step"] == F.RL_SAMPLES for m in rl)
+    assert {"dpo"} | {rl_method for *_, rl_method in A.ROWS} <= set(A.ONE_BETA)
+    assert all(len(A.ONE_BETA[m]) == 1 for m in A.ONE_BETA)

@@ -1,0 +1,75 @@
+"""The README's measured tables come from one small JSON (`harness.headline`): extracted from the
+studies' own outputs, rendered as the README's markdown, and checked against the README. CI has no
+run folder, so the README is checked against the committed copy, data/headline.json."""
+import json
+from pathlib import Path
+
+import pytest
+
+from minidpo.checkpoint import read_json, write_json
+from minidpo.harness import headline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_headline_keeps_the_fast_studies_numbers_and_renders_the_readme_tables(fast_studies):
+    out = fast_studies.out
+    h = headline.extract(out)
+    assert {"results", "frontier", "ablation"} <= set(h) and h["schema"] == headline.SCHEMA
+    json.dumps(h)  # plain JSON
+    frontier = read_json(out / "frontier" / "frontier.json")
+    for labels, table in frontier["matched"].items():        # every number as the study wrote it
+        for method, row in table.items():
+            for kl, c in row.items():
+                assert h["frontier"]["matched"][labels][method][kl] == {k: c[k] for k in c if k != "values"}
+    for labels, table in frontier["paired"].items():
+        for method, row in table.items():
+            for kl, c in row.items():
+                assert h["frontier"]["paired"][labels][method][kl]["gap_mean"] == c["gap_mean"]
+    sft = read_json(out / "eval_dpo.json")
+    assert h["results"]["dpo"]["win_rate_vs_sft"] == sft["win_rate_vs_sft"] and "ties_vs_sft" in h["results"]["dpo"]
+    rendered = headline.tables(h)
+    assert set(rendered) == {"results", "frontier_budgets", "frontier", "frontier_paired", "ablation"}
+    assert "| REINFORCE | β ∈ {0.05} | 256 sampled responses (8 steps × 32) |" in rendered["frontier_budgets"]
+    assert "| PPO | β ∈ {0.05} | 256 sampled responses (8 steps × 32) |" in rendered["frontier_budgets"]
+    assert rendered["results"].count("\n") == 2 + 2     # header, rule, SFT, REINFORCE, DPO
+    n_seeds = len(frontier["seeds"])
+    for labels, table in frontier["matched"].items():  # a mean over fewer seeds says so
+        for method, row in table.items():
+            for c in row.values():
+                text = headline.cell(c, n_seeds)
+                assert text.startswith(headline.num(c["gold_mean"])) and (f"(n={c['n']})" in text) == (c["n"] < n_seeds)
+    # a README with a block per table: synced, it matches; one changed digit and the check names it
+    readme = "intro\n" + "".join(f"<!-- headline:{name} -->\nold\n<!-- /headline:{name} -->\ntext\n" for name in rendered)
+    assert set(headline.stale(readme, rendered)) == set(rendered)
+    synced = headline.sync(readme, rendered)
+    assert headline.stale(synced, rendered) == [] and synced.startswith("intro\n") and synced.count("text\n") == len(rendered)
+    edited = synced.replace("256 sampled", "255 sampled", 1)
+    assert headline.stale(edited, rendered) == ["frontier_budgets"]
+    assert headline.stale(synced.replace("<!-- headline:ablation -->", ""), rendered) == ["ablation"]
+
+
+def test_the_loss_bench_table_marks_seeds_that_do_not_reach_the_kl(tmp_path):
+    stat = lambda m, s=0.0: {"mean": m, "std": s}
+    row = lambda gold, at: {"gold_reward": stat(gold, 0.05), "win_rate_vs_sft": stat(0.7), "kl_to_ref": stat(1.0),
+                            "fluency": stat(0.9), "logps_chosen_change": stat(-0.4), "unique_frac": stat(1.0),
+                            "matched": at}
+    write_json(tmp_path / "frontier" / "losses.json", {
+        "seeds": [0, 1, 2], "epochs": 1, "matched_kl": 0.5, "order": ["sigmoid", "kto", "dpop"],
+        "rows": {"sigmoid": row(0.9, {"0.5": {"gold_mean": 0.56, "gold_std": 0.12, "n": 3, "values": [1, 2, 3]}}),
+                 "kto": row(0.4, {"0.5": {"gold_mean": -0.25, "gold_std": 0.1, "n": 2, "values": [1, 2]}}),
+                 "dpop": row(0.1, {})}})
+    lines = headline.tables(headline.extract(tmp_path))["losses"].splitlines()
+    assert lines[2] == "| sigmoid | +0.56 ± 0.12 | +0.900 ± 0.050 | 0.700 | 1.00 | 0.900 | −0.40 |"
+    assert lines[3].startswith("| kto | −0.25 ± 0.10 (n=2) |") and lines[4].startswith("| dpop | - |")
+
+
+def test_the_readme_tables_match_the_committed_numbers():
+    committed = ROOT / "data" / "headline.json"
+    if not committed.is_file():
+        pytest.skip("no data/headline.json yet: after the long studies, `python -m minidpo.tools.headline "
+                    "--out runs/default` writes it and the README's tables")
+    rendered = headline.tables(json.loads(committed.read_text()))
+    stale = headline.stale((ROOT / "README.md").read_text(), rendered)
+    assert stale == [], (f"README tables {stale} differ from data/headline.json (or have no "
+                         "<!-- headline:NAME --> block): run `python -m minidpo.tools.headline`")
