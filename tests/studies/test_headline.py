@@ -69,7 +69,9 @@ def test_the_readme_tables_match_the_committed_numbers():
     if not committed.is_file():
         pytest.skip("no data/headline.json yet: after the long studies, `python -m minidpo.tools.headline "
                     "--out runs/default` writes it and the README's tables")
-    rendered = headline.tables(json.loads(committed.read_text()))
+    numbers = json.loads(committed.read_text())
+    assert numbers["schema"] == headline.SCHEMA and numbers["run"]["fast"] is False  # never a smoke run's
+    rendered = headline.tables(numbers)
     stale = headline.stale((ROOT / "README.md").read_text(), rendered)
     assert stale == [], (f"README tables {stale} differ from data/headline.json (or have no "
                          "<!-- headline:NAME --> block): run `python -m minidpo.tools.headline`")
