@@ -10,15 +10,15 @@ import math
 
 import torch
 
-from minidpo.harness import pipeline as P
-from minidpo.studies import sweep
+from minidpo import world
 from minidpo.checkpoint import read_json
-from minidpo.harness.tutorial import lesson_knobs, tutorial_run
 from minidpo.dpo import DPOConfig, compute_reference_logps, evaluate_pairs, pair_record
+from minidpo.harness import pipeline as P
+from minidpo.harness.stages import ensure
+from minidpo.harness.tutorial import lesson_knobs, tutorial_run
 from minidpo.losses import LOSSES, dpo_gradient_weight, dpo_loss, register_margin_loss
 from minidpo.preferences import encode_pairs, read_preferences
-from minidpo.harness.stages import ensure
-from minidpo import world
+from minidpo.studies import sweep
 
 run = tutorial_run("07: the DPO loss step by step")
 ensure(run, "eval_sft", "prefs")

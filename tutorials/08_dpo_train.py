@@ -15,19 +15,19 @@ from dataclasses import replace
 import torch
 
 from minidpo import world
-from minidpo.harness import pipeline as P
-from minidpo.harness import plots
-from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
 from minidpo.checkpoint import read_json
 from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
 from minidpo.evaluate import first_per_prompt, response_logps
+from minidpo.harness import pipeline as P
+from minidpo.harness import plots
+from minidpo.harness.stages import ensure
+from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
 from minidpo.losses import dpo_gradient_weight
 from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.reward_model import load_reward_model, score
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import sweep
 from minidpo.studies.diversity import DIVERSITY_BETAS, FAST_DIVERSITY_BETAS
-from minidpo.harness.stages import ensure
 from minidpo.training import make_optimizer
 
 run = tutorial_run("08: DPO training and evaluation")
