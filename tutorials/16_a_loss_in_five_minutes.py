@@ -40,8 +40,8 @@ knobs = lesson_knobs(target=1.0)  # the target margin of the smoothed hinge (the
 #
 # *Try*: `--set target=3.0` (or set `target` in the knobs cell and re-run from there): DPO's
 # gradient weight σ(target − βh) stays near 1 until the margin βh passes the target, so the
-# smoothed hinge pushes its pairs further apart: its held-out margin `eval/rewards/margins` (printed
-# in the bench's table below) grows.
+# smoothed hinge pushes its pairs further apart: its held-out margin `eval/rewards/margins` and its
+# KL to the reference (both printed in the bench's table below) grow.
 
 # %%
 @register_margin_loss("smooth-hinge", target=knobs.target)

@@ -16,7 +16,7 @@ nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parents[2]
 # lessons whose figures are cheap to make from the tiny run folder; each must show >= 1 image
-NOTEBOOKS = ["03_sft", "09_equivalence"]
+NOTEBOOKS = ["03_sft", "09_equivalence", "17_doctor_and_museum"]
 
 
 @pytest.fixture(scope="module")
