@@ -29,7 +29,19 @@ import tiktoken
 PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]{1,3}| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+"""
 PROMPT, RESPONSE, END = "<|prompt|>", "<|response|>", "<|end|>"
 SPECIAL_TOKENS = [PROMPT, RESPONSE, END]
-DEFAULT_MERGES = Path(__file__).resolve().parent.parent / "data" / "tokenizer.tiktoken"
+
+
+def shipped_file(name: str) -> Path:
+    """A file of data/ (our merges, the example preference file) as this install holds it: inside the
+    package, where a wheel or `pip install .` puts it (pyproject.toml maps data/ to minidpo/assets),
+    or in the checkout's data/ (an editable install, or no install at all)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "assets" / name
+    return packaged if packaged.is_file() else here.parent / "data" / name
+
+
+DEFAULT_MERGES = shipped_file("tokenizer.tiktoken")
+EXAMPLE_PREFS = shipped_file("example_prefs.jsonl")
 
 
 def train_bpe(text: str, num_merges: int) -> dict[bytes, int]:
