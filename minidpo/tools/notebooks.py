@@ -19,15 +19,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SETUP = '''# Setup: install minidpo if this kernel does not have it (a hosted notebook starts empty).
 # It installs from MINIDPO_SOURCE (a pip source: git+URL of the repository, or a folder) or else from the
-# checkout this notebook sits in (in a hosted notebook: clone the repository, cd into it, then run this).
+# checkout this notebook sits in. A hosted notebook with only the repository's URL: first run a cell
+#     %env MINIDPO_SOURCE=git+https://github.com/OWNER/minidpo
+# (the repository this notebook came from), then this one: the package brings its tokenizer and data.
 import importlib.util, os, pathlib, subprocess, sys
 if importlib.util.find_spec("minidpo") is None:
     here = pathlib.Path.cwd()
     checkout = next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file() and (p / "minidpo").is_dir()), None)
     source = os.environ.get("MINIDPO_SOURCE") or (str(checkout) if checkout else None)
     if source is None:
-        raise RuntimeError("minidpo is not installed and no checkout was found above " + str(here) +
-                           ": set MINIDPO_SOURCE to the repository (git+URL or a folder) and re-run this cell")
+        raise RuntimeError("minidpo is not installed and no checkout was found above " + str(here) + ": run "
+                           "`%env MINIDPO_SOURCE=git+https://github.com/OWNER/minidpo` (the repository's URL) "
+                           "and re-run this cell")
     editable = ["-e"] if source == str(checkout) else []  # a checkout: its edits count, as in the README
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *editable, source])
     if editable:  # a running kernel reads the editable install's .pth file only at its next start
