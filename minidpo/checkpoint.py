@@ -33,25 +33,48 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+class WriteError(OSError):
+    """A file that could not be written (a full disk, a quota, no permission); `path` is untouched."""
+
+    def __str__(self):
+        return f"cannot write {self.filename}: {self.strerror}; the file as it was is untouched"
+
+
+def _write_error(path: Path, e: BaseException) -> WriteError:
+    """One WriteError for every way a write fails: an OSError from Python's own writes, or the
+    RuntimeError torch.save raises from C++ when a write inside it fails (the OSError it hit, if
+    any, is its __context__)."""
+    cause = e if isinstance(e, OSError) else e.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        return WriteError(cause.errno, cause.strerror, str(path))
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return WriteError(None, f"the write failed ({first}); is the disk full?", str(path))
+
+
 def atomic_write(path: Path, write) -> None:
     """Call write(binary file) on a temporary file beside `path`, then rename it over `path`.
-    Under torchrun only rank 0 writes (the others hold the same numbers)."""
+    Any failure to write (a full disk inside torch.save included) is a WriteError naming `path`,
+    with `path` as it was and no temporary file left. Under torchrun only rank 0 writes (the
+    others hold the same numbers)."""
     from .distributed import is_main
     if not is_main():
         return
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, WriteError):
+            raise _write_error(path, e) from None
         raise
 
 

@@ -224,6 +224,7 @@ def _read_lines(path, check, what: str, skip_invalid: bool) -> tuple[list[dict],
         data = path.read_bytes()
     except OSError as e:
         raise PreferenceFileError(f"{path}: cannot read it ({e.strerror})") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")  # UTF-8's byte-order mark, which some Windows tools write first
     items, refused, blank = [], [], 0
     for lineno, raw in enumerate(data.splitlines(), 1):
         if not raw.strip():

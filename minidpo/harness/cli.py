@@ -13,7 +13,7 @@ import math
 import os
 import sys
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, WriteError
 from ..preferences import PreferenceFileError
 from .stages import STAGES
 
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except (PreferenceFileError, CheckpointError, RunFolderError, FloatingPointError, ValueError) as e:
+    except (PreferenceFileError, CheckpointError, RunFolderError, FloatingPointError, ValueError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
     except OSError as e:  # permission denied, disk full, a folder where a file should be ...
         where = f" {e.filename}" if e.filename else ""
