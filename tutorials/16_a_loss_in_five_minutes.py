@@ -109,11 +109,11 @@ for folder in dict.fromkeys([run.out, Path("runs/fast" if run.fast else "runs/de
         continue
     if any(read_json(config).get(k) != v for k, v in run.folder_config().items()):
         continue  # another configuration (fast or not, seed, dtype): not comparable
-    why = provenance.why_stale(folder, "losses")
+    why = provenance.why_stale(folder, "losses")  # its outputs and the files it read as it left them
     same_sft = (folder / "sft.pt").is_file() and input_hash(folder / "sft.pt") == input_hash(run.path("sft.pt"))
     saved = read_json(folder / bench_file)
-    print(f"the bench's table: {folder / bench_file} ({len(saved['seeds'])} seeds, {len(saved['rows'])} losses; "
-          + ("current" if why is None else f"out of date: {why}") + "; "
+    print(f"the bench's table: {folder / bench_file} ({len(saved['seeds'])} seed{'s' if len(saved['seeds']) > 1 else ''}, {len(saved['rows'])} losses; "
+          + ("its files as the bench left them" if why is None else f"out of date: {why}") + "; "
           + ("the same SFT model as this run" if same_sft else "another SFT model than this run's") + ")")
     bench, board = folder / bench_file, {n: r["gold_reward"]["mean"] for n, r in saved["rows"].items()}
     break

@@ -151,7 +151,7 @@ saved = run.path(STAGES["museum"].outputs[0])  # museum/museum.json
 if knobs.museum:
     rows = run_museum(run)["rows"]  # prints its table
     print(f"the full museum: {saved}")
-elif run.why_not_current("museum") is None:
+elif saved.is_file() and run.is_current("museum", {}, run.inputs("museum")):  # same inputs and code
     rows = read_json(saved)["rows"]
     print(f"the full museum, read from {saved} (it ran in this folder before):")
     print_museum(rows)
