@@ -123,11 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
                                        help="learned: the reward model; gold: RL on r* itself (PPO-GT)")
     p = sub.add_parser("evaluate", help="evaluate rlhf.pt and dpo.pt of a run folder against SFT")
     _common(p)
-    p = sub.add_parser("import-gpt2", help="a GPT-2 checkpoint (Hugging Face folder: model.safetensors + "
-                                           "config.json) as the run's SFT model and reference")
+    p = sub.add_parser("import-gpt2", help="a GPT-2 checkpoint (Hugging Face folder: config.json, model.safetensors "
+                                           "or its shards, vocab.json + merges.txt) as the run's SFT model and reference")
     _common(p)
     p.add_argument("--weights", required=True, help="the GPT-2 folder")
-    p.add_argument("--tokenizer", required=True, help="GPT-2's BPE ranks in tiktoken's file format")
+    p.add_argument("--tokenizer", help="BPE ranks in tiktoken's file format (default: the folder's vocab.json + "
+                                       "merges.txt, or tokenizer.json)")
+    from ..interop.gpt2 import POLICIES
+    p = sub.add_parser("export", help="a policy of a run folder as a Hugging Face GPT-2 folder (model.safetensors, "
+                                      "config.json, tokenizer files) for transformers")
+    p.add_argument("--out", required=True, help="the run folder")
+    p.add_argument("--policy", required=True, choices=POLICIES, help="which model: OUT/POLICY.pt")
+    p.add_argument("--to", required=True, help="the folder to write (it must not exist)")
     p = sub.add_parser("doctor", help="the checks to run before trusting a DPO run, on the SFT model and a "
                                       "preference file (exit code 1 when one fails)")
     _common(p)
@@ -171,6 +178,11 @@ def _dispatch(args) -> int:
         ranks = train_default(args.out or DEFAULT_MERGES, args.merges, seed=args.seed)
         print(f"wrote {args.out or DEFAULT_MERGES}: {len(ranks)} tokens ({len(ranks) - 256} merges)")
         return 0
+    if args.command == "export":
+        from ..interop.gpt2 import export_run
+        to = export_run(args.out, args.policy, P.Run.create(args.out, device="cpu").tok, args.to)
+        print(f"wrote {to}: {', '.join(sorted(f.name for f in to.iterdir()))}")
+        return 0
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in DISTRIBUTED:
         raise ValueError(f"under torchrun minidpo runs {', '.join(DISTRIBUTED)}; run `{args.command}` as "
                          f"`python -m minidpo {args.command}` (one process)")
@@ -178,6 +190,9 @@ def _dispatch(args) -> int:
     gpt2 = args.command == "import-gpt2"
     run = P.Run.create(out, args.seed, args.fast, args.device, args.dtype, args.force, args.quiet,
                        args.tokenizer if gpt2 else None, "gpt2" if gpt2 else "minidpo")
+    if gpt2 and args.tokenizer is None:  # the GPT-2 folder's own vocab.json + merges.txt
+        from ..interop.gpt2 import folder_tokenizer
+        run.tok = folder_tokenizer(args.weights, run.path("tokenizer.tiktoken"))
     from ..distributed import init_from_env, is_main
     if init_from_env(run.device) and not is_main():
         run.quiet = True  # under torchrun only rank 0 speaks (and writes): the others compute
