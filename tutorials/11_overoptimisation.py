@@ -190,8 +190,8 @@ for name, curve in rl.items():
 if full is None:
     print("3. needs the full study")
 else:
-    for kind in ("best_of_n_summary", "rl_summary"):
-        peaks = {k: s["peak_d"] for k, s in full[kind].items() if "full" not in k}
-        peaks_full = {k: s["peak_d"] for k, s in full[kind].items() if "full" in k}
-        print(f"3. {kind.split('_summary')[0]}: gold peaks at d = " + ", ".join(
-            f"{v:.2f} ({k})" for k, v in {**peaks_full, **peaks}.items()))
+    bon_s, rl_s = full["best_of_n_summary"], full["rl_summary"]
+    weaker = (next(k for k in bon_s if k != "full"), next(k for k in rl_s if "full" not in k))
+    for kind, strong, weak in (("best-of-n", bon_s["full"], bon_s[weaker[0]]), ("RL, β = 0", rl_s["β=0, full RM"], rl_s[weaker[1]])):
+        print(f"3. {kind}: the gold reward peaks at d = {strong['peak_d']:.2f} with the full reward model, "
+              f"{weak['peak_d']:.2f} with the weaker one -> " + ("earlier" if weak["peak_d"] < strong["peak_d"] else "not earlier"))
