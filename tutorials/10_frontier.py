@@ -44,8 +44,9 @@ knobs = lesson_knobs(matched_kl=1.0, full_study=False)
 
 # %%
 repeats = run.settings(PrefsConfig).train_repeats
-lesson_methods = {"dpo": replace(F.METHODS["dpo"], grid=({"beta": 0.5},)),
-                  "reinforce": replace(F.METHODS["reinforce"], grid=({"beta": 0.02},))}
+# one grid point of each method's grid (REINFORCE's smallest β: it travels furthest in KL)
+lesson_methods = {"dpo": replace(F.METHODS["dpo"], grid=F.METHODS["dpo"].grid[-1:]),
+                  "reinforce": replace(F.METHODS["reinforce"], grid=F.METHODS["reinforce"].grid[:1])}
 points = F.collect(run, "frontier (lesson)", [(m, "bt", repeats) for m in lesson_methods], lesson_methods,
                    seed_list=[run.seed])
 sft = read_json(run.path("eval_sft.json"))
