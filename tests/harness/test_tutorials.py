@@ -29,6 +29,7 @@ def test_the_tutorials_are_numbered_without_gaps():
 def check_01(g, out):
     assert len(g["ranks"]) > 256 and g["tok"].vocab_size == len(g["ranks"]) + 3
     assert all(g["shipped"].decode(g["shipped"].encode(s)) == s for s in ["Très bien! 🙂", "世界 \x00\t<|end|>"])
+    assert len(g["single"]) >= 0.8 * len(g["words"])  # the answer: most words are one token
 
 
 def check_02(g, out):
@@ -43,9 +44,12 @@ def check_03(g, out):
     assert (g["targets"][0, :prompt_len - 1] == -100).all() and (g["targets"][0, prompt_len - 1] != -100)
     assert g["metrics"]["val_loss"] < g["metrics"]["val_loss_init"] - 1
     assert "SFT samples: gold" in out
+    assert g["prompt_tokens"] > 0 and g["response_tokens"] == int(g["mask"][:, 1:].sum())
 
 
 def check_04(g, out):
+    assert abs(g["expected"] - g["report"]["train"]["oracle_accuracy"]) < 0.05  # BT's prediction holds
+    assert 0.5 < g["guess"] < 1
     acc = g["report"]["train"]["oracle_accuracy"]
     assert 0.6 < acc < 0.95 and g["wrong"] / len(g["pairs"]) == pytest.approx(1 - acc - g["ties"] / len(g["pairs"]) / 2, abs=1e-9)
 
@@ -53,6 +57,7 @@ def check_04(g, out):
 def check_05(g, out):
     assert abs(g["first_loss"] - LN2) < 1e-6 and g["after"] < g["first_loss"]
     assert g["m"]["val_accuracy"] > 0.5
+    assert abs(g["shifted"] - g["after"]) < 1e-6  # + 5 to every reward: the same loss
 
 
 def check_06(g, out):
@@ -297,6 +302,7 @@ TRIES = [
     ("12", ("temperature=0.5",), lambda d, v, out: all(v["hand"][k]["entropy"] < d["hand"][k]["entropy"] for k in d["hand"])),
     ("14", ("labels=deterministic",), lambda d, v, out: v["agree"] > d["agree"] and v["agree"] == pytest.approx(
         sum(p["chosen_gold"] != p["rejected_gold"] for p in v["pairs"]) / len(v["pairs"]))),
+    ("01", ("merges=64",), lambda d, v, out: v["tokens_per_review"] > d["tokens_per_review"] + 1),
     # 09: a smaller β trusts the reward more: π* sharper (top probability, KL to π_ref), descent still on it
     ("09", ("beta=0.1",), lambda d, v, out: v["pi_star"].max() > d["pi_star"].max() and v["kl_star"] > d["kl_star"]
      and v["tv_final"] < 1e-10),
