@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -83,13 +84,26 @@ def _defines(stmt) -> set[str]:
     return {n.id for t in targets if t is not None for n in ast.walk(t) if isinstance(n, ast.Name)}
 
 
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")  # lines as `ast` splits them, ends kept
+
+
+def source_segment(lines: list[str], node) -> str:
+    """`ast.get_source_segment(text, node)` from the text's lines split once (that function splits
+    the whole file again for every node it is asked about)."""
+    first, last = node.lineno - 1, node.end_lineno - 1
+    if first == last:
+        return lines[first].encode()[node.col_offset:node.end_col_offset].decode()
+    return "".join([lines[first].encode()[node.col_offset:].decode(), *lines[first + 1:last],
+                    lines[last].encode()[:node.end_col_offset].decode()])
+
+
 @lru_cache(maxsize=None)
 def _parse(module: str, digest: str):
     """(statements, imports) of a module: statements as (source, names defined, names used,
     attribute uses); imports: local name -> target, from import statements at any depth."""
     path = module_file(module)
     text = path.read_text(encoding="utf-8")
-    tree = ast.parse(text)
+    tree, lines = ast.parse(text), _LINE.findall(text)
     package = module.split(".")[:-1]
     imports = {}
     for node in ast.walk(tree):
@@ -103,13 +117,19 @@ def _parse(module: str, digest: str):
             continue  # imports bind names (resolved through `imports`); docstrings compute nothing
         uses = _Uses(aliases)
         uses.visit(stmt)
-        statements.append((ast.get_source_segment(text, stmt) or ast.dump(stmt), _defines(stmt),
+        statements.append((source_segment(lines, stmt) or ast.dump(stmt), _defines(stmt),
                            frozenset(uses.names), frozenset(uses.attrs)))
     return statements, imports
 
 
-def _module(module: str):
-    return _parse(module, file_hash(module_file(module)))
+def _module(module: str, memo: dict | None = None):
+    """The parsed module, as its file now is (`memo`: one lookup's files, each read and hashed once)."""
+    if memo is not None and module in memo:
+        return memo[module]
+    parsed = _parse(module, file_hash(module_file(module)))
+    if memo is not None:
+        memo[module] = parsed
+    return parsed
 
 
 def reached(*entries: str) -> dict[str, list[str]]:
@@ -118,21 +138,22 @@ def reached(*entries: str) -> dict[str, list[str]]:
     todo = [tuple(e.split(":", 1)) if ":" in e else (e, ALL) for e in entries]
     seen: set[tuple[str, str]] = set()
     chosen: dict[str, set[int]] = {}
+    memo: dict = {}
     while todo:
         module, name = todo.pop()
-        if (module, name) in seen or not _is_module(module):
+        if (module, name) in seen or not (module in memo or _is_module(module)):
             continue
         seen.add((module, name))
-        statements, imports = _module(module)
+        statements, imports = _module(module, memo)
         if name != ALL and name in imports and not any(name in s[1] for s in statements):
             target = imports[name]
             todo.append((target[1], ALL if target[0] == "module" else target[2]))
             continue
         picked = [i for i, s in enumerate(statements) if name == ALL or name in s[1]]
         chosen.setdefault(module, set()).update(picked)
+        local = {n for s in statements for n in s[1]}
         for i in picked:
             _, _, names, attrs = statements[i]
-            local = {n for s in statements for n in s[1]}
             for n in names:
                 if n in local:
                     todo.append((module, n))
@@ -144,7 +165,7 @@ def reached(*entries: str) -> dict[str, list[str]]:
                         todo.append((target[1], ALL))  # the module itself is used, not one attribute
             for alias, attr in attrs:
                 todo.append((imports[alias][1], attr))
-    return {m: [_module(m)[0][i][0] for i in sorted(idx)] for m, idx in sorted(chosen.items()) if idx}
+    return {m: [memo[m][0][i][0] for i in sorted(idx)] for m, idx in sorted(chosen.items()) if idx}
 
 
 def code_hashes(*entries: str) -> dict[str, str]:

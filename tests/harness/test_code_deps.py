@@ -64,6 +64,21 @@ def test_editing_what_a_stage_uses_makes_it_stale(package_copy):
     assert rm()["world"] != before_rm["world"]
 
 
+def test_the_statements_source_is_what_ast_gives():
+    """The key's text: each top-level statement cut from lines split once, exactly ast's segment
+    (so the keys, and every run folder's reuse, do not change with the faster cut)."""
+    import ast
+    for path in sorted(code_deps.PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = code_deps._LINE.findall(text)
+        assert "".join(lines) == text, path
+        for node in ast.parse(text).body:
+            assert code_deps.source_segment(lines, node) == ast.get_source_segment(text, node), (path, node.lineno)
+    odd = "x = 1\r\ny = ('é',\r  2)\rz = 3"  # other line ends, a non-ASCII column
+    for node in ast.parse(odd).body:
+        assert code_deps.source_segment(code_deps._LINE.findall(odd), node) == ast.get_source_segment(odd, node)
+
+
 def test_a_module_docstring_or_an_unused_import_changes_nothing(package_copy):
     before = code_hashes("rlhf")
     model = package_copy / "model.py"
