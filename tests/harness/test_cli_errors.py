@@ -1,12 +1,17 @@
-"""The CLI as a user meets it, in a subprocess: every case of issue 10's "What was seen" ends in a
-correct, fully labelled result or in ONE `error:` line with exit code 2, no traceback, and no output
-written earlier in the folder is changed by a failed command.
+"""The CLI as a user meets it: every case of issue 10's "What was seen" ends in a correct, fully
+labelled result or in ONE `error:` line with exit code 2, no traceback, and no output written earlier
+in the folder is changed by a failed command.
 
-The cases run once, two at a time, in a module fixture (each in its own copy of the tiny run folder,
-each subprocess on one thread: two 2-thread torch processes on 2 cores would crawl); each test then
-checks one case's result.
+The cases call the CLI's `main` in this process (one torch import for all of them, not one per
+command): what it prints to stdout and stderr is captured, and an exception escaping `main` -- what
+a user would see as a traceback -- fails the case. One test runs `python -m minidpo` itself, to
+show the entry point ends the same way. The cases run once, in a module fixture, each in its own
+copy of the tiny run folder; each test then checks one case's result.
 """
+import builtins
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -16,26 +21,39 @@ from pathlib import Path
 
 import pytest
 
+from minidpo.checkpoint import input_hash
+from minidpo.harness.cli import main
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "data" / "example_prefs.jsonl"
-# run the CLI with one file made unreadable, as a non-root student's chmod would (root ignores chmod)
-DENY = """import builtins, sys
-real_open, denied = builtins.open, sys.argv.pop(1)
-def fake_open(file, *a, **k):
-    if str(file) == denied:
-        raise PermissionError(13, "Permission denied", str(file))
-    return real_open(file, *a, **k)
-builtins.open = fake_open
-from minidpo.harness.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+
+
+@contextlib.contextmanager
+def denied(path):
+    """Opening `path` raises PermissionError, as a non-root student's chmod would (root ignores chmod)."""
+    real_open = builtins.open
+
+    def fake_open(file, *a, **k):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+    builtins.open = fake_open
+    try:
+        yield
+    finally:
+        builtins.open = real_open
 
 
 def cli(*args, deny=None):
-    cmd = [sys.executable, "-c", DENY, str(deny)] if deny else [sys.executable, "-m", "minidpo"]
-    p = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
-    return p.returncode, p.stdout, p.stderr
+    """`python -m minidpo ARGS` as `main` runs it: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            (denied(Path(deny).resolve()) if deny else contextlib.nullcontext()):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
 
 
 def snapshot(folder: Path) -> dict:
@@ -63,17 +81,20 @@ def case_other_seed_or_dtype_is_refused(f: Path):
 def case_same_shape_sft_from_another_run(f: Path):
     shutil.copy(f / "dpo.pt", f / "sft.pt")  # another model of the same shape
     shutil.copy(f / "dpo.json", f / "sft.json")
+    other = input_hash(f / "sft.pt")
     before = snapshot(f)
     refused = cli("evaluate", "--fast", "--out", f)
     unchanged = before == snapshot(f)
-    return refused, unchanged, cli("run", "--fast", "--out", f, "--quiet")
+    rerun = cli("run", "--fast", "--out", f, "--quiet")
+    read = {p.stem: json.loads(p.read_text())["key"].get("inputs", {}).get("sft") for p in (f / "provenance").glob("*.json")}
+    return refused, unchanged, rerun, other, input_hash(f / "sft.pt"), read
 
 
 def case_unreadable_preference_file(f: Path):
     data = f.parent / "mine.jsonl"
     shutil.copy(EXAMPLE, data)
     before = snapshot(f)
-    return cli("dpo", "--fast", "--out", f, "--data", data, deny=data.resolve()), before == snapshot(f)
+    return cli("dpo", "--fast", "--out", f, "--data", data, deny=data), before == snapshot(f)
 
 
 def case_out_is_a_file(f: Path):
@@ -144,9 +165,7 @@ def results(fast_run, tmp_path_factory):
         base = tmp_path_factory.mktemp(name)
         shutil.copytree(run.out, base / "run")
         return CASES[name](base / "run")
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(2) as pool:
-        return dict(zip(CASES, pool.map(go, CASES)))
+    return {name: go(name) for name in CASES}
 
 
 def one_error(result, *words):
@@ -181,14 +200,16 @@ def test_another_seed_or_dtype_is_refused_and_nothing_relabelled(results):
 
 
 def test_a_replaced_checkpoint_is_never_mixed_with_policies_of_the_old_one(results):
-    refused, unchanged, rerun = results["same_shape_sft_from_another_run"]
+    refused, unchanged, rerun, other, now, read = results["same_shape_sft_from_another_run"]
     one_error(refused, "sft is out of date", "sft.pt was changed after the sft stage wrote it", "minidpo sft --out")
     assert unchanged
-    assert rerun[0] == 0 and "sft: start (recomputing: sft.pt was changed" in rerun[1]
-    # (recomputed on one thread here, so not bit-identical to the fixture's two-thread SFT:) every
-    # stage that read the old sft.pt is recomputed too, none is reused with the new one
-    for stage in ("prefs", "dpo", "rlhf", "eval_dpo"):
-        assert f"== {stage}: start (recomputing: inputs changed" in rerun[1], stage
+    assert rerun[0] == 0 and "sft: start (recomputing: sft.pt was changed" in rerun[1] and now != other
+    # every stage that reads sft.pt now holds outputs made from the recomputed one: recomputed, or
+    # reused because the recomputed sft.pt is byte for byte the one they read (same seed, same
+    # threads: SFT is bit-identical), never made from the other model
+    readers = {stage: h for stage, h in read.items() if h}
+    assert {"prefs", "reward_model", "dpo", "rlhf", "eval_sft", "eval_dpo", "eval_rlhf"} <= set(readers)
+    assert all(h == now for h in readers.values()), readers
 
 
 def test_unreadable_preference_file(results):
@@ -251,3 +272,13 @@ def test_temporaries_of_a_killed_run_are_removed_at_the_next_start(results):
     result, left = results["killed_run_leaves_temporaries"]
     assert result[0] == 0 and left == []
     assert "removed" in result[1] and ".sft.pt.k1ll3d.tmp" in result[1]
+
+
+def test_the_entry_point_itself_ends_in_one_line(tmp_path):
+    """`python -m minidpo ...` as typed in a shell: a checkpoint that is not one is one `error:`
+    line on stderr and exit code 2 from the process, not a traceback."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "sft.pt").write_bytes(os.urandom(4096))
+    p = subprocess.run([sys.executable, "-m", "minidpo", "prefs", "--fast", "--out", str(tmp_path / "run")],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    one_error((p.returncode, p.stdout, p.stderr), "sft has no provenance record", "minidpo sft --out")
