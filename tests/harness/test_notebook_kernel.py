@@ -15,8 +15,10 @@ nbclient = pytest.importorskip("nbclient")
 nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parents[2]
-# lessons whose figures are cheap to make from the tiny run folder; each must show >= 1 image
-NOTEBOOKS = ["03_sft", "09_equivalence", "17_doctor_and_museum"]
+# two lessons whose figures are cheap to make from the tiny run folder; each must show >= 1 image.
+# (Every lesson runs cell by cell in tests/harness/test_tutorials.py, which fails on a cell that
+# ends in a figure: these two show that `show` itself gives the kernel an image.)
+NOTEBOOKS = ["03_sft", "09_equivalence"]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
-"""Every tutorial runs end to end with --fast (in this process: one torch import for all), and the
-numbers its markdown promises hold: read from the lesson's own variables, which `runpy` returns."""
+"""Every tutorial runs end to end with --fast (in this process: one torch import for all, cell by
+cell as its notebook runs), and the numbers its markdown promises hold: read from the lesson's own
+variables."""
 import math
-import runpy
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -258,19 +259,40 @@ def check_18(g, out):
     assert ("negative" if g["corr"] < 0 else "positive") in out
 
 
+def run_cells(script: Path, g: dict) -> list:
+    """Run the lesson as a Jupyter kernel runs its notebook: cell by cell (`# %%`) in one namespace,
+    each cell's last bare expression evaluated on its own, as the kernel does to display it.
+    Returns those values: a Figure among them is what a notebook would print as `<Figure ...>`."""
+    import ast
+    text, shown, line = script.read_text(encoding="utf-8"), [], 0
+    for cell in re.split(r"^(?=# %%)", text, flags=re.M):
+        tree = ast.parse(cell, filename=str(script))
+        ast.increment_lineno(tree, line)  # tracebacks name the script's own lines
+        line += cell.count("\n")
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, str(script), "exec"), g)
+        if last is not None:
+            shown.append(eval(compile(ast.Expression(last.value), str(script), "eval"), g))
+    return shown
+
+
 def run_lesson(script: Path, folder: Path, *sets: str) -> tuple[dict, str]:
-    """The lesson run as `python SCRIPT --fast --out FOLDER [--set NAME=VALUE ...]`, in this process:
-    its globals and what it printed."""
+    """The lesson run as `python SCRIPT --fast --out FOLDER [--set NAME=VALUE ...]`, in this process,
+    cell by cell as a notebook runs it: its globals and what it printed. No cell may end in a figure
+    (a notebook would print it as text: lessons hand figures to `show`)."""
     import contextlib
     import io
+    from matplotlib.figure import Figure
     argv = [str(script), "--fast", "--out", str(folder)] + [a for s in sets for a in ("--set", s)]
     buf, saved = io.StringIO(), sys.argv
     sys.argv = argv
+    g = {"__name__": "__main__", "__file__": str(script)}
     try:
         with contextlib.redirect_stdout(buf):
-            g = runpy.run_path(str(script), run_name="__main__")
+            shown = run_cells(script, g)
     finally:
         sys.argv = saved
+    assert not any(isinstance(v, Figure) for v in shown), f"{script.name}: a cell ends in a Figure, not show(fig)"
     return g, buf.getvalue()
 
 
@@ -346,3 +368,15 @@ def test_every_try_in_a_lesson_is_tested():
     for script in TUTORIALS:
         for name_value in re.findall(r"\*Try\*[^\n]*?`--set ([\w.=+-]+)`", script.read_text(encoding="utf-8")):
             assert (script.name[:2], name_value) in tested, f"{script.name}: Try --set {name_value} has no test"
+
+
+def test_a_cell_ending_in_a_figure_is_caught(tmp_path):
+    """The cell-by-cell run catches what a notebook would print as text; `show(fig)` passes."""
+    lesson = tmp_path / "99_figure.py"
+    lesson.write_text("# %%\nfrom matplotlib.figure import Figure\nfrom minidpo.harness.tutorial import show\n"
+                      "fig = Figure()\nshow(fig)\n# %% [markdown]\n# text\n\n# %%\nx = 2\nx + 1\n")
+    g, _ = run_lesson(lesson, tmp_path)
+    assert g["x"] == 2
+    lesson.write_text(lesson.read_text() + "\n# %%\nfig\n")
+    with pytest.raises(AssertionError, match="ends in a Figure"):
+        run_lesson(lesson, tmp_path)
