@@ -25,8 +25,12 @@ from .runfolder import Run
 
 
 def in_notebook() -> bool:
-    """Running inside a Jupyter / IPython kernel (a notebook), not as a script?"""
-    return "ipykernel" in sys.modules
+    """Running inside a Jupyter kernel (a notebook: Jupyter, VS Code, Colab), not as a script? Asked of
+    the running IPython shell: `ipykernel` merely imported (a kernel manager looks up its spec) is
+    not a kernel, and neither is a terminal IPython."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def tutorial_run(description: str):
