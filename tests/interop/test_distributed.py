@@ -1,5 +1,6 @@
 """More than one process: torchrun with 2 CPU processes (gloo) trains the same weights as one process
 with the same global batch, to float rounding; gradient accumulation does the same in one process."""
+import contextlib
 import os
 import shutil
 import subprocess
@@ -9,9 +10,20 @@ from pathlib import Path
 import torch
 
 from minidpo.checkpoint import load_checkpoint
+from minidpo.harness import cli
 from minidpo.preferences import read_preferences, write_preferences
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def small_data(run, folder: Path):
@@ -43,13 +55,12 @@ def test_torchrun_two_processes_train_the_weights_of_one(fast_run, tmp_path):
             "--val-data", str(tmp_path / "val.jsonl")]
     for name in ("one", "two"):
         shutil.copytree(run.out, tmp_path / name)
-    one = subprocess.run([sys.executable, "-m", "minidpo", *args, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "-m", "minidpo", *args, "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
-    assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr[-3000:]
+    with one_thread():  # the same command in this process, on one thread as each rank
+        assert cli.main([*args, "--out", str(tmp_path / "one")]) == 0
     # the gradients agree to ~1e-7 (next test); Adam divides each component by its own running size,
     # so on components with |g| near its eps (1e-8) that rounding grows to a few 1e-6 in the weights
     assert max_difference(tmp_path / "one" / "dpo.pt", tmp_path / "two" / "dpo.pt") < 1e-5
@@ -81,7 +92,7 @@ def test_the_shards_weighted_shares_give_the_whole_batch_gradient(fast_run):
     assert max((a - b).abs().max().item() for a, b in zip(whole, (p.grad for p in model.parameters()))) < 1e-6
 
 
-def test_torchrun_rl_samples_on_every_rank_and_gathers(fast_run, tmp_path, monkeypatch):
+def test_torchrun_rl_samples_on_every_rank_and_gathers(fast_run, tmp_path, monkeypatch, capsys):
     """`torchrun --nproc_per_node=2 -m minidpo rlhf`: rank r samples responses r, r+2, ... with its
     own generator, every rank gets all of them and makes the same update. One process that samples
     the two shards the same way (emulated here) trains the same weights."""
@@ -97,10 +108,10 @@ def test_torchrun_rl_samples_on_every_rank_and_gathers(fast_run, tmp_path, monke
                           "-m", "minidpo", "rlhf", "--fast", "--quiet", "--steps", "3", "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert two.returncode == 0, two.stderr[-3000:]
-    refused = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                              "-m", "minidpo", "prefs", "--fast", "--out", str(tmp_path / "two")],
-                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
-    assert refused.returncode != 0 and "error: under torchrun minidpo runs sft" in refused.stderr
+    with monkeypatch.context() as m:  # what torchrun's environment tells a command that cannot run under it
+        m.setenv("WORLD_SIZE", "2")
+        assert cli.main(["prefs", "--fast", "--out", str(tmp_path / "two")]) == 2
+    assert "error: under torchrun minidpo runs sft" in capsys.readouterr().err
 
     cfg = run.settings(RLHFConfig, steps=3)
     sample = rollouts.sample_or_explain
@@ -112,12 +123,8 @@ def test_torchrun_rl_samples_on_every_rank_and_gathers(fast_run, tmp_path, monke
         whole[0::2], whole[1::2] = parts
         return whole
     monkeypatch.setattr(rollouts, "sample_or_explain", two_ranks)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the torchrun ranks (OMP_NUM_THREADS=1): the same rounding, the same samples
-    try:
+    with one_thread():  # as the torchrun ranks (OMP_NUM_THREADS=1): the same rounding, the same samples
         metrics = train_rlhf(cfg, run.tok, run.path("sft.pt"), run.path("reward_model.pt"), tmp_path / "one", quiet=True)
-    finally:
-        torch.set_num_threads(threads)
     assert metrics["samples_generated"] == 3 * cfg.prompts_per_step * cfg.k
     assert max_difference(tmp_path / "one" / "rlhf.pt", tmp_path / "two" / "rlhf.pt") < 1e-6
     # and not what one plain process samples: rank 1 drew its responses with its own generator
