@@ -97,12 +97,13 @@ def test_after_a_loss_is_added_run_fast_reuses_the_reward_model_and_rlhf(fast_ru
     losses.write_text(losses.read_text() + NEW_LOSS)
     folder = tmp_path / "run"
     shutil.copytree(run.out, folder)
-    env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "2"}
-    p = subprocess.run([sys.executable, "-m", "minidpo", "run", "--fast", "--out", str(folder), "--quiet"],
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    # `python -m minidpo run --fast --out FOLDER --quiet` with the edited checkout, first saying which losses it has
+    command = ("import sys; from minidpo.losses import LOSSES; print('losses:', sorted(LOSSES)); "
+               "from minidpo.harness.cli import main; sys.exit(main(sys.argv[1:]))")
+    p = subprocess.run([sys.executable, "-c", command, "run", "--fast", "--out", str(folder), "--quiet"],
                        capture_output=True, text=True, cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stderr
+    assert "'lecture-loss'" in p.stdout.splitlines()[0]  # the edited losses.py is the one imported
     for stage in ("sft", "prefs", "reward_model", "rlhf", "dpo", "eval_rlhf", "eval_dpo"):
         assert f"== {stage}: reusing its outputs" in p.stdout, (stage, p.stdout)
-    assert "lecture-loss" in subprocess.run(
-        [sys.executable, "-c", "from minidpo.losses import LOSSES; print(sorted(LOSSES))"],
-        capture_output=True, text=True, cwd=tmp_path, env=env).stdout
