@@ -61,3 +61,10 @@ def test_ches_is_the_paper_formula_on_hidden_states(fast_run):
                 h = model.hidden(torch.tensor([ids[:-1]]))[0]
             sums.append(sum(h[t - 1] for t in range(1, len(ids)) if mask[t]))
         assert torch.allclose(got[i], sums[0] @ sums[1] - sums[0] @ sums[0], rtol=1e-4, atol=1e-3)
+
+
+def test_the_study_is_computed_once_and_each_caller_gets_its_own_copy(study):
+    again = M.enumerable_study(seed=0, fast=True)
+    assert again == study and again is not study
+    again["kl"]["exact"] = -1.0  # a caller's change stays its own
+    assert M.enumerable_study(seed=0, fast=True)["kl"]["exact"] == study["kl"]["exact"] > 0
