@@ -79,6 +79,7 @@ def case_other_seed_or_dtype_is_refused(f: Path):
 
 
 def case_same_shape_sft_from_another_run(f: Path):
+    original = input_hash(f / "sft.pt")
     shutil.copy(f / "dpo.pt", f / "sft.pt")  # another model of the same shape
     shutil.copy(f / "dpo.json", f / "sft.json")
     other = input_hash(f / "sft.pt")
@@ -87,7 +88,7 @@ def case_same_shape_sft_from_another_run(f: Path):
     unchanged = before == snapshot(f)
     rerun = cli("run", "--fast", "--out", f, "--quiet")
     read = {p.stem: json.loads(p.read_text())["key"].get("inputs", {}).get("sft") for p in (f / "provenance").glob("*.json")}
-    return refused, unchanged, rerun, other, input_hash(f / "sft.pt"), read
+    return refused, unchanged, rerun, other, input_hash(f / "sft.pt"), read, original
 
 
 def case_unreadable_preference_file(f: Path):
@@ -200,7 +201,7 @@ def test_another_seed_or_dtype_is_refused_and_nothing_relabelled(results):
 
 
 def test_a_replaced_checkpoint_is_never_mixed_with_policies_of_the_old_one(results):
-    refused, unchanged, rerun, other, now, read = results["same_shape_sft_from_another_run"]
+    refused, unchanged, rerun, other, now, read, original = results["same_shape_sft_from_another_run"]
     one_error(refused, "sft is out of date", "sft.pt was changed after the sft stage wrote it", "minidpo sft --out")
     assert unchanged
     assert rerun[0] == 0 and "sft: start (recomputing: sft.pt was changed" in rerun[1] and now != other
@@ -210,6 +211,8 @@ def test_a_replaced_checkpoint_is_never_mixed_with_policies_of_the_old_one(resul
     readers = {stage: h for stage, h in read.items() if h}
     assert {"prefs", "reward_model", "dpo", "rlhf", "eval_sft", "eval_dpo", "eval_rlhf"} <= set(readers)
     assert all(h == now for h in readers.values()), readers
+    # and that is what happens here: SFT with the same seed, in this process, is the fixture's, bit for bit
+    assert now == original
 
 
 def test_unreadable_preference_file(results):

@@ -71,19 +71,39 @@ def test_reward_model_reads_last_response_token_and_ignores_padding(fast_run):
         assert torch.allclose(rm(ids, mask)[:1], alone, atol=1e-5)
 
 
+# what the rerun computes again from the fixture's sft.pt: every stage after SFT but the exact lab
+# (SFT's own rerun is bit-identical in test_cli_errors' replaced-checkpoint case; the lab is float64)
+RECOMPUTED = ("eval_sft", "prefs", "reward_model", "rlhf", "dpo", "eval_rlhf", "eval_dpo", "report")
+
+
 def test_rerun_reuses_stages_and_same_seed_is_bit_identical(fast_run, tmp_path, capsys):
     from minidpo.harness.pipeline import Run, run_all
     run, s = fast_run
+    shutil.copytree(run.out, tmp_path / "again")
+    for stage in RECOMPUTED:  # gone, outputs and record, as if never run
+        record = tmp_path / "again" / "provenance" / f"{stage}.json"
+        for out in json.loads(record.read_text())["outputs"]:
+            (tmp_path / "again" / out).unlink()
+        record.unlink()
     again = Run.create(tmp_path / "again", seed=0, fast=True, device="cpu", dtype="fp32", quiet=True)
+    capsys.readouterr()
     s2 = run_all(again)
+    log = capsys.readouterr().out
+    assert all(f"== {stage}: start" in log for stage in RECOMPUTED) and "== sft: reusing" in log
     strip = lambda d: {k: v for k, v in d.items() if k not in ("timings", "throughput", "config", "figures")}
     assert strip(s) == strip(s2)
+    weights_and_data = 0  # byte for byte the fixture's (the JSON beside them names their folder, and times)
+    for stage in RECOMPUTED:
+        for out, h in json.loads((tmp_path / "again" / "provenance" / f"{stage}.json").read_text())["outputs"].items():
+            if out.endswith((".pt", ".jsonl")):
+                weights_and_data += 1
+                assert h == json.loads((run.out / "provenance" / f"{stage}.json").read_text())["outputs"][out], out
+    assert weights_and_data >= 5  # pairs (train, val), reward model, REINFORCE and DPO policies
     assert s["config"]["seed"] == s2["config"]["seed"] and s["config"]["out"] != s2["config"]["out"]
-    before = again.path("sft.pt").stat().st_mtime_ns
-    capsys.readouterr()
+    before = again.path("dpo.pt").stat().st_mtime_ns
     run_all(again)
-    assert "sft: reusing its outputs" in capsys.readouterr().out
-    assert again.path("sft.pt").stat().st_mtime_ns == before
+    assert "dpo: reusing its outputs" in capsys.readouterr().out
+    assert again.path("dpo.pt").stat().st_mtime_ns == before
 
 
 def test_cli_bad_preference_file_is_one_clear_line(fast_run, tmp_path, capsys):
