@@ -51,7 +51,7 @@ class DPOConfig:
 
     @classmethod
     def fast(cls, **kw):
-        return cls(**{**dict(lr=2e-4, epochs=2, batch_size=16, log_every=10), **kw})
+        return cls(**{**dict(lr=4e-4, epochs=1, batch_size=16, log_every=10), **kw})
 
     def loss(self):
         """(the registered loss, the arguments it is called with); errors for unknown ones."""
