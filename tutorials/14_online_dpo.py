@@ -30,11 +30,12 @@ ensure(run, "eval_sft", "prefs", "reward_model", "eval_dpo")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 
 # %% [markdown]
-# The knobs: how many prompts the written-out round samples, and how its pairs are labelled
-# (`bt`: Bradley–Terry on the gold reward, as in the study; `deterministic`: the better one wins).
+# The knobs: how many prompts the written-out round samples (256; 64 with `--fast`), and how its
+# pairs are labelled (`bt`: Bradley–Terry on the gold reward, as in the study; `deterministic`:
+# the better one wins).
 
 # %%
-knobs = lesson_knobs(prompts=256, labels="bt")
+knobs = lesson_knobs(prompts=64 if run.fast else 256, labels="bt")
 if knobs.labels not in LABELS:
     raise SystemExit(f"error: --set labels={knobs.labels}: one of {', '.join(LABELS)}")
 

@@ -67,7 +67,7 @@ def test_one_online_round_samples_the_current_policy_and_raises_gold(fast_run):
     # start the round from a policy that is NOT the SFT model, so "current policy" is testable
     policy = run.load_policy("dpo.pt")
     before = copy.deepcopy(policy)
-    prompts = [world.make_prompt(t) for t in world.split_titles()[0][:300] for _ in range(2)]
+    prompts = [world.make_prompt(t) for t in world.split_titles()[0][:120] for _ in range(2)]
     val_pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
     val_enc, _ = encode_pairs(tok, val_pairs, sft.config.block_size)
     val = (val_enc, compute_reference_logps(sft, val_enc, tok.end_id, average=False))
