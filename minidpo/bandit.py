@@ -18,7 +18,6 @@ constant, and Bradley–Terry only sees reward *differences* within a prompt, so
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F

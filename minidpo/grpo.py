@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .model import sequence_logps
-from .ppo import clipped_policy_loss, masked_mean
+from .ppo import masked_mean
 from .rollouts import RLLoop
 from .training import autocast, check_finite, make_optimizer
 

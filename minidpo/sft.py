@@ -7,7 +7,6 @@ films never seen in training. The checkpoint is `sft.pt` + `sft.json` in the out
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 

@@ -176,7 +176,7 @@ else:
 
 # %%
 worse = max(drop, key=drop.get)
-print(f"1. unique fraction lost from the largest to the smallest β: " + ", ".join(
+print("1. unique fraction lost from the largest to the smallest β: " + ", ".join(
     f"{m.upper()} {d:+.3f}" for m, d in drop.items()) + f" -> {worse.upper()} loses more")
 rl_row = rows["rlhf (REINFORCE)"]
 print(f"2. {rl_row['tokens_forward'] / rows['dpo']['tokens_forward']:.1f}× the forward tokens "

@@ -8,7 +8,6 @@ comparison.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from . import headline, plots, provenance
 from ..checkpoint import atomic_write, read_json, write_json

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from ..model import GPT, GPTConfig
-from .hf_tokenizer import TokenizerFilesError, read_hf_tokenizer, tokenizer_files
+from .hf_tokenizer import TokenizerFilesError, json_object, read_hf_tokenizer, tokenizer_files
 from .safetensors import read_safetensors, write_safetensors
 
 TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -193,13 +193,7 @@ def read_config(folder: Path) -> GPTConfig:
     if not f.is_file():
         weight_files(folder)  # a folder with no weights either says that first
         raise GPT2FolderError(f"{f} not found (a GPT-2 folder holds config.json beside its weights)")
-    try:
-        hf = json.loads(f.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GPT2FolderError(f"{f}: not valid JSON ({e})") from None
-    if not isinstance(hf, dict):
-        raise GPT2FolderError(f"{f}: expected a JSON object")
-    return config_from_hf(hf, str(f))
+    return config_from_hf(json_object(f, GPT2FolderError), str(f))
 
 
 def import_gpt2(folder, device="cpu", dtype=torch.float32) -> GPT:

@@ -70,22 +70,24 @@ def _merges_txt(path: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-def _read_json(path: Path) -> dict:
+def json_object(path: Path, error: type[Exception] = TokenizerFilesError) -> dict:
+    """The JSON object in a file of a Hugging Face folder (a byte-order mark allowed); invalid JSON
+    or another type than an object raises `error` naming the file."""
     try:
-        obj = json.loads(path.read_text(encoding="utf-8-sig"))
+        obj = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TokenizerFilesError(f"{path}: not valid JSON ({e})") from None
+        raise error(f"{path}: not valid JSON ({e})") from None
     if not isinstance(obj, dict):
-        raise TokenizerFilesError(f"{path}: expected a JSON object")
+        raise error(f"{path}: expected a JSON object, found {type(obj).__name__}")
     return obj
 
 
 def _files(folder: Path):
     """(vocab, merges, where the vocab came from, tokenizer.json or None) of a folder."""
     tj = folder / "tokenizer.json"
-    spec = _read_json(tj) if tj.is_file() else None
+    spec = json_object(tj) if tj.is_file() else None
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        return _read_json(folder / "vocab.json"), _merges_txt(folder / "merges.txt"), str(folder / "vocab.json"), spec
+        return json_object(folder / "vocab.json"), _merges_txt(folder / "merges.txt"), str(folder / "vocab.json"), spec
     if spec is None:
         raise TokenizerFilesError(f"{folder}: no vocab.json + merges.txt and no tokenizer.json (or give "
                                   "--tokenizer FILE, a ranks file in tiktoken's format)")

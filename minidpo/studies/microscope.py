@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..data import collate, row
 from ..dpo import DPOConfig, compute_reference_logps, pair_record
-from ..losses import LOSSES, PairRecord, loss_arguments
+from ..losses import LOSSES
 from ..model import GPT, GPTConfig, sequence_logps
 
 # --- part 1: per pair, on the run's own policy ------------------------------------------------------------

@@ -16,7 +16,6 @@ import copy
 import random
 from dataclasses import replace
 
-import torch
 
 from ..harness import plots
 from .. import world

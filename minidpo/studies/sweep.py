@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..checkpoint import read_json
 from ..dpo import DPOConfig, train_dpo
 from ..rlhf import RLHFConfig, train_rlhf
 

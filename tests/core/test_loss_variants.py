@@ -7,7 +7,6 @@ import random
 import pytest
 import torch
 
-from minidpo import losses
 from minidpo.losses import LOSSES, PairRecord, loss_arguments
 
 

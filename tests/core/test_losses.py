@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from minidpo import losses
 from minidpo.losses import (LOSSES, bradley_terry_loss, dpo_gradient_weight, dpo_loss, preference_metrics,
                             register_margin_loss)
 

@@ -5,7 +5,6 @@ The imports are read from the source with `ast` (`harness.code_deps.imported_mod
 reader the provenance keys use), so a lazy import inside a function counts like one at the top.
 """
 import ast
-from pathlib import Path
 
 import pytest
 

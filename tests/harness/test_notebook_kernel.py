@@ -5,7 +5,6 @@ Each notebook runs in a copy of the tiny run folder (a notebook without a GPU pi
 settings and `runs/tutorial-fast`), so the kernel reuses the trained stages.
 """
 import json
-import os
 import shutil
 from pathlib import Path
 

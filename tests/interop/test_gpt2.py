@@ -8,7 +8,7 @@ import struct
 import pytest
 import torch
 
-from minidpo.interop.gpt2 import export_gpt2, import_gpt2, state_to_hf
+from minidpo.interop.gpt2 import export_gpt2, import_gpt2
 from minidpo.model import GPT, GPTConfig
 from minidpo.interop.safetensors import SafetensorsError, read_safetensors, write_safetensors
 from minidpo.tokenizer import Tokenizer, save_ranks, train_bpe

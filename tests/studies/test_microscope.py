@@ -48,7 +48,6 @@ def test_out_of_data_mass_is_measured_for_dpo_the_rl_optimum_and_the_remedies(st
 
 
 def test_ches_is_the_paper_formula_on_hidden_states(fast_run):
-    from minidpo.data import collate
     from minidpo.preferences import encode_pairs, read_preferences
     run, _ = fast_run
     model = run.load_policy("sft.pt")
