@@ -19,7 +19,7 @@ from minidpo.checkpoint import read_json
 from minidpo.evaluate import response_logps
 from minidpo.harness import plots
 from minidpo.harness.stages import ensure
-from minidpo.harness.tutorial import lesson_knobs, saved_study, show, tutorial_run
+from minidpo.harness.tutorial import lesson_knobs, show, study_result, tutorial_run
 from minidpo.reward_model import load_reward_model, score
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import overoptimisation as O
@@ -149,11 +149,8 @@ show(fig)
 # pairs (its own best-of-n and β = 0 RL): where does a worse proxy's peak go?
 
 # %%
-if knobs.full_study:
-    full, shown = O.run_overoptimisation(run), f"the full study, run in {run.out}"
-else:
-    found = saved_study(run, "overoptimisation/overoptimisation.json")
-    full, shown = (read_json(found), f"the full study saved in {found.parent}") if found else (None, None)
+full, shown = study_result(run, knobs.full_study, "overoptimisation/overoptimisation.json",
+                           lambda: O.run_overoptimisation(run))
 if full is None:
     print(f"No saved full study here or in runs/default: `--set full_study=true`, or `{run.command('overoptimisation')}`.")
 else:

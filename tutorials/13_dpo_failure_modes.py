@@ -14,12 +14,11 @@
 import torch
 
 from minidpo import world
-from minidpo.checkpoint import read_json
 from minidpo.dpo import DPOConfig, compute_reference_logps
 from minidpo.evaluate import response_logps
 from minidpo.harness import plots
 from minidpo.harness.stages import ensure
-from minidpo.harness.tutorial import lesson_knobs, saved_study, show, tutorial_run
+from minidpo.harness.tutorial import lesson_knobs, show, study_result, tutorial_run
 from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import failure_modes as FM
@@ -123,11 +122,8 @@ show(fig)
 # registered loss on the same scale.
 
 # %%
-if knobs.full_study:
-    full, shown = FM.run_failure_modes(run), f"the full table, run in {run.out}"
-else:
-    found = saved_study(run, "failure_modes/failure_modes.json")
-    full, shown = (read_json(found), f"the full table saved in {found.parent}") if found else (None, None)
+full, shown = study_result(run, knobs.full_study, "failure_modes/failure_modes.json",
+                           lambda: FM.run_failure_modes(run), "the full table")
 if full is None:
     print(f"No saved full table here or in runs/default: `--set full_study=true`, or `{run.command('failure-modes')}`.")
 else:

@@ -8,7 +8,8 @@
   run every *Try* this way.
 - `show(fig)`: the figure as an image in a notebook (it is saved as a PNG in both cases).
 - `saved_study(run, "frontier/frontier.json")`: a long study's saved result, which a lesson shows
-  instead of running the study (in the lesson's folder, or in `runs/default`).
+  instead of running the study (in the lesson's folder, or in `runs/default`); `study_result`
+  runs the study or reads that, as the lesson's `full_study` knob says.
 """
 from __future__ import annotations
 
@@ -99,6 +100,17 @@ def saved_study(run, name: str):
         return None
     same = all(config.get(k) == v for k, v in run.folder_config().items())
     return default / name if same else None
+
+
+def study_result(run, compute_now: bool, name: str, compute, what: str = "the full study"):
+    """A long study's result for a lesson, and where it came from in words: `compute()` when
+    `compute_now` (the lesson's `full_study` knob), else its saved result (`saved_study`), else
+    (None, None)."""
+    from ..checkpoint import read_json
+    if compute_now:
+        return compute(), f"{what}, run in {run.out}"
+    found = saved_study(run, name)
+    return (read_json(found), f"{what} saved in {found.parent}") if found else (None, None)
 
 
 def show(fig):
