@@ -107,18 +107,8 @@ def _value(v, word="") -> str:
     return "" if v is None else f"{word} {v:g}"
 
 
-_PEAKS: dict[str, float] = {}
-
-
 def measure_matmul_peak(device=torch.device("cpu"), n: int = 1024, seconds: float = 0.5) -> float:
-    """fp32 matmul FLOP/s of this machine (2·n³ flops per n×n matmul), measured for `seconds` the
-    first time a process asks (a process that trains several models measures once)."""
-    if str(device) not in _PEAKS:
-        _PEAKS[str(device)] = _measure_peak(device, n, seconds)
-    return _PEAKS[str(device)]
-
-
-def _measure_peak(device, n: int, seconds: float) -> float:
+    """fp32 matmul FLOP/s of this machine, measured now (2·n³ flops per n×n matmul)."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(2):
         a @ b
