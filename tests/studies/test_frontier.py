@@ -86,7 +86,7 @@ def test_ppo_on_the_gold_reward_beats_ppo_on_the_learned_one_at_matched_kl(fast_
     run, _ = fast_run
     curves = {}
     for reward in ("learned", "gold"):
-        m = train_ppo(PPOConfig.fast(steps=30, reward=reward), run.tok, run.path("sft.pt"),
+        m = train_ppo(PPOConfig.fast(steps=20, reward=reward), run.tok, run.path("sft.pt"),
                       run.path("reward_model.pt"), tmp_path, quiet=True, out_name=f"ppo_{reward}")
         h = m["history"]
         smooth = [{k: sum(r[k] for r in h[i - 5:i]) / 5 for k in ("kl_k1", "gold_reward", "fluency")}
