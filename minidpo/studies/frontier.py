@@ -63,15 +63,15 @@ class Method:
     trainer: str                     # "dpo" (any registered loss), "rlhf" (REINFORCE), "ppo", "grpo"
     settings: dict                   # fixed settings of the trainer's config in this study
     grid: tuple[dict, ...]           # one run per entry
-    fast_grid: tuple[dict, ...]
+    fast_grid: tuple[dict, ...]      # empty: not in the --fast smoke run (a DPO unit with another loss)
     uses_labels: bool = True         # PPO-GT trains on the gold reward: the same under any labels
 
 
 METHODS = {m.name: m for m in (
     Method("dpo", "DPO", "dpo", {}, ({"beta": 0.1}, {"beta": 0.5}), ({"beta": 0.5},)),
-    Method("preferred_ft", "Preferred-FT", "dpo", {"loss_type": "sft", "epochs": 1}, ({},), ({},)),
+    Method("preferred_ft", "Preferred-FT", "dpo", {"loss_type": "sft", "epochs": 1}, ({},), ()),
     Method("unlikelihood", "Unlikelihood", "dpo", {"loss_type": "unlikelihood", "epochs": 1,
-                                                    "loss_args": {"alpha": 0.1}}, ({},), ({},)),
+                                                    "loss_args": {"alpha": 0.1}}, ({},), ()),
     Method("reinforce", "REINFORCE", "rlhf", {}, ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},)),
     Method("ppo", "PPO", "ppo", {"epochs": 2}, ({"beta": 0.02}, {"beta": 0.1}), ({"beta": 0.05},)),
     Method("ppo_gt", "PPO-GT", "ppo", {"epochs": 2, "reward": "gold"},
@@ -172,10 +172,16 @@ def unit_config(run, method: Method, point: dict, seed: int):
     return cfg
 
 
+def in_run(run, methods: dict) -> dict:
+    """The methods this run trains: with --fast, those with a fast grid (the smoke run leaves out
+    Preferred-FT and Unlikelihood: DPO units with another registered loss, tested as losses)."""
+    return {k: m for k, m in methods.items() if not run.fast or m.fast_grid}
+
+
 def budgets(run, methods: dict) -> dict:
     """{method: its grid and what one unit spends}: RL units their samples, the others epochs."""
     out = {}
-    for m in methods.values():
+    for m in in_run(run, methods).values():
         grid = list(m.fast_grid if run.fast else m.grid)
         cfg = unit_config(run, m, grid[0], run.seed)
         per_step = samples_per_step(cfg)
@@ -306,9 +312,13 @@ def run_frontier(run) -> dict:
 def _frontier(run) -> None:
     from ..preferences import PrefsConfig
     repeats = run.settings(PrefsConfig).train_repeats
-    points = collect(run, "frontier", [(m, labels, repeats) for labels in LABELS for m in METHODS])
+    methods = in_run(run, METHODS)
+    if len(methods) < len(METHODS):
+        print("frontier --fast leaves out " + ", ".join(m.label for k, m in METHODS.items() if k not in methods)
+              + " (DPO units with another loss; the full study has them)")
+    points = collect(run, "frontier", [(m, labels, repeats) for labels in LABELS for m in methods])
     sft = read_json(run.path("eval_sft.json"))
-    result = {"methods": {m.name: m.label for m in METHODS.values()}, "labels": list(LABELS), "seeds": seeds(run),
+    result = {"methods": {m.name: m.label for m in methods.values()}, "labels": list(LABELS), "seeds": seeds(run),
               "kl_targets": list(KL_TARGETS), "sft": {k: sft[k] for k in ("gold_reward", "fluency")},
               "budgets": budgets(run, METHODS),
               "matched": {labels: matched_table(points, labels, sft) for labels in LABELS},
@@ -431,7 +441,7 @@ def print_matched(result: dict) -> None:
         print(f"  {b['label']:14s}{grid:18s} {spend}")
     for labels, table in result["matched"].items():
         print(f"gold reward at matched KL, labels {labels} (mean ± std over the seeds reaching that KL; (n=) where not all do):")
-        print("  method        " + "".join(f"| KL {kl:<4g}          " for kl in result["kl_targets"]))
+        print("  method        " + "".join(f"{f'| KL {kl:g}':21s}" for kl in result["kl_targets"]))
         for method, row in table.items():
             cells = "".join(f"| {row[str(kl)]['gold_mean']:+.2f} ± {row[str(kl)]['gold_std']:.2f}"
                             + (f" (n={row[str(kl)]['n']})" if row[str(kl)]["n"] != n_seeds else "").ljust(6) + " "

@@ -103,12 +103,15 @@ def test_frontier_fast_has_every_method_seed_and_condition(fast_studies):
     run = fast_studies
     result = F.read_json(run.out / "frontier" / "frontier.json")
     seen = {(p["method"], p["labels"], p["seed"]) for p in result["points"]}
-    for m in F.METHODS.values():
+    fast = {name for name, m in F.METHODS.items() if m.fast_grid}  # every trainer: dpo, rlhf, ppo (both rewards), grpo
+    assert {F.METHODS[m].trainer for m in fast} == {"dpo", "rlhf", "ppo", "grpo"} and "ppo_gt" in fast
+    assert set(result["methods"]) == fast and not {p["method"] for p in result["points"]} - fast
+    for m in (F.METHODS[name] for name in fast):
         for labels in (F.LABELS if m.uses_labels else ("gold",)):
             for seed in result["seeds"]:
                 assert (m.name, labels, seed) in seen
     assert result["seeds"] == [0, 1] and set(result["matched"]) == set(F.LABELS)
-    assert set(result["matched"]["bt"]) == set(F.METHODS)
+    assert set(result["matched"]["bt"]) == fast
     assert all(math.isfinite(p["gold_reward"]) and p["kl_to_ref"] > -1 for p in result["points"])
     assert (run.out / "frontier" / "frontier.png").stat().st_size > 20_000
     ablation = F.read_json(run.out / "frontier" / "ablation.json")
@@ -131,7 +134,7 @@ def test_every_rl_unit_of_the_fast_studies_samples_the_same_budget(fast_studies)
     rl = {m.name for m in F.METHODS.values() if m.trainer != "dpo"}
     result = F.read_json(run.out / "frontier" / "frontier.json")
     units = _units(result["points"])
-    assert {m for m, *_ in units} == set(F.METHODS)
+    assert {m for m, *_ in units} == {name for name, m in F.METHODS.items() if m.fast_grid}
     for (method, *_), points in units.items():
         spent = max(p["samples"] for p in points)
         assert spent == (F.FAST_RL_SAMPLES if method in rl else 0), method
