@@ -40,11 +40,12 @@ fi
 
 step "2. one DPO step on a GPT-2-small-shaped model"
 "$PY" - <<'PYTHON'
-import os, time
+import os
 import torch
 from minidpo.data import row
 from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
 from minidpo.model import GPT, GPTConfig
+from minidpo.tools.bench import seconds_per_call
 from minidpo.training import make_optimizer
 
 dry = os.environ["DRY"] == "1"
@@ -111,15 +112,7 @@ for checkpointing in (False, True):
         torch.cuda.reset_peak_memory_stats()
     first = step()  # (warm-up: kernels chosen, optimizer state allocated)
     assert abs(first["loss"] - 0.6931) < 1e-3, f"DPO's first loss should be ln 2, got {first['loss']}"
-    reps = 2 if dry else 5
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - t0) / reps
+    seconds = seconds_per_call(step, 2 if dry else 5, device, warmup=False)
     n = model.num_params()
     weights, acts, logits = arithmetic(n, cfg, checkpointing, B, T)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None

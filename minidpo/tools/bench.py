@@ -26,7 +26,9 @@ from ..tokenizer import Tokenizer
 from ..training import make_optimizer, measure_matmul_peak, pick_device, train_flops_per_token
 
 
-def _timeit(fn, reps: int, device, warmup: bool = True) -> float:
+def seconds_per_call(fn, reps: int, device, warmup: bool = True) -> float:
+    """Mean wall time of `fn()` over `reps` calls (after one warm-up call unless warmup=False),
+    the GPU synchronised before and after so queued kernels are counted."""
     if warmup:
         fn()
     if device.type == "cuda":
@@ -82,8 +84,8 @@ def main(argv=None) -> dict:
     # interleaved, medians: a slow spell of the machine hits both the same way
     sft_times, dpo_times = [], []
     for _ in range(args.reps):
-        sft_times.append(_timeit(sft_step, 1, device, warmup=False))
-        dpo_times.append(_timeit(dpo_step, 1, device, warmup=False))
+        sft_times.append(seconds_per_call(sft_step, 1, device, warmup=False))
+        dpo_times.append(seconds_per_call(dpo_step, 1, device, warmup=False))
     t_sft, t_dpo = statistics.median(sft_times), statistics.median(dpo_times)
     tokens = x.numel()
     tps = tokens / t_sft
@@ -96,8 +98,8 @@ def main(argv=None) -> dict:
     model.eval()
     prompts = [tok.encode_prompt(p_) for p_, _ in corpus]
     n_new = 16  # about the mean response length of the world, <|end|> included
-    t_cache = _timeit(lambda: model.generate(prompts, n_new, temperature=0), 3, device)
-    t_full = _timeit(lambda: model.generate(prompts, n_new, temperature=0, use_cache=False), 3, device)
+    t_cache = seconds_per_call(lambda: model.generate(prompts, n_new, temperature=0), 3, device)
+    t_full = seconds_per_call(lambda: model.generate(prompts, n_new, temperature=0, use_cache=False), 3, device)
     out.update(kv_cache_speedup=t_full / t_cache)
     print(f"generation of {n_new} tokens x 64 prompts: {t_cache * 1e3:.0f} ms with KV cache, "
           f"{t_full * 1e3:.0f} ms without: {t_full / t_cache:.1f}x")
