@@ -181,7 +181,7 @@ def in_run(run, methods: dict) -> dict:
 def budgets(run, methods: dict) -> dict:
     """{method: its grid and what one unit spends}: RL units their samples, the others epochs."""
     out = {}
-    for m in in_run(run, methods).values():
+    for m in methods.values():
         grid = list(m.fast_grid if run.fast else m.grid)
         cfg = unit_config(run, m, grid[0], run.seed)
         per_step = samples_per_step(cfg)
@@ -320,7 +320,7 @@ def _frontier(run) -> None:
     sft = read_json(run.path("eval_sft.json"))
     result = {"methods": {m.name: m.label for m in methods.values()}, "labels": list(LABELS), "seeds": seeds(run),
               "kl_targets": list(KL_TARGETS), "sft": {k: sft[k] for k in ("gold_reward", "fluency")},
-              "budgets": budgets(run, METHODS),
+              "budgets": budgets(run, methods),
               "matched": {labels: matched_table(points, labels, sft) for labels in LABELS},
               "paired": {labels: paired_table(points, labels, sft) for labels in LABELS},
               "curves": {labels: seed_curves(points, labels, sft) for labels in LABELS},
