@@ -25,7 +25,7 @@ import torch
 
 from .checkpoint import atomic_write, input_hash, load_gpt, save_checkpoint, write_json, write_jsonl
 from .distributed import global_share, is_main, shard, world_size, wrap
-from .data import pair_batch
+from .data import pair_batch, rows_digest
 from .losses import PairRecord, UnpairedRecord, get_loss, loss_arguments, preference_metrics
 from .model import sequence_logps
 from .preferences import encode_pairs, encode_unpaired, read_preferences, read_unpaired
@@ -132,7 +132,7 @@ def cached_reference_logps(ref_model, ref_path, encoded_pairs, pad_id, average: 
     and saved. Returns (logps (N, 2), was_cached). A cache file that cannot be read, or holds
     anything but finite (N, 2) numbers, is a miss: it is recomputed and overwritten."""
     h = hashlib.sha256(input_hash(ref_path).encode())
-    h.update(json.dumps([encoded_pairs, average, str(dtype)]).encode())
+    h.update(json.dumps([rows_digest(encoded_pairs), average, str(dtype)]).encode())
     path = Path(cache_dir) / f"ref_logps-{h.hexdigest()[:16]}.pt"
     if path.is_file():
         try:
@@ -269,10 +269,11 @@ def _micro_batches(idx: list, n: int) -> list[list]:
 
 def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, device=torch.device("cpu"),
               dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_steps=(),
-              skip_invalid: bool = False) -> dict:
+              skip_invalid: bool = False, max_pairs: int | None = None) -> dict:
     """Train a DPO policy from the SFT checkpoint on preference files; writes out_dir/{out_name}.pt,
     {out_name}_log.jsonl and {out_name}_metrics.json. Returns the metrics. skip_invalid=True refuses
-    bad lines of the training file (each listed in the metrics) instead of stopping at the first.
+    bad lines of the training file (each listed in the metrics) instead of stopping at the first;
+    max_pairs trains on a seeded sample of that many of its lines.
     (The museum's `train_with_fault` runs the same loop with a classic bug switched on.)"""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -282,10 +283,10 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
     block = policy.config.block_size
     train_labels = None
     if loss.data == "unpaired":  # KTO: single labelled completions (pairs are split into two)
-        examples, train_report = read_unpaired(train_file, skip_invalid)
+        examples, train_report = read_unpaired(train_file, skip_invalid, max_pairs, cfg.seed)
         train_enc, train_labels, train_trunc = encode_unpaired(tok, examples, block)
     else:
-        train_pairs, train_report = read_preferences(train_file, skip_invalid)
+        train_pairs, train_report = read_preferences(train_file, skip_invalid, max_pairs, cfg.seed)
         train_enc, train_trunc = encode_pairs(tok, train_pairs, block)
     val_pairs, val_report = read_preferences(val_file)
     val_enc, val_trunc = encode_pairs(tok, val_pairs, block)
@@ -297,7 +298,7 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
         ref_train, cached = cached_reference_logps(ref, sft_path, train_enc, tok.end_id, cfg.average_logps,
                                                    out_dir, dtype)
         ref_val, _ = cached_reference_logps(ref, sft_path, val_enc, tok.end_id, cfg.average_logps, out_dir, dtype)
-        ref_tokens = sum(len(c[0]) + len(r[0]) for c, r in train_enc + val_enc)
+        ref_tokens = int(train_enc.lengths().sum() + val_enc.lengths().sum())
         del ref  # from here on, the reference model is never needed again
     ref_seconds = time.perf_counter() - t0
 

@@ -10,10 +10,11 @@ and pair them up. A pair (y1, y2) is labelled (`PrefsConfig.labels`) either
                    setting, where a sentiment classifier picks the winner); an exact tie is a coin toss. A pair of identical samples cannot be compared, and a pair with an empty
 sample would not pass the file checks below: both are refused and counted in the report.
 
-Files are JSONL with keys `prompt`, `chosen`, `rejected` (TRL / Anthropic HH convention); other keys
-are kept but ignored. TRL's conversational format (message lists) and unpaired examples
-(`prompt`, `completion`, `label`, for KTO) are read too. Every line is validated, and an error names
-file and line.
+Files are JSONL with keys `prompt`, `chosen`, `rejected` (TRL's convention); other keys are kept but
+ignored. The layouts real data ships in (Anthropic HH-RLHF's implicit prompts, TRL's conversations,
+UltraFeedback's) are read through chat.py's template, roles kept; unpaired examples (`prompt`,
+`completion`, `label`, for KTO) are read too. Every line is validated, and an error names file and
+line. Files of real size are tokenized in batches into compact arrays (`encode_pairs`).
 
 Length rule (documented, never silent): a pair whose prompt + completion exceeds the model's context
 keeps the last `block_size // 2` tokens of its prompt, then the first tokens of each completion
@@ -27,9 +28,11 @@ import random
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
-from . import world
+import numpy as np
+
+from . import chat, world
 from .checkpoint import atomic_write
-from .data import row
+from .data import EncodedPairs, row
 from .sampling import make_generator, sample
 
 REQUIRED_KEYS = ("prompt", "chosen", "rejected")
@@ -131,9 +134,6 @@ def write_preferences(path, pairs: list[dict]) -> None:
     atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
-ROLES = ("system", "user", "assistant")
-
-
 def _parse(raw: bytes, where: str) -> dict:
     """One line as a JSON object, or a PreferenceFileError naming file and line."""
     try:
@@ -149,44 +149,12 @@ def _parse(raw: bytes, where: str) -> dict:
     return obj
 
 
-def _messages(value, key: str, where: str) -> list[dict]:
-    """A list of {"role", "content"} messages, checked."""
-    if not isinstance(value, list) or not value:
-        raise PreferenceFileError(f"{where}: {key!r} must be a non-empty list of messages")
-    for i, m in enumerate(value):
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise PreferenceFileError(f"{where}: {key}[{i}] must be {{\"role\": one of {', '.join(ROLES)}, "
-                                      f"\"content\": a string}}")
-    return value
-
-
-def _conversational(obj: dict, where: str) -> dict:
-    """TRL's conversational format -> {prompt, chosen, rejected} as text. The prompt is the
-    contents of the prompt messages joined by newlines: given as `prompt`, or (implicit prompt)
-    the messages chosen and rejected share; each completion is one final assistant message."""
-    chosen, rejected = _messages(obj.get("chosen"), "chosen", where), _messages(obj.get("rejected"), "rejected", where)
-    if "prompt" in obj:
-        prompt = _messages(obj["prompt"], "prompt", where)
-    else:
-        n = 0
-        while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
-            n += 1
-        prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
-        if not prompt:
-            raise PreferenceFileError(f"{where}: no 'prompt', and chosen and rejected share no first messages "
-                                      "(an implicit prompt is the messages they share)")
-    for key, completion in (("chosen", chosen), ("rejected", rejected)):
-        if len(completion) != 1 or completion[0]["role"] != "assistant":
-            raise PreferenceFileError(f"{where}: {key!r} must end in exactly one assistant message after the prompt")
-    return {**obj, "prompt": "\n".join(m["content"] for m in prompt),
-            "chosen": chosen[0]["content"], "rejected": rejected[0]["content"]}
-
-
 def _check_pair(obj: dict, where: str) -> dict:
-    """A preference pair with string `prompt`, `chosen`, `rejected` (converted from TRL's
-    conversational format when the completions are message lists)."""
-    if isinstance(obj.get("chosen"), list) or isinstance(obj.get("prompt"), list):
-        obj = _conversational(obj, where)
+    """A preference pair with string `prompt`, `chosen`, `rejected` (from any layout of chat.py)."""
+    try:
+        obj = chat.to_pair(obj)
+    except ValueError as e:
+        raise PreferenceFileError(f"{where}: {e}") from None
     for key in REQUIRED_KEYS:
         if key not in obj:
             raise PreferenceFileError(f"{where}: missing key {key!r} (need {', '.join(REQUIRED_KEYS)})")
@@ -220,41 +188,63 @@ def _read_lines(path, check, what: str, skip_invalid: bool) -> tuple[list[dict],
     path = Path(path)
     if not path.is_file():
         raise PreferenceFileError(f"preference file not found: {path}")
+    items, refused, blank = [], [], 0
     try:
-        data = path.read_bytes()
+        for lineno, raw in enumerate(_lines(path), 1):
+            if not raw.strip():
+                blank += 1
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                items.append(check(_parse(raw, where), where))
+            except PreferenceFileError as e:
+                if not skip_invalid:
+                    raise
+                refused.append(str(e))
     except OSError as e:
         raise PreferenceFileError(f"{path}: cannot read it ({e.strerror})") from None
-    data = data.removeprefix(b"\xef\xbb\xbf")  # UTF-8's byte-order mark, which some Windows tools write first
-    items, refused, blank = [], [], 0
-    for lineno, raw in enumerate(data.splitlines(), 1):
-        if not raw.strip():
-            blank += 1
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            items.append(check(_parse(raw, where), where))
-        except PreferenceFileError as e:
-            if not skip_invalid:
-                raise
-            refused.append(str(e))
     if not items:
         raise PreferenceFileError(f"{path}: no valid {what} found")
     return items, {"file": str(path), "read": len(items), "refused": refused, "blank_lines": blank}
 
 
-def read_preferences(path, skip_invalid: bool = False) -> tuple[list[dict], dict]:
-    """(pairs, report). Lines are `{"prompt", "chosen", "rejected"}` with strings, or TRL's
-    conversational format (message lists, with or without a separate prompt). Every line is checked;
-    by default the first bad line raises a PreferenceFileError `file:line: what is wrong`.
-    skip_invalid=True refuses bad lines instead, and lists each one in report["refused"] (nothing
-    is dropped silently). Blank lines are counted."""
-    return _read_lines(path, _check_pair, "preference pairs", skip_invalid)
+def _lines(path: Path):
+    """The file's lines as bytes, read as it streams (a file of real size is never held whole), split
+    and numbered as bytes.splitlines() would (\n, \r\n or a lone \r end a line); a UTF-8 byte-order
+    mark, which some Windows tools write first, is dropped."""
+    with open(path, "rb") as f:
+        first = True
+        for raw in f:
+            if first:
+                raw, first = raw.removeprefix(b"\xef\xbb\xbf"), False
+            yield from raw.splitlines() if b"\r" in raw else (raw.rstrip(b"\n"),)
 
 
-def read_unpaired(path, skip_invalid: bool = False) -> tuple[list[dict], dict]:
+def read_preferences(path, skip_invalid: bool = False, max_pairs: int | None = None,
+                     seed: int = 0) -> tuple[list[dict], dict]:
+    """(pairs, report). Lines are `{"prompt", "chosen", "rejected"}` with strings, or any layout of
+    chat.py (HH-RLHF, TRL's conversations, UltraFeedback). Every line is checked; by default the
+    first bad line raises a PreferenceFileError `file:line: what is wrong`. skip_invalid=True refuses
+    bad lines instead, and lists each one in report["refused"] (nothing is dropped silently). Blank
+    lines are counted. max_pairs: keep a seeded sample of that many pairs (in file order), and say so."""
+    return _sample(*_read_lines(path, _check_pair, "preference pairs", skip_invalid), max_pairs, seed)
+
+
+def _sample(items: list, report: dict, n: int | None, seed: int) -> tuple[list, dict]:
+    """A seeded sample of n items in their order (all of them when n is None or not smaller); the
+    report says what was kept."""
+    if n is None or n >= len(items):
+        return items, report
+    keep = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in keep], {**report, "sampled": f"{n} of {len(items)} (seed {seed})", "read": n}
+
+
+def read_unpaired(path, skip_invalid: bool = False, max_pairs: int | None = None,
+                  seed: int = 0) -> tuple[list[dict], dict]:
     """(examples, report) for losses that learn from single labelled completions (KTO): a file of
     `{"prompt", "completion", "label": true|false}` lines; or a file of pairs, each split into its
-    chosen completion (label true) and its rejected one (label false)."""
+    chosen completion (label true) and its rejected one (label false). max_pairs: a seeded sample of
+    that many lines."""
     path = Path(path)
     first = next((line for line in (path.read_bytes().splitlines() if path.is_file() else []) if line.strip()), b"")
     try:
@@ -262,8 +252,8 @@ def read_unpaired(path, skip_invalid: bool = False) -> tuple[list[dict], dict]:
     except (ValueError, TypeError):
         unpaired = False
     if unpaired:
-        return _read_lines(path, _check_unpaired, "unpaired examples", skip_invalid)
-    pairs, report = read_preferences(path, skip_invalid)
+        return _sample(*_read_lines(path, _check_unpaired, "unpaired examples", skip_invalid), max_pairs, seed)
+    pairs, report = read_preferences(path, skip_invalid, max_pairs, seed)
     return pairs_to_unpaired(pairs), {**report, "split_from_pairs": True, "read": 2 * len(pairs)}
 
 
@@ -289,13 +279,45 @@ def encode_pair(tok, pair: dict, block_size: int) -> tuple[tuple, tuple, bool]:
     return row(p, c), row(p, r), truncated
 
 
-def encode_pairs(tok, pairs: list[dict], block_size: int) -> tuple[list, dict]:
-    encoded, n_trunc = [], 0
-    for pair in pairs:
-        c, r, t = encode_pair(tok, pair, block_size)
-        encoded.append((c, r))
-        n_trunc += t
+def encode_pairs(tok, pairs: list[dict], block_size: int, threads: int | None = None) -> tuple[EncodedPairs, dict]:
+    """Every pair as `encode_pair` encodes it, held compactly (data.EncodedPairs): the texts are
+    tokenized a few thousand at a time on `threads` threads (tok.encode_batches), and each batch is
+    laid out with array operations, the length rule included."""
+    texts = [pair[key] for pair in pairs for key in ("prompt", "chosen", "rejected")]
+    before, after = ([tok.prompt_id], [tok.response_id]) if tok.kind == "minidpo" else ([], [])  # encode_prompt's
+    half, blocks, n_trunc = block_size // 2, [], 0
+    for ids, lengths in tok.encode_batches(texts, chunk=3 * 1365, threads=threads):
+        starts = np.cumsum(lengths) - lengths
+        n = len(lengths) // 3
+        # every pair laid out whole: <before> prompt <after> | chosen <end> | rejected <end>
+        src = np.concatenate([ids, np.array(before + after + [tok.end_id], dtype=np.int32)])
+        base = len(ids)
+        seg_start = np.stack([np.full(n, base), starts[0::3], np.full(n, base + len(before)), starts[1::3],
+                              np.full(n, src.size - 1), starts[2::3], np.full(n, src.size - 1)], 1)
+        seg_len = np.stack([np.full(n, len(before)), lengths[0::3], np.full(n, len(after)), lengths[1::3],
+                            np.ones(n, np.int64), lengths[2::3], np.ones(n, np.int64)], 1)
+        full = _gather(src, seg_start.ravel(), seg_len.ravel())
+        P = lengths[0::3] + len(before) + len(after)
+        C, R = lengths[1::3] + 1, lengths[2::3] + 1
+        # the length rule, on every pair at once: the prompt's last half-context, then what fits
+        cut = P + np.maximum(C, R) > block_size
+        P2 = np.where(cut & (P > half), half, P)
+        C2, R2 = np.where(cut, np.minimum(C, block_size - P2), C), np.where(cut, np.minimum(R, block_size - P2), R)
+        if cut.any():
+            p0 = np.cumsum(P + C + R) - (P + C + R)
+            full = _gather(full, np.stack([p0 + P - P2, p0 + P, p0 + P + C], 1).ravel(),
+                           np.stack([P2, C2, R2], 1).ravel())
+        p0 = np.cumsum(P2 + C2 + R2) - (P2 + C2 + R2)
+        blocks.append((full, np.stack([p0, p0 + P2, p0 + P2 + C2, p0 + P2 + C2 + R2], 1)))
+        n_trunc += int(cut.sum())
+    encoded = EncodedPairs(blocks)
     return encoded, {"encoded": len(encoded), "truncated": n_trunc}
+
+
+def _gather(src: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """src[s:s + n] for every (s, n) of starts and lengths, concatenated."""
+    offsets = np.cumsum(lengths) - lengths
+    return src[np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))]
 
 
 def mismatched_completions(prompts: list[str]) -> list[int]:

@@ -18,10 +18,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import heapq
+import os
 import re
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import tiktoken
 
 # ASCII classes only, so Python's `re` (training) and tiktoken's regex engine (serving) split text
@@ -32,12 +35,12 @@ SPECIAL_TOKENS = [PROMPT, RESPONSE, END]
 
 
 def shipped_file(name: str) -> Path:
-    """A file of data/ (our merges, the example preference file) as this install holds it: inside the
-    package, where a wheel or `pip install .` puts it (pyproject.toml maps data/ to minidpo/assets),
-    or in the checkout's data/ (an editable install, or no install at all)."""
+    """A file or folder of data/ (our merges, the example preference files, the tiny GPT-2) as this
+    install holds it: inside the package, where a wheel or `pip install .` puts it (pyproject.toml
+    maps data/ to minidpo/assets), or in the checkout's data/ (an editable install, or no install)."""
     here = Path(__file__).resolve().parent
     packaged = here / "assets" / name
-    return packaged if packaged.is_file() else here.parent / "data" / name
+    return packaged if packaged.exists() else here.parent / "data" / name
 
 
 DEFAULT_MERGES = shipped_file("tokenizer.tiktoken")
@@ -155,11 +158,12 @@ class Tokenizer:
             specials = {GPT2_END: len(ranks)}
             self.enc = tiktoken.Encoding(name, pat_str=GPT2_PAT_STR, mergeable_ranks=ranks, special_tokens=specials)
             self.prompt_id = self.response_id = None
-            self.end_id = specials[GPT2_END]
+            self.end_id, self.end_text = specials[GPT2_END], GPT2_END
         else:
             specials = {tok: len(ranks) + i for i, tok in enumerate(SPECIAL_TOKENS)}
             self.enc = tiktoken.Encoding(name, pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=specials)
             self.prompt_id, self.response_id, self.end_id = (specials[t] for t in SPECIAL_TOKENS)
+            self.end_text = END
         self.vocab_size = self.enc.n_vocab
         self.n_ordinary = len(ranks)
         # what the merges are, not where they came from: part of every stage's provenance key
@@ -177,6 +181,35 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.enc.encode_ordinary(text)          # special-token strings stay plain text
+
+    def encode_batches(self, texts: list[str], chunk: int = 4096, threads: int | None = None):
+        """Yield (ids, lengths) for each `chunk` texts in order: their ordinary tokens (as `encode`
+        gives them) concatenated in an int32 array, and each text's token count. Fast for many texts:
+        a chunk is joined by the end token's string and encoded in ONE call, the special token cutting
+        the text so each piece is encoded as if alone, with no Python int per token; chunks run on
+        `threads` threads (tiktoken lets go of the GIL while it encodes). A chunk holding that string
+        as text (or text tiktoken's fast path refuses) is encoded text by text instead."""
+        def one(part):
+            if not any(self.end_text in t for t in part):
+                try:
+                    ids = self.enc.encode_to_numpy(self.end_text.join(part) + self.end_text,
+                                                   allowed_special={self.end_text}, disallowed_special=())
+                    ends = np.flatnonzero(ids == self.end_id)
+                    return ids[ids != self.end_id].astype(np.int32), np.diff(ends, prepend=-1) - 1
+                except UnicodeEncodeError:  # lone surrogates: `encode` repairs them as tiktoken does
+                    pass
+            rows = [self.encode(t) for t in part]
+            return (np.fromiter((i for r in rows for i in r), np.int32, sum(map(len, rows))),
+                    np.array([len(r) for r in rows], dtype=np.int64))
+        threads = threads or min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(threads) as pool:
+            pending = deque()
+            for i in range(0, len(texts), chunk):
+                pending.append(pool.submit(one, texts[i:i + chunk]))
+                if len(pending) > 2 * threads:  # a few chunks ahead, not the whole file's tokens
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
     def decode(self, ids) -> str:
         """Text of ordinary tokens (special tokens are format, not text, and are left out)."""

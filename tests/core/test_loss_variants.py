@@ -321,9 +321,9 @@ def test_unpaired_and_conversational_files_are_read_with_file_and_line(tmp_path)
     ]
     conv.write_text("".join(json.dumps(x) + "\n" for x in lines))
     pairs, report = read_preferences(conv)
-    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [
-        ("Review: The Silent Harbor", "I loved this film.", "I hated this film."),
-        ("Review: The Quiet Mountain", "The plot was good.", "The plot was bad.")]
+    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [  # chat.py's template, roles kept
+        ("\n\nHuman: Review: The Silent Harbor\n\nAssistant:", " I loved this film.", " I hated this film."),
+        ("\n\nHuman: Review: The Quiet Mountain\n\nAssistant:", " The plot was good.", " The plot was bad.")]
     bad = dict(lines[0], chosen=[{"role": "robot", "content": "x"}])
     conv.write_text(json.dumps(lines[0]) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(PreferenceFileError, match=r"conv.jsonl:2: chosen\[0\] must be"):
