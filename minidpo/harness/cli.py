@@ -105,15 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p, "runs/equivalence" if stage.name == "equivalence" else None)
         for flag, parse, text in STAGE_FLAGS.get(stage.name, []):
             p.add_argument(flag, type=parse, help=text)
+    p = sub.choices["sft"]
+    p.add_argument("--data", help="fine-tune the run's model (import-gpt2's, or the toy's) on the chosen responses "
+                                  "of this preference file instead of training on the toy world")
+    p.add_argument("--val-data", help="with --data: held-out preference file (default: a seeded 5%% of --data)")
+    p.add_argument("--epochs", type=POSITIVE_INT, help="with --data: passes over the pairs (default 1)")
+    for name in ("sft", "dpo"):
+        sub.choices[name].add_argument("--max-pairs", type=POSITIVE_INT, metavar="N",
+                                       help="with --data: a seeded sample of N of its pairs (try things on a laptop)")
     p = sub.choices["dpo"]
-    p.add_argument("--data", help="JSONL with prompt/chosen/rejected (default: OUT/prefs_train.jsonl)")
+    p.add_argument("--data", help="JSONL with prompt/chosen/rejected, or HH-RLHF, TRL or UltraFeedback lines "
+                                  "(default: OUT/prefs_train.jsonl)")
     p.add_argument("--val-data", help="held-out JSONL (default: OUT/prefs_val.jsonl)")
     p.add_argument("--loss-type", choices=sorted(LOSSES), metavar="NAME",
                    help="a registered loss (minidpo/losses.py): " + ", ".join(sorted(LOSSES)))
     p.add_argument("--loss-arg", action="append", type=_loss_arg, default=[], metavar="KEY=VALUE",
                    help="a hyperparameter of the loss, e.g. --loss-arg gamma_beta_ratio=0.3 (repeatable)")
-    p.add_argument("--skip-invalid", action="store_true",
-                   help="refuse bad lines of --data (each one reported) instead of stopping at the first")
+    for p in (sub.choices["dpo"], sub.choices["sft"]):
+        p.add_argument("--skip-invalid", action="store_true",
+                       help="refuse bad lines of --data (each one reported) instead of stopping at the first")
+    p = sub.choices["dpo"]
     p.add_argument("--average-logps", action="store_true", default=None,
                    help="mean instead of sum of response-token log-probs (then raise β ~length×)")
     p.add_argument("--grad-checkpointing", action="store_true", default=None,
@@ -220,6 +231,13 @@ def _dispatch(args) -> int:
         needs = STAGES[name].needs
         if name == "dpo" and args.data and args.val_data:
             needs = ("sft",)  # the user's own pairs: no sampled preference data needed
+        if name == "sft" and not args.data:
+            extra = [f"--{k.replace('_', '-')}" for k in ("val_data", "epochs", "max_pairs") if getattr(args, k)]
+            if extra or args.skip_invalid:
+                raise ValueError(f"sft: {(extra or ['--skip-invalid'])[0]} goes with --data (a preference file); "
+                                 "the toy's SFT trains on the world's corpus")
+        if name == "dpo" and args.max_pairs and not args.data:
+            raise ValueError("dpo: --max-pairs goes with --data (a preference file of your own)")
         run.require(*needs)
         _stage_command(run, name, args)
     return 0
@@ -228,7 +246,15 @@ def _dispatch(args) -> int:
 def _stage_command(run, name: str, args) -> None:
     from . import pipeline as P
     flags = [f[2:].replace("-", "_") for f, _, _ in STAGE_FLAGS.get(name, [])]
-    if name == "sft":
+    if name == "sft" and args.data:
+        m = P.stage_sft_on_pairs(run, args.data, args.val_data, args.skip_invalid,
+                                 **_overrides(args, flags + ["epochs", "max_pairs"]))
+        _print_data(m["train_data"])
+        v = m["val_data"]
+        print(f"held out: {v['pairs']} pairs ({v.get('file') or 'a seeded share of ' + v['held_out_of']})")
+        print(f"SFT on the chosen responses: held-out loss {m['val_loss_init']:.3f} -> {m['val_loss']:.3f} "
+              f"in {m['steps']} steps; DPO now starts from this model and keeps it as its reference")
+    elif name == "sft":
         m = P.stage_sft(run, **_overrides(args, flags))
         e = P.stage_eval_sft(run)
         print(f"SFT: held-out loss {m['val_loss']:.3f}; samples: gold {e['gold_reward']:+.3f} ± {e['gold_std']:.2f} "
@@ -241,12 +267,8 @@ def _stage_command(run, name: str, args) -> None:
             from ..studies.museum import dpo_with_fault
             m = dpo_with_fault(run, args.inject, args.data, args.val_data, **settings)
         else:
-            m = P.stage_dpo(run, args.data, args.val_data, args.skip_invalid, **settings)
-        d = m["train_data"]
-        print(f"{d['file']}: {d['read']} pairs read, {d['truncated']} truncated to the context; "
-              f"refused lines: {len(d['refused'])}; blank lines: {d['blank_lines']}")
-        for line in d["refused"]:
-            print(f"   refused {line}")
+            m = P.stage_dpo(run, args.data, args.val_data, args.skip_invalid, args.max_pairs, **settings)
+        _print_data(m["train_data"])
         print(f"implicit-reward accuracy on held-out pairs: {m['val_implicit_reward_accuracy']:.3f}")
         if run.tok.kind == "minidpo":  # the gold-reward evaluation exists in the toy world only
             run.require("eval_sft")
@@ -263,6 +285,15 @@ def _stage_command(run, name: str, args) -> None:
         print(f"wrote {run.path('equivalence.json')}, equivalence.png, ipo_contrast.png")
     else:
         STAGES[name](run, **_overrides(args, flags))
+
+
+def _print_data(d: dict) -> None:
+    """What was read of a preference file: nothing is dropped without a line saying so."""
+    sampled = f" (a seeded sample: {d['sampled']})" if "sampled" in d else ""
+    print(f"{d['file']}: {d['read']} pairs read{sampled}, {d['truncated']} truncated to the context; "
+          f"refused lines: {len(d['refused'])}; blank lines: {d['blank_lines']}")
+    for line in d["refused"]:
+        print(f"   refused {line}")
 
 
 def _print_eval(results: dict) -> None:

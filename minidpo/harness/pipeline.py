@@ -8,8 +8,10 @@ finished stage, and a changed flag or input file recomputes exactly what depends
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict
+from pathlib import Path
 from .. import world
 from ..checkpoint import read_json, write_json
 from ..distributed import world_size
@@ -96,18 +98,59 @@ def stage_grpo(run: Run, **overrides) -> dict:
     return _stage_rl(run, "grpo", GRPOConfig, train_grpo, **overrides)
 
 
-def stage_dpo(run: Run, train_file=None, val_file=None, skip_invalid: bool = False, **overrides) -> dict:
-    """DPO on OUT/prefs_train.jsonl, or on a file of the user's (`train_file`); its path and
-    content hash are recorded, and the report names it."""
+def stage_dpo(run: Run, train_file=None, val_file=None, skip_invalid: bool = False, max_pairs: int | None = None,
+              **overrides) -> dict:
+    """DPO on OUT/prefs_train.jsonl, or on a file of the user's (`train_file`, or a seeded sample of
+    `max_pairs` of its lines); its path and content hash are recorded, and the report names it."""
     from ..dpo import DPOConfig, train_dpo
     cfg = run.settings(DPOConfig, **overrides)
     config = cfg.key()  # an unknown loss, or an argument it does not take, is an error before any work
     inputs = run.inputs("dpo", train_data=train_file, val_data=val_file)
     config = {**config, "skip_invalid": True} if skip_invalid else config
+    config = {**config, "max_pairs": max_pairs} if max_pairs is not None else config
     run.cached("dpo", config, inputs, lambda: train_dpo(
         cfg, run.tok, inputs["sft"], inputs["train_data"], inputs["val_data"], run.out, run.device, run.dtype,
-        run.quiet, skip_invalid=skip_invalid))
+        run.quiet, skip_invalid=skip_invalid, max_pairs=max_pairs))
     return read_json(run.path("dpo_metrics.json"))
+
+
+PAIRS_SFT = "pairs"  # the mark in an sft record's config of a fine-tune on a file (the model it started from is base.pt)
+
+
+def stage_sft_on_pairs(run: Run, train_file, val_file=None, skip_invalid: bool = False, **overrides) -> dict:
+    """`sft --data PAIRS.jsonl`: the run's model fine-tuned on the file's chosen responses becomes
+    sft.pt, which DPO starts from and keeps as its reference. The model it started from (sft.pt as
+    `import-gpt2` or the toy's `sft` left it) is kept as base.pt, so the command run again, with
+    another file or other settings, starts from that same model and never from its own output."""
+    from ..sft import PairsSFTConfig, train_sft_on_pairs
+    cfg = run.settings(PairsSFTConfig, **overrides)
+    keep_base(run)
+    inputs = {"base": run.path("base.pt"), "train_data": Path(train_file)}
+    if val_file is not None:
+        inputs["val_data"] = Path(val_file)
+    config = {"sft_on": PAIRS_SFT, **asdict(cfg), **({"skip_invalid": True} if skip_invalid else {})}
+    run.cached("sft", config, inputs, lambda: train_sft_on_pairs(
+        cfg, run.tok, inputs["base"], inputs["train_data"], inputs.get("val_data"), run.out, run.device, run.dtype,
+        run.quiet, skip_invalid))
+    return read_json(run.path("sft_metrics.json"))
+
+
+def keep_base(run: Run) -> None:
+    """base.pt := sft.pt, unless sft.pt is already a fine-tune of base.pt (its record says so)."""
+    from ..checkpoint import atomic_write
+    rec = run.record("sft")
+    if rec is not None and rec["key"]["config"].get("sft_on") == PAIRS_SFT:
+        if not run.path("base.pt").is_file():
+            raise RunFolderError(f"{run.path('base.pt')} is gone (the model sft.pt was fine-tuned from): "
+                                 f"run `{run.command('import-gpt2')} --weights DIR` again")
+        return
+    if run.why_not_current("sft") is not None:
+        raise RunFolderError(f"{run.out}: no model to fine-tune (sft.pt {run.why_not_current('sft')}): run "
+                             f"`{run.command('import-gpt2')} --weights DIR` first (or `{run.command('sft')}` for "
+                             "the toy's own model)")
+    for suffix in (".pt", ".json"):
+        with open(run.path("sft" + suffix), "rb") as src:
+            atomic_write(run.path("base" + suffix), lambda f: shutil.copyfileobj(src, f))
 
 
 def stage_equivalence(run: Run) -> dict:
