@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..tokenizer import GPT2_END, GPT2_PAT_STR, PAT_STR, SPECIAL_TOKENS, Tokenizer
+from ..chat import chat_template
+from ..tokenizer import GPT2_END, GPT2_PAT_STR, PAT_STR, PROMPT, RESPONSE, SPECIAL_TOKENS, Tokenizer
 
 KINDS = {"gpt2": ([GPT2_END], GPT2_PAT_STR), "minidpo": (SPECIAL_TOKENS, PAT_STR)}  # kind -> (specials, regex)
 
@@ -193,7 +194,9 @@ def merges_of(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
 def tokenizer_files(tok: Tokenizer, model_max_length: int) -> dict[str, object]:
     """{file name: JSON object or text} of `tok` as Hugging Face reads it: vocab.json + merges.txt
     (GPT-2's slow tokenizer), tokenizer.json (the fast one: OUR pre-tokenizer regex, which is not
-    GPT-2's, and our special tokens) and tokenizer_config.json (which loads tokenizer.json as it is)."""
+    GPT-2's, and our special tokens) and tokenizer_config.json (which loads tokenizer.json as it is,
+    and carries chat.py's template as `chat_template`: apply_chat_template renders a conversation as
+    minidpo does)."""
     ranks = {tok.enc.decode_single_token_bytes(i): i for i in range(tok.n_ordinary)}
     specials = KINDS[tok.kind][0]
     vocab = {to_text(t): i for t, i in sorted(ranks.items(), key=lambda kv: kv[1])}
@@ -213,7 +216,9 @@ def tokenizer_files(tok: Tokenizer, model_max_length: int) -> dict[str, object]:
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
                   "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
                   "vocab": vocab, "merges": merges}}
+    wrap = (PROMPT, RESPONSE) if tok.kind == "minidpo" else ("", "")  # our format tokens around a prompt
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model_max_length,
-              "eos_token": end, "bos_token": end, "add_prefix_space": False, "clean_up_tokenization_spaces": False}
+              "eos_token": end, "bos_token": end, "add_prefix_space": False, "clean_up_tokenization_spaces": False,
+              "chat_template": chat_template(*wrap)}  # the prompt minidpo renders (chat.py), for apply_chat_template
     return {"vocab.json": vocab, "merges.txt": "#version: 0.2\n" + "".join(m + "\n" for m in merges),
             "tokenizer.json": spec, "tokenizer_config.json": config}
