@@ -42,27 +42,16 @@ step "2. one DPO step on a GPT-2-small-shaped model"
 "$PY" - <<'PYTHON'
 import os
 import torch
-from minidpo.data import row
-from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
 from minidpo.model import GPT, GPTConfig
-from minidpo.tools.bench import seconds_per_call
-from minidpo.training import make_optimizer
+from minidpo.tools.bench import GPT2_SMALL, dpo_step_cost
 
 dry = os.environ["DRY"] == "1"
 device = torch.device("cpu" if dry else "cuda")
 dtype = None if dry else torch.bfloat16
 # GPT-2 small (124 M): 12 layers, 12 heads, width 768, 50257 tokens; dry: a toy of the same shape
-shape = dict(vocab_size=300, block_size=64, n_layer=2, n_head=2, n_embd=32) if dry else \
-    dict(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+shape = dict(vocab_size=300, block_size=64, n_layer=2, n_head=2, n_embd=32) if dry else GPT2_SMALL
 pairs, T, prompt_len = (2, 32, 8) if dry else (8, 512, 64)
 B = 2 * pairs  # chosen and rejected rows in one forward pass
-g = torch.Generator().manual_seed(0)
-rand = lambda n: torch.randint(0, shape["vocab_size"] - 1, (n,), generator=g).tolist()
-encoded = []
-for _ in range(pairs):
-    prompt = rand(prompt_len)
-    encoded.append((row(prompt, rand(T - prompt_len)), row(prompt, rand(T - prompt_len))))
-pad = shape["vocab_size"] - 1
 
 
 def gb(x):
@@ -92,30 +81,11 @@ for name, width in (("small", dict(n_layer=12, n_head=12, n_embd=768)), ("medium
           f"{low:.1f} GB with gradient checkpointing")
 
 for checkpointing in (False, True):
-    torch.manual_seed(0)
-    cfg = GPTConfig(**shape, gelu="tanh", checkpointing=checkpointing)
-    model = GPT(cfg).to(device)
-    ref = compute_reference_logps(model, encoded, pad, average=False, dtype=dtype)  # cached once, as in a run
-    model.train()
-    opt = make_optimizer(model, 1e-5)
-    dpo = DPOConfig()  # (the model's own config switches checkpointing on)
-
-    def step():
-        loss, _, metrics = batch_loss(model, encoded, ref, dpo, pad, dtype)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return metrics
-
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    first = step()  # (warm-up: kernels chosen, optimizer state allocated)
-    assert abs(first["loss"] - 0.6931) < 1e-3, f"DPO's first loss should be ln 2, got {first['loss']}"
-    seconds = seconds_per_call(step, 2 if dry else 5, device, warmup=False)
-    n = model.num_params()
+    cost = dpo_step_cost(shape, pairs, T, prompt_len, device, dtype, checkpointing, reps=2 if dry else 5)
+    assert abs(cost["first_loss"] - 0.6931) < 1e-3, f"DPO's first loss should be ln 2, got {cost['first_loss']}"
+    seconds, n, peak = cost["seconds"], cost["params"], cost["peak_bytes"]
+    cfg = GPTConfig(**shape)
     weights, acts, logits = arithmetic(n, cfg, checkpointing, B, T)
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     flops = 6 * n * B * T / seconds
     name = "with gradient checkpointing" if checkpointing else "without checkpointing"
     print(f"DPO step, {n / 1e6:.1f} M params, {B} x {T} tokens, {name}: {seconds * 1e3:.0f} ms, "
@@ -123,7 +93,6 @@ for checkpointing in (False, True):
     print(f"   peak memory {'%.2f GB' % gb(peak) if peak is not None else '(CPU: not measured)'}; README's arithmetic "
           f"{gb(weights + acts + logits):.2f} GB = {gb(weights):.2f} weights+AdamW + {gb(acts):.2f} activations "
           f"+ {gb(logits):.2f} logits")
-    del model, opt, ref
 PYTHON
 
 if [ "$DRY" != "1" ]; then

@@ -41,6 +41,48 @@ def seconds_per_call(fn, reps: int, device, warmup: bool = True) -> float:
     return (time.perf_counter() - t0) / reps
 
 
+GPT2_SMALL = dict(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)  # 124 M parameters
+
+
+def dpo_step_cost(shape: dict, pairs: int, tokens: int, prompt_tokens: int, device=torch.device("cpu"),
+                  dtype=None, checkpointing: bool = False, reps: int = 1, seed: int = 0) -> dict:
+    """One DPO step as training takes it (`dpo.batch_loss`: chosen and rejected rows in one forward
+    pass, reference log-probs cached once; backward; AdamW) on a random GPT of `shape` and `pairs`
+    random pairs of `tokens` tokens each row (`prompt_tokens` of them a shared prompt), timed after a
+    warm-up step. Returns seconds per step, tokens per second, the parameters, the warm-up step's
+    loss (ln 2: the policy is its reference) and, on CUDA, the peak memory."""
+    from ..data import row
+    from ..dpo import DPOConfig, batch_loss, compute_reference_logps
+    g = torch.Generator().manual_seed(seed)
+    rand = lambda n: torch.randint(0, shape["vocab_size"] - 1, (n,), generator=g).tolist()
+    encoded = []
+    for _ in range(pairs):
+        prompt = rand(prompt_tokens)
+        encoded.append((row(prompt, rand(tokens - prompt_tokens)), row(prompt, rand(tokens - prompt_tokens))))
+    pad = shape["vocab_size"] - 1
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**shape, gelu="tanh", checkpointing=checkpointing)).to(device)
+    ref = compute_reference_logps(model, encoded, pad, average=False, dtype=dtype)  # cached once, as in a run
+    model.train()
+    opt = make_optimizer(model, 1e-5)
+
+    def step():
+        loss, _, metrics = batch_loss(model, encoded, ref, DPOConfig(), pad, dtype)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return metrics
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    first = step()  # (warm-up: kernels chosen, optimizer state allocated)
+    seconds = seconds_per_call(step, reps, device, warmup=False)
+    return {"seconds": seconds, "tokens_per_s": 2 * pairs * tokens / seconds, "params": model.num_params(),
+            "first_loss": first["loss"], "rows": 2 * pairs, "tokens": tokens,
+            "peak_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
