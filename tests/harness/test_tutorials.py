@@ -259,6 +259,25 @@ def check_18(g, out):
     assert ("negative" if g["corr"] < 0 else "positive") in out
 
 
+def check_21(g, out):
+    n_lines, n_same = len(g["lines"]), sum(g["same"])
+    assert g["library"] == g["ours"] and 0 < n_same < n_lines  # both kinds of line are in the shipped file
+    trl, ours = g["trl_split"](**g["example"]), g["marker_split"](**g["example"])
+    assert trl[0].startswith(ours[0]) and len(trl[0]) > len(ours[0]) and ours[1].endswith(trl[1])  # TRL cut inside
+    assert "the library renders the same: True" in out and "roles read back from the tokens: True" in out
+    assert g["masked"] and g["sft_metrics"]["val_loss"] < g["sft_metrics"]["val_loss_init"]  # import, SFT ...
+    assert g["run"].path("base.pt").is_file() and g["sft_metrics"]["train_data"]["read"] == 160  # (--max-pairs)
+    assert abs(g["first"]["eval/loss"] - LN2) < 1e-6 and g["last"]["eval/loss"] < LN2  # ... DPO from ln 2 ...
+    assert g["m"]["train_data"]["sampled"] == "64 of 400 (seed 0)"
+    # ... judged without gold: the margin by hand is the run's, and so is its accuracy (ties wrong)
+    assert g["margin"] == pytest.approx(g["last"]["eval/rewards/margins"], abs=1e-4)
+    assert g["dpo_acc"] == pytest.approx(g["last"]["eval/rewards/accuracies"], abs=1e-6)
+    assert ("went up" if g["change"][0] > 0 else "went DOWN") in out and len(g["replies"]["DPO"]) == 3
+    assert g["bit_for_bit"] and "chat template carried: True" in out  # export, re-import bit for bit
+    assert "transformers: same prompt True" in out or "transformers is not installed here" in out
+    assert abs(g["cost"]["first_loss"] - LN2) < 1e-3 and g["cost"]["seconds"] > 0 and "this lesson took" in out
+
+
 def run_cells(script: Path, g: dict) -> list:
     """Run the lesson as a Jupyter kernel runs its notebook: cell by cell (`# %%`) in one namespace,
     each cell's last bare expression evaluated on its own, as the kernel does to display it.
