@@ -1,9 +1,10 @@
-"""Benchmark (not a test): `python -m minidpo.tools.bench [--run runs/default]`.
+"""Benchmark (not a test): `python -m minidpo.tools.bench [--run runs/default] [--gpt2-small]`.
 
 Prints, measured now on this machine: the fp32 matmul peak; SFT training throughput and its
 fraction of that peak; the time of one DPO step over one SFT step on the same sequences; the KV
 cache's generation speed-up; the split of one RLHF step; and, from a finished run folder, the wall
-time each road needed. Run it on an idle machine: another process on the cores skews everything.
+time each road needed. `--gpt2-small` only times one DPO step of a GPT-2-small-shaped model (what a
+real GPT-2 costs here). Run it on an idle machine: another process on the cores skews everything.
 """
 from __future__ import annotations
 
@@ -88,8 +89,17 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--run", default="runs/default", help="a finished run folder for the wall-time comparison")
+    p.add_argument("--gpt2-small", action="store_true",
+                   help="only: one DPO step of a GPT-2-small-shaped model (random weights), 1 pair x 256 tokens")
     args = p.parse_args(argv)
     device = pick_device(args.device)
+    if args.gpt2_small:
+        cost = dpo_step_cost(GPT2_SMALL, pairs=1, tokens=256, prompt_tokens=64, device=device, reps=2)
+        print(f"GPT-2 small ({cost['params'] / 1e6:.1f} M), one DPO step of {cost['rows']} x {cost['tokens']} tokens "
+              f"on {device.type} ({torch.get_num_threads()} threads): {cost['seconds']:.2f} s, "
+              f"{cost['tokens_per_s']:.0f} tokens/s; scaled by tokens, 8 pairs x 512: "
+              f"{cost['seconds'] * 16 * 512 / (cost['rows'] * cost['tokens']):.0f} s")
+        return cost
     torch.manual_seed(0)
     tok = Tokenizer.load()
     cfg = GPTConfig(vocab_size=tok.vocab_size)
