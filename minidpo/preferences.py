@@ -246,7 +246,7 @@ def read_unpaired(path, skip_invalid: bool = False, max_pairs: int | None = None
     chosen completion (label true) and its rejected one (label false). max_pairs: a seeded sample of
     that many lines."""
     path = Path(path)
-    first = next((line for line in (path.read_bytes().splitlines() if path.is_file() else []) if line.strip()), b"")
+    first = next((line for line in (_lines(path) if path.is_file() else []) if line.strip()), b"")
     try:
         unpaired = "completion" in json.loads(first)
     except (ValueError, TypeError):
