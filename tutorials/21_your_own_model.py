@@ -137,7 +137,7 @@ print(f"DPO: {m['steps']} steps, held-out loss {first['eval/loss']:.4f} (ln 2 = 
 
 # %% [markdown]
 # ## 5. Judging without a gold reward
-# Three numbers on the 80 held-out pairs (films never trained on). The implicit reward
+# Three numbers on the held-out pairs (films never trained on). The implicit reward
 # r̂ = β·log π/π_ref ranks chosen above rejected how often (ties count as wrong, TRL's way)? Compared
 # with the SFT model's own ranking, log π_sft(chosen) > log π_sft(rejected) — which is what SFT alone
 # would give — and with the SFT model's implicit reward against the imported one.
@@ -146,6 +146,7 @@ print(f"DPO: {m['steps']} steps, held-out loss {first['eval/loss']:.4f} (ln 2 = 
 sft, dpo = run.load_policy("sft.pt"), run.load_policy("dpo.pt")
 val_pairs, _ = read_preferences(VAL)
 val_enc, _ = encode_pairs(run.tok, val_pairs, sft.config.block_size)
+print(f"{len(val_pairs)} held-out pairs")
 logps = {name: compute_reference_logps(model, val_enc, run.tok.end_id, average=False)
          for name, model in (("base", base), ("sft", sft), ("dpo", dpo))}
 ranks_right = lambda scores: (scores[:, 0] > scores[:, 1]).float().mean().item()  # a tie is wrong
@@ -194,10 +195,10 @@ if importlib.util.find_spec("transformers"):
     from transformers import AutoTokenizer, GPT2LMHeadModel
     hf_tok, hf_model = AutoTokenizer.from_pretrained(to), GPT2LMHeadModel.from_pretrained(to)
     hf_prompt = hf_tok.apply_chat_template(chat.parse_prompt(prompts[0]), tokenize=False, add_generation_prompt=True)
-    out = hf_model.generate(**hf_tok(hf_prompt, return_tensors="pt"), max_new_tokens=40, do_sample=False,
-                            eos_token_id=run.tok.end_id, pad_token_id=run.tok.end_id)
-    hf_reply = hf_tok.decode(out[0, len(hf_tok(hf_prompt)["input_ids"]):], skip_special_tokens=True)
-    print(f"transformers: same prompt {hf_prompt == prompts[0]}; greedy reply{hf_reply!r}, ours "
+    generated = hf_model.generate(**hf_tok(hf_prompt, return_tensors="pt"), max_new_tokens=40, do_sample=False,
+                                  eos_token_id=run.tok.end_id, pad_token_id=run.tok.end_id)
+    hf_reply = hf_tok.decode(generated[0, len(hf_tok(hf_prompt)["input_ids"]):], skip_special_tokens=True)
+    print(f"transformers: same prompt {hf_prompt == prompts[0]}; greedy reply {hf_reply!r}, ours "
           f"{replies['DPO'][0]!r}: same {hf_reply == replies['DPO'][0]}")
 else:
     print("(transformers is not installed here: `pip install transformers` and this cell generates with the "
