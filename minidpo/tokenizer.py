@@ -201,6 +201,9 @@ class Tokenizer:
             rows = [self.encode(t) for t in part]
             return (np.fromiter((i for r in rows for i in r), np.int32, sum(map(len, rows))),
                     np.array([len(r) for r in rows], dtype=np.int64))
+        if len(texts) <= chunk:  # one chunk (or none): no threads to start
+            yield from [one(texts)] if texts else []
+            return
         threads = threads or min(4, os.cpu_count() or 1)
         with ThreadPoolExecutor(threads) as pool:
             pending = deque()
