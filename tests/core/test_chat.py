@@ -178,6 +178,7 @@ def test_the_toys_token_ids_are_those_of_before_and_the_compact_rows_are_encode_
     assert c_ids == [591, 266, 58, 258, 414, 457, 592, 257, 356, 270, 576, 580, 100, 283, 256, 378, 270, 558, 46, 593]
     assert r_ids == [591, 266, 58, 258, 414, 457, 592, 257, 378, 270, 542, 46, 593]
     assert c_mask == [False] * 7 + [True] * 13 and r_mask == [False] * 7 + [True] * 6
+    assert len(encode_pairs(tok, [], 64)[0]) == 0
     cut, report = encode_pairs(tok, [pair], 12)
     assert cut[0][0][0] == [266, 58, 258, 414, 457, 592, 257, 356, 270, 576, 580, 100] and report["truncated"] == 1
     # and every row of the batched, compact path is encode_pair's, at every context, for both kinds
