@@ -113,16 +113,18 @@ def unpaired_metrics(out, record: UnpairedRecord, prefix: str = "") -> dict:
 
 
 @torch.no_grad()
-def compute_reference_logps(ref_model, encoded_pairs, pad_id, average: bool, batch_size: int = 128,
-                            dtype=None) -> torch.Tensor:
-    """(N, 2) tensor: log π_ref of chosen and rejected for every pair (in eval mode: no dropout)."""
-    was_training = ref_model.training
-    ref_model.eval()
+def pair_logps(model, encoded_pairs, pad_id, average: bool, batch_size: int = 128,
+               dtype=None) -> torch.Tensor:
+    """(N, 2) tensor: log π(y_w|x) and log π(y_l|x) of every pair under `model`, whichever model it
+    is: the reference (whose scores the cache below keeps), the SFT model or a trained policy.
+    In eval mode (no dropout), without gradients."""
+    was_training = model.training
+    model.eval()
     out = []
     for i in range(0, len(encoded_pairs), batch_size):
-        r = pair_record(ref_model, encoded_pairs[i:i + batch_size], pad_id, 0.0, average, dtype=dtype)
+        r = pair_record(model, encoded_pairs[i:i + batch_size], pad_id, 0.0, average, dtype=dtype)
         out.append(torch.stack([r.chosen_logps, r.rejected_logps], 1).cpu())
-    ref_model.train(was_training)
+    model.train(was_training)
     return torch.cat(out)
 
 
@@ -143,7 +145,7 @@ def cached_reference_logps(ref_model, ref_path, encoded_pairs, pad_id, average: 
         except Exception:  # truncated or foreign bytes: torch raises many types here
             pass
         print(f"{path}: unreadable or not the expected reference log-probs; recomputing it")
-    logps = compute_reference_logps(ref_model, encoded_pairs, pad_id, average, dtype=dtype)
+    logps = pair_logps(ref_model, encoded_pairs, pad_id, average, dtype=dtype)
     atomic_write(path, lambda f: torch.save(logps, f))
     return logps, False
 
@@ -232,7 +234,7 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
                 part = part or idx[:1]  # an empty share still runs forward and backward, weighted 0
                 batch = [train_enc[i] for i in part]
                 if reference_model is not None:
-                    ref_batch = compute_reference_logps(reference_model, batch, pad_id, cfg.average_logps, dtype=dtype)
+                    ref_batch = pair_logps(reference_model, batch, pad_id, cfg.average_logps, dtype=dtype)
                 else:
                     ref_batch = None if ref_train is None else ref_train[part]
                 loss, rec, m = batch_loss(forward_model, batch, ref_batch, cfg, pad_id, dtype,

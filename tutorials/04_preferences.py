@@ -5,7 +5,7 @@
 # $$P(y_1 \succ y_2 \mid x) = \sigma\big(r^*(x, y_1) - r^*(x, y_2)\big)$$
 # Labels are noisy on purpose: two responses of nearly equal reward are a coin toss, as for human
 # raters. (`PrefsConfig(labels="deterministic")` picks the better one always — the paper's IMDb
-# setting; lesson 10 compares the two.) Run: `python tutorials/04_preferences.py`.
+# setting; lesson 12 compares the two.) Run: `python tutorials/04_preferences.py`.
 
 # %%
 import math

@@ -95,7 +95,7 @@ print("corr(advantage, change of log π):",
 # penalty nothing holds the policy near the reference. The lesson prints, over the last quarter of
 # the steps, the KL to the reference and how far the proxy (reward model) and the gold reward rose
 # from step 1: the KL grows, and the proxy gains more over the gold reward than with the default β
-# — the gap lesson 11 measures as over-optimisation.
+# — the gap lesson 13 measures as over-optimisation.
 
 # %%
 m = P.stage_rlhf(run, beta=knobs.beta)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import collate, row
-from ..dpo import DPOConfig, compute_reference_logps, pair_record
+from ..dpo import DPOConfig, pair_logps, pair_record
 from ..losses import LOSSES
 from ..model import GPT, GPTConfig, sequence_logps
 
@@ -56,7 +56,7 @@ def ches_scores(model, encoded_pairs, pad_id, batch_size: int = 128) -> torch.Te
 def displacement(policy, reference, encoded_pairs, pad_id, beta: float) -> dict:
     """Per pair: Δ log π(y_w), Δ log π(y_l) (policy − reference), the gradient weight σ(−β·h) of the
     trained policy, and CHES; plus how the falls of log π(y_w) relate to CHES."""
-    ref = compute_reference_logps(reference, encoded_pairs, pad_id, average=False)
+    ref = pair_logps(reference, encoded_pairs, pad_id, average=False)
     with torch.no_grad():
         pol = torch.cat([torch.stack([(r := pair_record(policy.eval(), encoded_pairs[i:i + 128], pad_id, beta, False)).chosen_logps,
                                       r.rejected_logps], 1) for i in range(0, len(encoded_pairs), 128)])
@@ -134,7 +134,7 @@ def train_pairs(ref: GPT, pairs: list[tuple[int, int]], loss_type: str, beta: fl
     responses = all_responses()
     policy = copy.deepcopy(ref).train()
     rows = [(row([PROMPT], responses[w]), row([PROMPT], responses[l])) for w, l in pairs]
-    ref_logps = compute_reference_logps(ref, rows, END, average=False)
+    ref_logps = pair_logps(ref, rows, END, average=False)
     cfg = DPOConfig(beta=beta, loss_type=loss_type, loss_args=loss_args)
     loss_fn, args = cfg.loss()
     opt = torch.optim.Adam(policy.parameters(), lr=lr)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # the derivation's lesson, whose figures are cheap to make from the tiny run folder; it must show
 # >= 1 image. Every lesson runs cell by cell in tests/harness/test_tutorials.py, which fails on a
 # cell that ends in a figure; this one shows that `show` itself gives a real kernel an image.
-NOTEBOOKS = ["09_equivalence"]
+NOTEBOOKS = ["07_dpo_derivation"]
 
 
 @pytest.fixture(scope="module")

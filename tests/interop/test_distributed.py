@@ -72,12 +72,12 @@ def test_torchrun_two_processes_train_the_weights_of_one(fast_run, tmp_path):
 def test_the_shards_weighted_shares_give_the_whole_batch_gradient(fast_run):
     """What DDP sums: each rank's loss × global_share, its gradient; their mean is the whole batch's."""
     from minidpo.distributed import global_share
-    from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
+    from minidpo.dpo import DPOConfig, batch_loss, pair_logps
     from minidpo.preferences import encode_pairs
     run, _ = fast_run
     model = run.load_policy("sft.pt").train()
     enc, _ = encode_pairs(run.tok, read_preferences(run.path("prefs_train.jsonl"))[0][:15], 64)
-    ref = compute_reference_logps(model, enc, run.tok.end_id, False)
+    ref = pair_logps(model, enc, run.tok.end_id, False)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))

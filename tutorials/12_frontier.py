@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 10 · The paper's Figure 2, and why it comes out the way it does here
+# # 12 · The paper's Figure 2, and why it comes out the way it does here
 # The DPO paper's Figure 2 (left) plots, for every method and hyperparameter, the reward reached
 # against the KL divergence to the reference: a method whose points lie higher at the same KL makes
 # the better trade. On IMDb the paper found DPO's frontier above PPO's, even above PPO on the
@@ -7,7 +7,7 @@
 # PPO, PPO-GT, Preferred-FT, Unlikelihood) plus REINFORCE and GRPO, several seeds, and both ways of
 # labelling the pairs — and then measures *why* it comes out the way it does.
 #
-# Run: `python tutorials/10_frontier.py`. By default the lesson runs a lecture-sized piece of the
+# Run: `python tutorials/12_frontier.py`. By default the lesson runs a lecture-sized piece of the
 # study (two of its units: DPO and REINFORCE at one β each, one seed, this project's labels), builds
 # a frontier from them by hand, and then shows the full study's saved results if this folder (or
 # `runs/default`) holds them. The full study is long: run it with `--set full_study=true`, or
@@ -27,7 +27,7 @@ from minidpo.preferences import PrefsConfig
 from minidpo.studies import frontier as F
 from minidpo.studies.ablation import print_ablation, run_ablation
 
-run = tutorial_run("10: the reward-vs-KL frontier and the ablation")
+run = tutorial_run("12: the reward-vs-KL frontier and the ablation")
 
 # %% [markdown]
 # The knobs: the KL at which the frontiers are compared, and whether to run the full study here.

@@ -1,10 +1,10 @@
 # %% [markdown]
-# # 14 · Online DPO: the answer to "the dataset is fixed"
+# # 16 · Online DPO: the answer to "the dataset is fixed"
 # Offline DPO only ever sees pairs sampled from the SFT model. Online DPO works in rounds: sample
 # fresh pairs from the current policy, label them (by the gold Bradley–Terry model — a human — or by
 # the reward model — no human), and take a DPO pass. Same number of labelled pairs and gradient
 # steps as offline DPO.
-# Run: `python tutorials/14_online_dpo.py` after lesson 08 (`--fast`: a smoke run). One round
+# Run: `python tutorials/16_online_dpo.py` after lesson 09 (`--fast`: a smoke run). One round
 # written out first, checked against the library's `online_round`; then the library's rounds.
 
 # %%
@@ -16,7 +16,7 @@ from dataclasses import replace
 import torch
 
 from minidpo import world
-from minidpo.dpo import DPOConfig, compute_reference_logps, run_dpo
+from minidpo.dpo import DPOConfig, pair_logps, run_dpo
 from minidpo.evaluate import summary_row
 from minidpo.harness import plots
 from minidpo.harness.stages import ensure
@@ -25,7 +25,7 @@ from minidpo.preferences import LABELS, encode_pairs, label_pair, read_preferenc
 from minidpo.sampling import make_generator, sample
 from minidpo.studies.online_dpo import online_round, run_online_dpo
 
-run = tutorial_run("14: online (iterative) DPO")
+run = tutorial_run("16: online (iterative) DPO")
 ensure(run, "eval_sft", "prefs", "reward_model", "eval_dpo")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 
@@ -77,15 +77,15 @@ print(f"{len(pairs)} pairs ({refused} refused); the label agrees with the gold r
 
 # %% [markdown]
 # **3. Score once with the reference** (the SFT model): log π_ref(y_w|x), log π_ref(y_l|x).
-# **4. A DPO pass** on the new pairs (lesson 08's loop), the held-out pairs as its evaluation.
+# **4. A DPO pass** on the new pairs (lesson 09's loop), the held-out pairs as its evaluation.
 
 # %%
 encoded, _ = encode_pairs(run.tok, pairs, sft.config.block_size)
-reference = compute_reference_logps(sft, encoded, run.tok.end_id, cfg.average_logps, dtype=run.dtype)
+reference = pair_logps(sft, encoded, run.tok.end_id, cfg.average_logps, dtype=run.dtype)
 print(f"reference log-probs {tuple(reference.shape)}; first two:\n{reference[:2]}")
 val_pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
 val_enc, _ = encode_pairs(run.tok, val_pairs, sft.config.block_size)
-val = (val_enc, compute_reference_logps(sft, val_enc, run.tok.end_id, cfg.average_logps, dtype=run.dtype))
+val = (val_enc, pair_logps(sft, val_enc, run.tok.end_id, cfg.average_logps, dtype=run.dtype))
 round_cfg = replace(cfg, seed=run.seed)  # the study's round r trains with seed + r
 out = run_dpo(policy, round_cfg, encoded, reference, val[0], val[1], run.tok.end_id, run.dtype, quiet=True)
 first, last = out["history"][0], out["history"][-1]

@@ -1,9 +1,9 @@
 # %% [markdown]
-# # 18 · The likelihood-displacement microscope
-# DPO trains a *margin*. Lesson 13 saw both log-probs fall; this lesson asks where the probability
+# # 20 · The likelihood-displacement microscope
+# DPO trains a *margin*. Lesson 15 saw both log-probs fall; this lesson asks where the probability
 # goes, pair by pair, and then — on a GPT small enough that every possible response can be listed —
 # measures it exactly.
-# Run: `python tutorials/18_microscope.py` (`--fast`: seconds).
+# Run: `python tutorials/20_microscope.py` (`--fast`: seconds).
 
 # %%
 import torch
@@ -16,7 +16,7 @@ from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.studies.microscope import all_responses, run_microscope
 from minidpo.harness.stages import ensure
 
-run = tutorial_run("18: the likelihood-displacement microscope")
+run = tutorial_run("20: the likelihood-displacement microscope")
 ensure(run, "dpo")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 15 · PPO next to REINFORCE
+# # 17 · PPO next to REINFORCE
 # InstructGPT did RLHF with PPO, not with the REINFORCE of lesson 06. Both start from the same
 # rollouts: prompts, K samples each from the current policy, a reward for each sample, and the
 # log-ratio to the reference. What PPO adds is (1) a **value model** V(s_t) that predicts, at every
@@ -9,8 +9,8 @@
 #
 # This lesson runs one PPO step in the open on one batch, tensor by tensor, then trains PPO and
 # REINFORCE from the same SFT model and compares what the value model and the clip buy.
-# Run: `python tutorials/15_ppo_vs_reinforce.py` (`--fast` for a smoke run). PPO is reused when
-# lesson 12 trained it in this folder, otherwise it trains here first; the lesson prints how long
+# Run: `python tutorials/17_ppo_vs_reinforce.py` (`--fast` for a smoke run). PPO is reused when
+# lesson 14 trained it in this folder, otherwise it trains here first; the lesson prints how long
 # it took.
 
 # %%
@@ -27,7 +27,7 @@ from minidpo.rollouts import RLLoop
 from minidpo.harness.stages import ensure
 
 started = time.perf_counter()
-run = tutorial_run("15: PPO next to REINFORCE")
+run = tutorial_run("17: PPO next to REINFORCE")
 ensure(run, "eval_sft", "reward_model")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 

@@ -1,9 +1,9 @@
 # %% [markdown]
-# # 07 · The DPO loss, rung by rung
+# # 08 · The DPO loss, rung by rung
 # The ladder: log-probs of one sequence -> the loss on four numbers -> the loss of a batch -> the
 # loss over a loader -> evaluation. The loss lives in `minidpo/losses.py`; change a line there and
 # re-run this script. At the end we register a new loss in three lines and train with it.
-# Run: `python tutorials/07_dpo_loss.py`.
+# Run: `python tutorials/08_dpo_loss.py`.
 
 # %%
 import math
@@ -12,7 +12,7 @@ import torch
 
 from minidpo import world
 from minidpo.checkpoint import read_json
-from minidpo.dpo import DPOConfig, compute_reference_logps, evaluate_pairs, pair_record
+from minidpo.dpo import DPOConfig, pair_logps, evaluate_pairs, pair_record
 from minidpo.harness import pipeline as P
 from minidpo.harness.stages import ensure
 from minidpo.harness.tutorial import lesson_knobs, tutorial_run
@@ -20,7 +20,7 @@ from minidpo.losses import LOSSES, dpo_gradient_weight, dpo_loss, register_margi
 from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.studies import sweep
 
-run = tutorial_run("07: the DPO loss step by step")
+run = tutorial_run("08: the DPO loss step by step")
 ensure(run, "eval_sft", "prefs")
 tok = run.tok
 policy = run.load_policy("sft.pt")
@@ -69,7 +69,7 @@ for margin in (-4.0, -1.0, 0.0, 1.0, 4.0):
 
 # %%
 batch = encoded[:32]
-ref_logps = compute_reference_logps(policy, batch, tok.end_id, average=False)
+ref_logps = pair_logps(policy, batch, tok.end_id, average=False)
 rec = pair_record(policy, batch, tok.end_id, beta=0.5, average=False)
 c, r = rec.chosen_logps, rec.rejected_logps
 losses, rc, rr = dpo_loss(c, r, ref_logps[:, 0], ref_logps[:, 1], beta=0.5)
@@ -84,7 +84,7 @@ print(f"batch of {len(batch)}: mean loss {losses.mean().item():.6f} (all ln 2 be
 # %%
 val, _ = read_preferences(run.path("prefs_val.jsonl"))
 val_enc, _ = encode_pairs(tok, val, policy.config.block_size)
-val_ref = compute_reference_logps(policy, val_enc, tok.end_id, average=False)
+val_ref = pair_logps(policy, val_enc, tok.end_id, average=False)
 val_metrics = evaluate_pairs(policy, val_enc, val_ref, DPOConfig(beta=0.5), tok.end_id)
 for k, v in val_metrics.items():
     print(f"  {k:28s} {v:+.4f}")
@@ -96,10 +96,10 @@ for k, v in val_metrics.items():
 # counts as wrong and an untrained policy scores 0. The reward model's accuracy (lesson 05) and
 # the oracle's (lesson 04) count a tie as ½, so an untrained classifier scores chance, 0.5. Same
 # pairs, two conventions: read a 0.0 at step 0 as "nothing ranked yet", not "everything ranked
-# wrong". (Lesson 08 puts the three accuracies side by side, ties ½ for all.)
+# wrong". (Lesson 10 puts the three accuracies side by side, ties ½ for all.)
 
 # %%
-val_rewards = 0.5 * (compute_reference_logps(policy, val_enc, tok.end_id, average=False) - val_ref)  # (N, 2) r̂
+val_rewards = 0.5 * (pair_logps(policy, val_enc, tok.end_id, average=False) - val_ref)  # (N, 2) r̂
 ties = int((val_rewards[:, 0] == val_rewards[:, 1]).sum())
 strict = (val_rewards[:, 0] > val_rewards[:, 1]).float().mean().item()
 print(f"largest |implicit reward| at step 0: {val_rewards.abs().max().item():.1e}; ties: {ties} of {len(val_enc)} pairs")
@@ -108,7 +108,7 @@ print(f"accuracy, a tie counted wrong (TRL): {strict:.3f}; a tie counted ½ (rew
 
 # %% [markdown]
 # ## Rung 5: a new loss in class
-# Register a function of the margin h under a name (lesson 16 does this for the whole bench).
+# Register a function of the margin h under a name (lesson 18 does this for the whole bench).
 # The knob of this rung's *Try* is the β the new loss trains with.
 
 # %%
@@ -157,12 +157,12 @@ print(f"gold {ev['gold_reward']:+.3f} (SFT {sft_eval['gold_reward']:+.3f}), win 
 # that has learned the truth now ranks the labelled "winner" below the "loser", r̂_w − r̂_l < 0, so
 # the weight is near 1 — the largest push of all, towards the wrong label (the −4 row of the
 # weight table above). DPO has no way to tell a wrong label from a hard pair; conservative DPO (label smoothing,
-# lesson 13) caps how hard it pulls. On the held-out pairs, with the policy trained above (its
+# lesson 15) caps how hard it pulls. On the held-out pairs, with the policy trained above (its
 # implicit rewards at β), the pairs whose label the gold reward contradicts against those it agrees with:
 
 # %%
 trained_policy = run.load_policy(checkpoint)
-trained_rewards = knobs.beta * (compute_reference_logps(trained_policy, val_enc, tok.end_id, average=False) - val_ref)
+trained_rewards = knobs.beta * (pair_logps(trained_policy, val_enc, tok.end_id, average=False) - val_ref)
 val_weights = dpo_gradient_weight(trained_rewards[:, 0], trained_rewards[:, 1])
 gold_says = torch.tensor([world.gold_reward(p["prompt"], p["chosen"]) - world.gold_reward(p["prompt"], p["rejected"])
                           for p in val])

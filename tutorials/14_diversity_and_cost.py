@@ -1,10 +1,10 @@
 # %% [markdown]
-# # 12 · Diversity against β, and the cost of RL
+# # 14 · Diversity against β, and the cost of RL
 # Perfectly maximising a reward collapses the policy onto the few best responses. β is the leash:
 # we sweep it for both methods and watch the gold reward, the per-token entropy and the fraction of
 # unique responses. Then the bill: wall time, tokens through the model, samples generated and the
 # models held in memory, for the RLHF roads against the DPO road.
-# Run: `python tutorials/12_diversity_and_cost.py` in the folder of lessons 01–09 (`runs/tutorial`;
+# Run: `python tutorials/14_diversity_and_cost.py` in the folder of lessons 01–11 (`runs/tutorial`;
 # `--fast`: a smoke run). By default: the two measures by hand on a handful of samples, a
 # lecture-sized β sweep (two β per method), and the cost rows of the roads those lessons trained (DPO,
 # REINFORCE). The full sweep and the cost table with PPO and GRPO (which must train first) are shown
@@ -27,7 +27,7 @@ from minidpo.rlhf import RLHFConfig
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import cost, diversity
 
-run = tutorial_run("12: diversity vs β and the cost of RL")
+run = tutorial_run("14: diversity vs β and the cost of RL")
 ensure(run, "eval_sft", "rlhf", "dpo", "eval_rlhf", "eval_dpo")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 
@@ -74,14 +74,14 @@ for name, file in (("SFT", "sft.pt"), ("RLHF", "rlhf.pt")):
 # ## What β buys
 # The maximiser of the KL-regularised objective, π* ∝ π_ref·exp(r/β), keeps π_ref's spread at large
 # β and collapses onto the best responses as β → 0. The library evaluates each policy on the
-# held-out films: DPO at the study's β grid (lesson 08's sweep trained them), REINFORCE at β = 0 and
+# held-out films: DPO at the study's β grid (lesson 09's sweep trained them), REINFORCE at β = 0 and
 # at lesson 06's β (the pipeline's own policies are reused; the others train once, into `sweeps/`,
-# shared with lesson 13 and the full study). *Predict*: which method loses more diversity at its
+# shared with lesson 15 and the full study). *Predict*: which method loses more diversity at its
 # smallest β?
 
 # %%
 study_betas = diversity.FAST_DIVERSITY_BETAS if run.fast else diversity.DIVERSITY_BETAS
-betas = {"dpo": tuple(sorted({*study_betas["dpo"], DPOConfig().beta})),  # lesson 08 trained these
+betas = {"dpo": tuple(sorted({*study_betas["dpo"], DPOConfig().beta})),  # lesson 09 trained these
          "rlhf": (min(study_betas["rlhf"]), RLHFConfig().beta)}           # β = 0 and lesson 06's policy
 points = diversity.diversity_points(run, betas)
 sft = read_json(run.path("eval_sft.json"))

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 17 · "Why is my DPO not working?" — reading a run, the doctor and the museum of classic bugs
+# # 19 · "Why is my DPO not working?" — reading a run, the doctor and the museum of classic bugs
 # The questions people file most often against DPO code are not about the math but about runs that
 # silently go wrong: a loss stuck at ln 2, a chosen log-prob that falls, dropout left on, a
 # reference that is not frozen, the end token masked as padding, a BPE merge across the
@@ -7,7 +7,7 @@
 # sums. This lesson first reads a healthy run's curves, then breaks one thing by hand and watches
 # the symptom appear, then trains a few of the classic bugs and sets their curves beside the
 # healthy ones, diagnosed and priced in gold reward — which only a world with a known reward can do.
-# Run: `python tutorials/17_doctor_and_museum.py` (`--fast`: seconds). By default it trains three
+# Run: `python tutorials/19_doctor_and_museum.py` (`--fast`: seconds). By default it trains three
 # of the bugs; `--set museum=true` trains all of them (the museum), and when the museum has run in
 # this folder (`python -m minidpo museum --out runs/tutorial`, or `run --all`) its table is read.
 
@@ -17,7 +17,7 @@ import math
 import torch
 
 from minidpo.checkpoint import read_json
-from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
+from minidpo.dpo import DPOConfig, batch_loss, pair_logps
 from minidpo.harness import plots
 from minidpo.harness.stages import STAGES, ensure
 from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
@@ -25,7 +25,7 @@ from minidpo.studies.doctor import build, diagnose, read_curves
 from minidpo.studies.museum import FAULTS, inject, museum_unit, print_museum, run_museum
 from minidpo.training import make_optimizer
 
-run = tutorial_run("17: the doctor and the bug museum")
+run = tutorial_run("19: the doctor and the bug museum")
 ensure(run, "eval_sft", "prefs", "dpo", "eval_dpo")
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=120)
 LN2 = math.log(2)
@@ -38,7 +38,7 @@ knobs = lesson_knobs(museum=False)
 
 # %% [markdown]
 # ## Reading a healthy run
-# The pipeline's DPO run (lesson 08), measured on the held-out pairs at step 0, along training and
+# The pipeline's DPO run (lessons 09 and 10), measured on the held-out pairs at step 0, along training and
 # at the end: the same pairs every time, so the curves are smooth. What each does in a healthy run:
 # - **`loss`** starts at ln 2 ≈ 0.6931 — the policy *is* the reference, every log-ratio is 0 and
 #   −log σ(0) = ln 2 — and falls.
@@ -52,7 +52,7 @@ knobs = lesson_knobs(museum=False)
 # - **`logps/chosen`**, **`logps/rejected`**: both often fall. The loss sees only the *difference*
 #   of the two log-ratios, and chosen and rejected responses share most of their words, so the step
 #   that pushes y_l down drags y_w along; the probability goes to responses no pair contains
-#   (lessons 13 and 18 measure where). Healthy if the margin grows and the gold reward rises.
+#   (lessons 15 and 20 measure where). Healthy if the margin grows and the gold reward rises.
 
 # %%
 dpo = read_json(run.path("dpo_metrics.json"))
@@ -99,7 +99,7 @@ for c in clean:
 
 # %%
 batch = setup.encoded[:8]
-frozen_ref = compute_reference_logps(setup.reference, batch, run.tok.end_id, cfg.average_logps)  # (8, 2), once
+frozen_ref = pair_logps(setup.reference, batch, run.tok.end_id, cfg.average_logps)  # (8, 2), once
 policy = setup.policy
 loss, record, _ = batch_loss(policy, batch, frozen_ref, cfg, run.tok.end_id)
 before = record.chosen_logps.detach()
@@ -112,7 +112,7 @@ for _ in range(3):  # three steps of ordinary DPO
     opt.step()
 with torch.no_grad():
     clean_loss, record, m_clean = batch_loss(policy, batch, frozen_ref, cfg, run.tok.end_id)
-    shared_ref = compute_reference_logps(policy, batch, run.tok.end_id, cfg.average_logps)  # "reference" = policy now
+    shared_ref = pair_logps(policy, batch, run.tok.end_id, cfg.average_logps)  # "reference" = policy now
     shared_loss, _, m_shared = batch_loss(policy, batch, shared_ref, cfg, run.tok.end_id)
 moved = record.chosen_logps - before
 print("change of log π(y_w) after 3 steps:", moved)

@@ -1,11 +1,11 @@
 # %% [markdown]
-# # 13 · DPO's own failure modes
+# # 15 · DPO's own failure modes
 # DPO trains a *margin*: log π(y_w)/π_ref − log π(y_l)/π_ref. Nothing in the loss says log π(y_w)
 # must go up, and in practice both log-probs fall. The probability mass that leaves the labelled
 # responses goes to text nobody labelled, and in this world we can see what that text is. Then the
 # remedies: a larger β, conservative DPO (label smoothing), IPO, and an NLL term on the chosen
 # response (RPO).
-# Run: `python tutorials/13_dpo_failure_modes.py` after lesson 08 (`--fast`: a smoke run). By
+# Run: `python tutorials/15_dpo_failure_modes.py` after lesson 10 (`--fast`: a smoke run). By
 # default: the measurement by hand on held-out pairs, then RPO and a larger β beside plain DPO; the
 # whole table of remedies is shown when saved here or in `runs/default`, and runs with
 # `--set full_study=true` (or `python -m minidpo failure-modes`).
@@ -14,7 +14,7 @@
 import torch
 
 from minidpo import world
-from minidpo.dpo import DPOConfig, compute_reference_logps
+from minidpo.dpo import DPOConfig, pair_logps
 from minidpo.evaluate import response_logps
 from minidpo.harness import plots
 from minidpo.harness.stages import ensure
@@ -23,7 +23,7 @@ from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import failure_modes as FM
 
-run = tutorial_run("13: DPO's failure modes and remedies")
+run = tutorial_run("15: DPO's failure modes and remedies")
 ensure(run, "eval_sft", "dpo")
 torch.set_printoptions(precision=2, sci_mode=False, linewidth=120)
 
@@ -38,7 +38,7 @@ knobs = lesson_knobs(pairs=5, full_study=False)
 # DPO's loss depends only on the margin $h = \log\frac{\pi(y_w)}{\pi_{ref}(y_w)} - \log\frac{\pi(y_l)}{\pi_{ref}(y_l)}$.
 # It can grow with both log-probs falling, as long as the rejected one falls faster. Score the
 # held-out pairs (films DPO never trained on) with the SFT model (= π_ref, before DPO) and with
-# lesson 08's DPO policy (after): the same function that caches the reference's log-probs scores
+# lesson 09's DPO policy (after): the same function that caches the reference's log-probs scores
 # any model, giving log π(y_w|x) and log π(y_l|x) of every pair.
 
 # %%
@@ -46,8 +46,8 @@ cfg = run.settings(DPOConfig)
 sft, dpo = run.load_policy("sft.pt"), run.load_policy("dpo.pt")
 val_pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
 encoded, _ = encode_pairs(run.tok, val_pairs, sft.config.block_size)
-before = compute_reference_logps(sft, encoded, run.tok.end_id, cfg.average_logps, dtype=run.dtype)  # (N, 2)
-after = compute_reference_logps(dpo, encoded, run.tok.end_id, cfg.average_logps, dtype=run.dtype)
+before = pair_logps(sft, encoded, run.tok.end_id, cfg.average_logps, dtype=run.dtype)  # (N, 2)
+after = pair_logps(dpo, encoded, run.tok.end_id, cfg.average_logps, dtype=run.dtype)
 change = after - before
 print("        log π(y_w): before  after  Δ   | log π(y_l): before  after  Δ   | margin Δ")
 for i in range(min(knobs.pairs, len(val_pairs))):
@@ -89,7 +89,7 @@ for i in gain.argsort(descending=True)[:4].tolist():
 
 # %% [markdown]
 # ## The same by the library, and two remedies
-# `failure_modes.remedy` trains DPO with one change (a `sweeps/` unit, shared with lesson 12 and
+# `failure_modes.remedy` trains DPO with one change (a `sweeps/` unit, shared with lesson 14 and
 # the full study) and reads the held-out `eval/logps/*` its training logged: plain DPO's row must
 # match the measurement above. Beside it, RPO (+ α·NLL of the chosen response, which should hold
 # log π(y_w) up) and a larger β (a shorter leash).
@@ -118,7 +118,7 @@ show(fig)
 # %% [markdown]
 # ## The whole table
 # Also conservative DPO (label smoothing ε) and IPO (a squared loss with a finite target), and the
-# grammar's failures of plain DPO's samples counted against SFT's. Lesson 16's bench puts every
+# grammar's failures of plain DPO's samples counted against SFT's. Lesson 18's bench puts every
 # registered loss on the same scale.
 
 # %%

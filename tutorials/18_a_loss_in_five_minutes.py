@@ -1,11 +1,11 @@
 # %% [markdown]
-# # 16 · A new preference loss in five minutes
+# # 18 · A new preference loss in five minutes
 # Every preference loss in `minidpo/losses.py` is a function registered under a name. A loss of
 # the log-ratio margin $h = \log\frac{\pi(y_w)}{\pi_{ref}(y_w)} - \log\frac{\pi(y_l)}{\pi_{ref}(y_l)}$
 # needs three lines; a loss that reads more (per-token log-probs, lengths, no reference) gets the
 # whole record of the batch. Here we write one in a cell, train it on the same pairs and budget as
 # every loss on the bench, and put it on the leaderboard next to DPO.
-# Run: `python tutorials/16_a_loss_in_five_minutes.py` (`--fast`: seconds).
+# Run: `python tutorials/18_a_loss_in_five_minutes.py` (`--fast`: seconds).
 
 # %%
 from dataclasses import replace
@@ -23,7 +23,7 @@ from minidpo.studies.loss_bench import bench_methods
 from minidpo.losses import LOSSES, PairRecord, LossOutput, register_loss, register_margin_loss
 from minidpo.preferences import PrefsConfig
 
-run = tutorial_run("16: a new preference loss in five minutes")
+run = tutorial_run("18: a new preference loss in five minutes")
 knobs = lesson_knobs(target=1.0)  # the target margin of the smoothed hinge (the Try below)
 
 # %% [markdown]

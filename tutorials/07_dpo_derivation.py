@@ -1,13 +1,15 @@
 # %% [markdown]
-# # 09 · DPO and RLHF reach the same policy — exactly
-# The DPO paper's derivation, in numbers, on one prompt and five responses, where every sum can be
-# written out: the KL-regularised objective (eq. 3) and its optimum π* (eq. 4); the reward read back
-# from π* (eq. 5); Bradley–Terry, where β·log Z(x) cancels (eq. 6); the DPO loss (eq. 7) of π*
-# equal to the reward model's loss (eq. 2) of r; and gradient descent on the DPO loss landing on π*.
-# Then the whole lab (`minidpo/bandit.py`): three prompts, a reward *learned* from noisy pairs, RL
-# solved exactly and by REINFORCE, DPO, the closed form; the DPO gradient through the real GPT; IPO.
+# # 07 · Where the DPO loss comes from
+# **You need** lesson 04 (Bradley–Terry labels: P(y_w ≻ y_l) = σ(r_w − r_l)), lesson 05 (the reward
+# model's loss −log σ(r_w − r_l)) and lesson 06 (RLHF's objective: reward minus β times the KL to the
+# reference). **You will see** the DPO paper's derivation done in numbers on one prompt and five
+# responses, where every sum over responses can be written out: the KL-regularised objective
+# (eq. 3) and the policy that maximises it, π* (eq. 4); the reward read back from π* (eq. 5);
+# Bradley–Terry, where the normaliser Z cancels (eq. 6); and the DPO loss (eq. 7), which is the
+# reward model's loss with the policy's own log-ratio in place of the reward. Then gradient descent
+# on that loss lands on π*. The next lessons train with this loss; this one says why it has its form.
 # Everything is float64, so "equal" means equal to the last digits.
-# Run: `python tutorials/09_equivalence.py`.
+# Run: `python tutorials/07_dpo_derivation.py` (seconds).
 
 # %%
 import math
@@ -17,12 +19,11 @@ import torch.nn.functional as F
 
 from minidpo import bandit as B
 from minidpo import world as W
-from minidpo.harness import pipeline as P
 from minidpo.harness import plots
 from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
 from minidpo.losses import bradley_terry_loss, dpo_loss
 
-run = tutorial_run("09: the derivation in numbers, then the exact equivalence lab")
+run = tutorial_run("07: the DPO loss derived, in numbers")
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=120)
 F64 = torch.float64
 
@@ -114,8 +115,10 @@ print(f"max |that − r| = {eq5_error:.1e}")
 # ## Bradley–Terry, where β·log Z cancels (eq. 1 → eq. 6)
 # $$P(y_w \succ y_l \mid x) = \sigma\big(r(x,y_w) - r(x,y_l)\big)
 # = \sigma\Big(\beta\log\tfrac{\pi^*(y_w|x)}{\pi_{ref}(y_w|x)} + \beta\log Z - \beta\log\tfrac{\pi^*(y_l|x)}{\pi_{ref}(y_l|x)} - \beta\log Z\Big)$$
-# Only reward *differences* within a prompt enter, so Z, the one quantity RLHF could never compute
-# on a real language model, drops out. One pair first, then every pair at once.
+# Only reward *differences* within a prompt enter, so Z drops out. That matters: Z is a sum over
+# every possible response, which no one can compute for a language model. RLHF never needs Z (it
+# maximises J by sampling from the policy); the closed form π* does, and the cancellation is what
+# lets a loss be written from π's log-ratios without it. One pair first, then every pair at once.
 
 # %%
 w, l = 1, 3                                           # y_w = "The acting was good.", y_l = "The plot was dull."
@@ -241,84 +244,9 @@ fig = plots.policy_bars(responses, {"π_ref": ref_logp.exp().tolist(), "π* (eq.
 print("figure:", run.path("derivation.png"))
 show(fig)
 
+
 # %% [markdown]
 # *Question*: as β → 0 and as β → ∞, what does π* become? (Answer at the end.)
-#
-# ## The lab: three roads from the same noisy pairs
-# Now several prompts, and the reward is no longer given: the lab draws preference pairs by
-# Bradley–Terry on a true reward, then (a) fits r̂ by Bradley–Terry and solves the KL-regularised RL
-# problem with r̂, exactly (L-BFGS) and by REINFORCE (sampled, the estimator of `minidpo.rlhf`);
-# (b) minimises the DPO loss on the same pairs; (c) writes down π*(r̂) in closed form. The lab runs at
-# its own β (printed), not the knob above. *What to watch*: (a-exact), (b) and (c) agree to the
-# solver's tolerance; REINFORCE, a sampled estimator, agrees less tightly; all of them sit away from
-# π* of the *true* reward by the error of learning r from finitely many noisy pairs.
-
-# %%
-res = P.stage_equivalence(run)
-lab = B.make_lab(seed=run.seed)
-lab_star_open = lab["ref_logp"].exp() * torch.exp(lab["reward"] / res["beta"])
-lab_star_open = lab_star_open / lab_star_open.sum(-1, keepdim=True)    # eq. 4, as in the cell above
-lab_open_vs_saved = (lab_star_open - torch.tensor(res["policies"]["optimal_true"], dtype=F64)).abs().max().item()
-print(f"the lab: {res['n_prompts']} prompts × {res['n_responses']} responses, β = {res['beta']}, "
-      f"{res['n_pairs']} pairs; eq. 4 written out as above vs the lab's π*(r): max |Δπ| = {lab_open_vs_saved:.1e}")
-print(f"TV to π*(r̂): DPO {res['tv_dpo_vs_optimal_fitted']:.1e}, exact RL {res['tv_rlhf_vs_optimal_fitted']:.1e}, "
-      f"REINFORCE {res['tv_reinforce_vs_optimal_fitted']:.1e}; DPO to exact RL {res['tv_dpo_vs_rlhf']:.1e}")
-print(f"TV(DPO, π*(r)), the optimum of the TRUE reward: {res['tv_dpo_vs_optimal_true']:.3f}")
-
-# %% [markdown]
-# Total variation ½Σ_y|p − q| between every pair of policies, max over prompts; then KL(row ‖ column).
-
-# %%
-names = ["dpo", "rlhf_exact", "reinforce", "optimal_fitted", "optimal_true", "reference"]
-for title, table in (("TV", res["tv_table"]), ("KL(row ‖ column)", res["kl_table"])):
-    print(f"{title:15s}" + "".join(f"{n:>15s}" for n in names))
-    for a in names:
-        print(f"{a:15s}" + "".join(f"{table[a][b]:15.1e}" for b in names))
-
-# %% [markdown]
-# ## The implicit reward
-# DPO never fits a reward, yet $\beta\log\pi_{DPO}/\pi_{ref}$ equals the Bradley–Terry fit r̂ up to a
-# per-prompt constant (β log Z(x)): "your language model is secretly a reward model".
-
-# %%
-print(f"max |implicit − r̂| after centring: {res['implicit_reward_max_error']:.1e}")
-print(f"max |r̂ − r| after centring (finite data): {res['reward_fit_max_error_vs_true']:.3f}")
-print(f"Bradley–Terry with and without β·log Z: max difference {res['z_cancels_max_diff']:.1e} (Z cancels)")
-print(f"RL objective under the TRUE reward: π*(r̂) {res['objective']['optimal_fitted']:.6f}, "
-      f"DPO {res['objective']['dpo']:.6f}, the best possible β·E[log Z] = {res['optimal_value_beta_logZ']:.6f} "
-      f"(the gap is the price of learning r from {res['n_pairs']} noisy pairs)")
-
-# %% [markdown]
-# ## More data, closer to the true optimum
-# *Question*: the distance falls roughly like 1/√n. Why that rate? (Answer at the end, with the
-# slope fitted to these numbers; `--fast` computes only the first few n, where the fit is flatter.)
-
-# %%
-for n, d in res["tv_dpo_vs_optimal_true_by_n"]:
-    print(f"n = {n:6d} pairs: TV(DPO, π*(r)) = {d:.4f}")
-
-# %% [markdown]
-# ## The DPO gradient (the paper's §4) through the real GPT, in float64
-# $$\nabla_\theta\mathcal{L} = -\beta\,\sigma(\hat r_l - \hat r_w)\,\big[\nabla\log\pi(y_w|x) - \nabla\log\pi(y_l|x)\big]$$
-
-# %%
-print(f"autograd vs −β·σ(r̂_l − r̂_w)(∇log π(y_w) − ∇log π(y_l)): relative error {res['gradient_max_rel_error']:.1e}")
-
-# %% [markdown]
-# ## IPO vs DPO on a pair that is always won
-# With deterministic preferences DPO's gap h grows without bound (π(y_l) → 0) whatever β; IPO's
-# squared loss $(h - 1/(2\beta))^2$ stops at its target.
-
-# %%
-for name, r in res["ipo_contrast"].items():
-    t = r["trace"][-1]
-    print(f"{name:14s}: gap after {t['steps']} steps {t['gap']:7.3f} (IPO target 1/(2β) = {r['target_gap_ipo']:.2f}), "
-          f"π(loser) {t['p_loser']:.1e}")
-fig_ipo = plots.ipo_figure(res["ipo_contrast"], run.path("ipo_contrast.png"))
-fig = plots.equivalence_figure(res, run.path("equivalence.png"))
-print("figures:", run.path("equivalence.png"), run.path("ipo_contrast.png"))
-show(fig)
-show(fig_ipo)
 
 # %% [markdown]
 # ## Answers
@@ -334,13 +262,16 @@ for b in (1e-3, 1e-1, 1.0, 10.0, 1e3):
 tv_small_beta_greedy = B.tv(B.optimal_logp(ref_logp, reward, 1e-3), candidates["greedy (argmax r)"].log())
 tv_large_beta_ref = B.tv(B.optimal_logp(ref_logp, reward, 1e3), ref_logp)
 
-# %% [markdown]
-# **Why 1/√n.** r̂ is a maximum-likelihood estimate: the Fisher information of n labels grows like n,
-# so r̂'s error shrinks like 1/√n; π*(r̂) is a smooth function of r̂, so its distance to π*(r) shrinks
-# at the same rate, and DPO's policy *is* π*(r̂). The slope of log TV against log n, fitted:
 
-# %%
-log_n = torch.tensor([math.log(n) for n, _ in res["tv_dpo_vs_optimal_true_by_n"]], dtype=F64)
-log_tv = torch.tensor([math.log(d) for _, d in res["tv_dpo_vs_optimal_true_by_n"]], dtype=F64)
-slope = (((log_n - log_n.mean()) * (log_tv - log_tv.mean())).sum() / ((log_n - log_n.mean()) ** 2).sum()).item()
-print(f"fitted slope {slope:.2f} (1/√n is −0.5), over n = {int(log_n.exp()[0].round())}…{int(log_n.exp()[-1].round())}")
+# %% [markdown]
+# ## What to remember
+# - The KL-regularised objective max E[r] − β·KL(π‖π_ref) has a closed-form optimum,
+#   π* = π_ref·e^{r/β}/Z (eq. 4), and J(π*) = β·log Z is its value.
+# - Solved for r, that is r = β·log π*/π_ref + β·log Z (eq. 5): a policy defines a reward, up to a
+#   constant per prompt.
+# - Bradley–Terry sees only reward differences within a prompt, so β·log Z cancels (eq. 6), and the
+#   reward model's loss with r = β·log π/π_ref is the DPO loss (eq. 7). No reward model, no Z, no
+#   sampling: the policy is fitted to the preferences directly.
+# - The pairs fix β·log π/π_ref only up to one constant per group of linked responses: what no pair
+#   mentions, the loss leaves free (lesson 20 follows where that mass goes on a GPT).
+# - Next: lesson 08 climbs from one sequence's log-prob to this loss over a data set.

@@ -1,9 +1,9 @@
 # %% [markdown]
-# # 11 · Reward over-optimisation
+# # 13 · Reward over-optimisation
 # The reward model is a proxy fitted on SFT samples. Push on it hard — pick the best of n samples,
 # or run RL with no KL leash (β = 0) — and the policy drifts to text the proxy never saw: the proxy
 # keeps climbing while the gold reward peaks and falls (Gao, Schulman & Hilton 2022).
-# Run: `python tutorials/11_overoptimisation.py` (`--fast`: a smoke run). The lesson does best-of-n
+# Run: `python tutorials/13_overoptimisation.py` (`--fast`: a smoke run). The lesson does best-of-n
 # by hand for one prompt, then on a lecture-sized set of prompts, and two RL runs; the full study
 # (more prompts and candidates, and a weaker proxy trained on half of the pairs) is shown when its
 # results are saved here or in `runs/default`, and runs with `--set full_study=true`
@@ -24,7 +24,7 @@ from minidpo.reward_model import load_reward_model, score
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import overoptimisation as O
 
-run = tutorial_run("11: reward over-optimisation")
+run = tutorial_run("13: reward over-optimisation")
 ensure(run, "sft", "reward_model")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 

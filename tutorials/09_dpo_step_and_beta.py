@@ -1,12 +1,13 @@
 # %% [markdown]
-# # 08 · Training with DPO
-# The same preference pairs as the reward model, one loss, no sampling, no reward model. First one
-# training step in the open, tensor by tensor; then what β does to that step; then the whole run
-# read from step 0 to the end, the policy on the held-out films, a short sweep over β, and the
-# implicit reward β·log π/π_ref used as a classifier beside the reward model and the oracle.
-# Watch `logps/chosen`: DPO trains the *margin*, and the probability mass it frees goes somewhere
-# no label looked at, so fluency is reported beside every win rate.
-# Run: `python tutorials/08_dpo_train.py` (`--fast`: seconds; the default's time is in the README).
+# # 09 · One DPO step, and what β does
+# **You need** lesson 07 (why the loss is −log σ(β·h)) and lesson 08 (the loss on a batch, the
+# gradient weight). **You will see** one training step on the SFT model in the open, tensor by
+# tensor: the cached reference log-probs, the loss at exactly ln 2, the gradient weight of every
+# pair, one AdamW update. Then what β does to that step — under plain SGD it scales the update,
+# under AdamW it does not, and where it acts instead (the saturation of each pair's weight) — and
+# finally β on the whole run: a short sweep read on the held-out films (gold reward, KL, fluency).
+# Lesson 10 then reads the default run in detail.
+# Run: `python tutorials/09_dpo_step_and_beta.py` (`--fast`: seconds; the default's time is in the README).
 
 # %%
 import math
@@ -14,29 +15,25 @@ from dataclasses import replace
 
 import torch
 
-from minidpo import world
 from minidpo.checkpoint import read_json
-from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
-from minidpo.evaluate import first_per_prompt, response_logps
+from minidpo.dpo import DPOConfig, batch_loss, pair_logps
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
 from minidpo.harness.stages import ensure
 from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
 from minidpo.losses import dpo_gradient_weight
 from minidpo.preferences import encode_pairs, read_preferences
-from minidpo.reward_model import load_reward_model, score
-from minidpo.sampling import make_generator, sample
 from minidpo.studies import sweep
 from minidpo.studies.diversity import DIVERSITY_BETAS, FAST_DIVERSITY_BETAS
 from minidpo.training import make_optimizer
 
-run = tutorial_run("08: DPO training and evaluation")
-ensure(run, "eval_sft", "prefs", "reward_model")
+run = tutorial_run("09: one DPO step, and what β does")
+ensure(run, "eval_sft", "prefs")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 
 # %% [markdown]
-# The knobs of this lesson's *Try*: β of the step in the open below (the whole run further down
-# keeps the project's default, so its numbers stay those of `python -m minidpo dpo`).
+# The knobs of this lesson's *Try*: β of the step in the open below (the runs at the end keep
+# their own β values, so their numbers stay those of `python -m minidpo dpo` and of the sweep).
 
 # %%
 knobs = lesson_knobs(beta=0.5)
@@ -54,7 +51,7 @@ policy = run.load_policy("sft.pt").train()
 pairs, _ = read_preferences(run.path("prefs_train.jsonl"))
 encoded, _ = encode_pairs(run.tok, pairs, policy.config.block_size)
 batch = encoded[:cfg.batch_size]
-reference = compute_reference_logps(run.load_policy("sft.pt"), batch, run.tok.end_id, cfg.average_logps)
+reference = pair_logps(run.load_policy("sft.pt"), batch, run.tok.end_id, cfg.average_logps)
 print(f"a batch of {len(batch)} pairs; reference log-probs {tuple(reference.shape)}; first three:\n{reference[:3]}")
 
 # %% [markdown]
@@ -180,54 +177,19 @@ fig = plots.beta_saturation_figure(traces, run.path("dpo_beta_saturation.png"))
 show(fig)
 
 # %% [markdown]
-# ## The whole run
-# `stage_dpo` is this step in a loop over two epochs at the default β, with a learning-rate warmup
-# and cosine decay, and the held-out pairs scored at step 0 and every 20 steps. The metric names
-# are those of the DPO reference code and TRL. A training batch is a different batch every step,
-# so its metrics are noisy (faint in the figure); the held-out pairs are the same every time, so
-# their curves say what the policy did. What a healthy run does: `eval/loss` falls from ln 2,
-# `eval/rewards/margins` and `eval/rewards/accuracies` rise, `rewards/chosen` stays above
-# `rewards/rejected`.
-# *Question*: will the held-out `logps/chosen` go up?
-
-# %%
-m = P.stage_dpo(run)
-evals = [r for r in m["history"] if "eval/loss" in r]
-start, end = evals[0], evals[-1]
-print(f"{m['steps']} steps in {m['seconds']:.0f}s at β = {m['config']['beta']}; reference log-probs read from the "
-      f"cache: {m['reference_logps_cached']}")
-print(f"held-out pairs, step {start['step']} -> step {end['step']}:")
-for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-          "logps/chosen", "logps/rejected"):
-    print(f"  eval/{k:20s} {start['eval/' + k]:+.3f} -> {end['eval/' + k]:+.3f}")
-chosen_change = end["eval/logps/chosen"] - start["eval/logps/chosen"]
-rejected_change = end["eval/logps/rejected"] - start["eval/logps/rejected"]
-fig = plots.dpo_metrics_figure(m["history"], run.path("dpo_metrics.png"))
-print("figure:", run.path("dpo_metrics.png"))
-show(fig)
-
-# %% [markdown]
-# ## On the held-out films
-# Samples at temperature 1 on films never trained on, scored by the gold reward; win rate
-# against the SFT model's samples of the same prompts (same seed), ties ½.
-
-# %%
-ev = P.stage_eval_dpo(run)
-sft = P.stage_eval_sft(run)
-print(f"DPO: gold {ev['gold_reward']:+.3f} (SFT {sft['gold_reward']:+.3f}), win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
-      f"KL {ev['kl_to_ref']:.2f}, fluency {ev['fluency']:.3f} (SFT {sft['fluency']:.3f})")
-for i in first_per_prompt(sft["samples"])[:6]:  # one sample each of six films
-    a, b = sft["samples"][i], ev["samples"][i]
-    print(f"{a['prompt']}\n   SFT: {a['response']} ({a['gold']:+.1f})\n   DPO: {b['response']} ({b['gold']:+.1f})")
-
-# %% [markdown]
 # ## β on the whole run: a short sweep
-# The same training at a few β, each read on the held-out films: gold reward, win rate, KL to
-# the reference, fluency. These are the policies of the `diversity` study (`sweep.trained`,
-# full length, cached in RUN/sweeps/), so lesson 12 reuses them and a second run of this lesson
-# only samples. Expect the KL to fall as β grows: a large β saturates early and stops the policy
-# near the reference, while a small β keeps every pair's weight near ½, so all of them keep pulling.
+# `stage_dpo` (what `python -m minidpo dpo` runs) is the step above in a loop: two epochs over the
+# pairs at the default β, with a learning-rate warmup and cosine decay; lesson 10 reads it step by
+# step. Here the same training at a few β, each policy sampled on the held-out films and read
+# there: gold reward, win rate against the SFT model, KL to the reference, fluency. These are the
+# policies of the `diversity` study (`sweep.trained`, full length, cached in RUN/sweeps/), so
+# lesson 14 reuses them and a second run of this lesson only samples. Expect the KL to fall as β
+# grows: a large β saturates early and stops the policy near the reference, while a small β keeps
+# every pair's weight near ½, so all of them keep pulling.
 
+# %%
+m = P.stage_dpo(run)    # the default run, one point of the sweep
+ev = P.stage_eval_dpo(run)
 # %%
 sweep_betas = sorted({*(FAST_DIVERSITY_BETAS if run.fast else DIVERSITY_BETAS)["dpo"], m["config"]["beta"]})
 sweep_rows = {}
@@ -242,77 +204,12 @@ for b in sweep_betas:
           f"fluency {r['fluency']:.3f}; held-out reward margin β·h {r['margin']:+.3f}")
 kls = [sweep_rows[b]["kl_to_ref"] for b in sweep_betas]
 
-# %% [markdown]
-# ## The implicit reward is a classifier
-# DPO trained no reward model, yet $\hat r(x, y) = \beta\log\pi(y|x)/\pi_{ref}(y|x)$ (eq. 5) ranks
-# any pair. On the held-out pairs, set its accuracy beside the reward model's (lesson 05) and the
-# oracle's (the gold reward's agreement with the noisy labels: the ceiling). All three count a tie
-# as ½, as the reward model's and the oracle's always have; TRL's `rewards/accuracies` counts a
-# tie as wrong (chosen > rejected, strictly), which is why it reads 0.0 at step 0, when every
-# implicit reward is 0 (lesson 07).
-
-# %%
-dpo_policy = run.load_policy("dpo.pt")
-sft_policy = run.load_policy("sft.pt")
-val_pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
-val_enc, _ = encode_pairs(run.tok, val_pairs, dpo_policy.config.block_size)
-beta = m["config"]["beta"]
-# compute_reference_logps scores any model: log π(y_w|x), log π(y_l|x) of every pair, (N, 2)
-implicit = beta * (compute_reference_logps(dpo_policy, val_enc, run.tok.end_id, cfg.average_logps)
-                   - compute_reference_logps(sft_policy, val_enc, run.tok.end_id, cfg.average_logps))
-wins, ties = implicit[:, 0] > implicit[:, 1], implicit[:, 0] == implicit[:, 1]
-accuracy = {"implicit reward (DPO)": (wins.float() + 0.5 * ties.float()).mean().item(),
-            "reward model": read_json(run.path("reward_model_metrics.json"))["val_accuracy"],
-            "oracle (gold reward)": read_json(run.path("prefs_report.json"))["val"]["oracle_accuracy"]}
-for name, acc in accuracy.items():
-    print(f"  {name:24s} held-out pair accuracy {acc:.3f}")
-print(f"(ties: {int(ties.sum())} of {len(val_enc)}; counted as wrong, the implicit reward's accuracy is "
-      f"{wins.float().mean().item():.3f}, the run's own eval/rewards/accuracies {end['eval/rewards/accuracies']:.3f})")
 
 # %% [markdown]
-# And on fresh text: samples of the SFT model on the held-out films (four a film, as lesson 05
-# did for the reward model), scored by the implicit reward, by the reward model and by the gold
-# reward. The implicit reward is only defined up to a constant per prompt, β·log Z(x) (eq. 5),
-# so the correlation is also shown with each film's mean taken out.
-
-# %%
-prompts = [world.make_prompt(t) for t in world.split_titles()[1] for _ in range(4)]
-ids = sample(sft_policy, run.tok, prompts, make_generator(run.seed + 8, run.device), dtype=run.dtype)
-fresh = {"gold": torch.tensor([world.gold_reward(p, run.tok.decode_response(r)) for p, r in zip(prompts, ids)]),
-         "implicit": beta * (response_logps(dpo_policy, run.tok, prompts, ids, dtype=run.dtype).logps
-                             - response_logps(sft_policy, run.tok, prompts, ids, dtype=run.dtype).logps),
-         "reward model": score(load_reward_model(run.path("reward_model.pt"), run.device, run.tok.vocab_size),
-                               run.tok, prompts, ids, dtype=run.dtype)}
-
-
-def correlation(a, b):
-    return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
-
-
-def centred(x):
-    """x minus the mean of its film (prompts come in runs of four)."""
-    x = x.view(-1, 4)
-    return (x - x.mean(1, keepdim=True)).flatten()
-
-
-corr = {k: (correlation(fresh[k], fresh["gold"]), correlation(centred(fresh[k]), centred(fresh["gold"])))
-        for k in ("implicit", "reward model")}
-for k, (raw, within) in corr.items():
-    print(f"  {k:14s} vs gold on {len(prompts)} fresh SFT samples: correlation {raw:+.2f}, within a film {within:+.2f}")
-fig = plots.implicit_reward_figure(accuracy, fresh, run.path("dpo_implicit_reward.png"))
-show(fig)
-
-# %% [markdown]
-# ## Answers
-# **Will the held-out `logps/chosen` go up?** Read from the run's own held-out history, step 0
-# against the last step:
-
-# %%
-print(f"held-out log π(y_w) moved {chosen_change:+.3f} nats and log π(y_l) {rejected_change:+.3f} "
-      f"(from step {start['step']} to step {end['step']}); the margin moved "
-      f"{chosen_change - rejected_change:+.3f}.")
-print("So logps/chosen " + ("went up" if chosen_change > 0 else "went DOWN") + ": DPO's loss sees only the "
-      "difference of the two log-ratios, and nothing asks the chosen log-prob to rise. "
-      + ("Here both fell; the mass they lost went to responses no pair contains (lessons 13 and 18)."
-         if chosen_change < 0 and rejected_change < 0 else
-         "The rejected log-prob fell faster; on the full run both usually fall (lessons 13 and 18)."))
+# ## What to remember
+# - At step 0 the policy is the reference: every h is 0, the loss is ln 2, every pair's weight is
+#   ½ — and the gradient is not zero.
+# - Under AdamW, β does not set the size of a step; it sets where each pair stops pulling (its
+#   weight σ(−β·h) is small past h ≈ 3/β) and the scale of the implicit reward.
+# - So a small β lets the policy go far from the reference (large KL), a large β keeps it near.
+# - Next: lesson 10 reads a whole run — which curves to watch, and what DPO's implicit reward is worth.
