@@ -1,8 +1,11 @@
 # %% [markdown]
 # # 08 · The DPO loss, rung by rung
-# The ladder: log-probs of one sequence -> the loss on four numbers -> the loss of a batch -> the
-# loss over a loader -> evaluation. The loss lives in `minidpo/losses.py`; change a line there and
-# re-run this script. At the end we register a new loss in three lines and train with it.
+# **You need** lesson 07 (where the loss −log σ(β·h) comes from) and lesson 02 (sequence
+# log-probs). **You will see** the ladder a DPO implementation climbs: log-probs of one sequence ->
+# the loss on four numbers -> the loss of a batch -> the loss over a loader -> evaluation, and the
+# gradient weight that decides how hard each pair pulls. The loss lives in `minidpo/losses.py`;
+# change a line there and re-run this script. At the end we register a new loss in three lines and
+# train with it.
 # Run: `python tutorials/08_dpo_loss.py`.
 
 # %%
@@ -65,7 +68,10 @@ for margin in (-4.0, -1.0, 0.0, 1.0, 4.0):
 # %% [markdown]
 # ## Rung 3: a batch
 # Chosen and rejected rows go through one forward pass together; the reference's log-probs are
-# computed once and cached, so the reference never runs inside the training loop.
+# computed once and cached, so the reference never runs inside the training loop. `pair_logps`
+# scores any model on pairs: log π(y_w|x) and log π(y_l|x), shape (N, 2). Here the policy has not
+# trained yet, so it *is* the SFT model, which is also the reference: scoring it once gives the
+# reference's log-probs, and its own log-probs are the same numbers.
 
 # %%
 batch = encoded[:32]
@@ -117,7 +123,8 @@ knobs = lesson_knobs(beta=0.25)
 
 @register_margin_loss("squared-margin")
 def squared_margin(h, beta):
-    """A toy variant: pull the margin up to 1/β like IPO, but never push it back down."""
+    """A toy variant: pull the margin h up to 1/β, never push it back down (IPO, by contrast, pulls
+    h towards 1/(2β) from both sides: lessons 11 and 15)."""
     return torch.relu(1 / beta - h) ** 2
 
 
@@ -156,9 +163,9 @@ print(f"gold {ev['gold_reward']:+.3f} (SFT {sft_eval['gold_reward']:+.3f}), win 
 # **What does the gradient weight do for a pair whose label is wrong?** Swap y_w and y_l: a policy
 # that has learned the truth now ranks the labelled "winner" below the "loser", r̂_w − r̂_l < 0, so
 # the weight is near 1 — the largest push of all, towards the wrong label (the −4 row of the
-# weight table above). DPO has no way to tell a wrong label from a hard pair; conservative DPO (label smoothing,
-# lesson 15) caps how hard it pulls. On the held-out pairs, with the policy trained above (its
-# implicit rewards at β), the pairs whose label the gold reward contradicts against those it agrees with:
+# weight table above). DPO has no way to tell a wrong label from a hard pair. On the held-out pairs,
+# with the policy trained above (its implicit rewards at β), the pairs whose label the gold reward
+# contradicts against those it agrees with:
 
 # %%
 trained_policy = run.load_policy(checkpoint)
@@ -169,3 +176,32 @@ gold_says = torch.tensor([world.gold_reward(p["prompt"], p["chosen"]) - world.go
 mislabelled = gold_says < 0
 print(f"{int(mislabelled.sum())} of {len(val)} held-out labels contradict the gold reward: their mean weight "
       f"{val_weights[mislabelled].mean().item():.3f}, the others' {val_weights[gold_says > 0].mean().item():.3f}")
+
+# %% [markdown]
+# Conservative DPO (label smoothing ε, lesson 15) assumes each label is flipped with probability ε:
+# $\mathcal{L} = -(1-\varepsilon)\log\sigma(\beta h) - \varepsilon\log\sigma(-\beta h)$. Its gradient
+# weight is $\sigma(-\beta h) - \varepsilon$, so a mislabelled pair (βh ≪ 0) still pulls with weight
+# ≈ 1 − ε: it does not cap how hard a wrong label pulls. What it caps is the *margin*: the weight
+# reaches 0 at $\beta h = \log\frac{1-\varepsilon}{\varepsilon}$ and turns negative past it, so no
+# pair is pushed further apart than that (plain DPO never stops). With the library's loss and autograd:
+
+# %%
+eps = 0.1
+z = torch.tensor([-4.0, 0.0, math.log((1 - eps) / eps), 4.0], requires_grad=True)  # z = β·h
+cdpo = dpo_loss(z, torch.zeros(4), torch.zeros(4), torch.zeros(4), beta=1.0, label_smoothing=eps)[0]
+cdpo_weight = -torch.autograd.grad(cdpo.sum(), z)[0]
+stop_margin = math.log((1 - eps) / eps)
+for zi, wi in zip(z.tolist(), cdpo_weight.tolist()):
+    print(f"β·h = {zi:+.3f}: conservative DPO's weight {wi:+.3f} (plain DPO's {torch.sigmoid(torch.tensor(-zi)).item():.3f})")
+print(f"ε = {eps}: the weight is 0 at β·h = log((1−ε)/ε) = {stop_margin:.3f}; a mislabelled pair at β·h = −4 still "
+      f"pulls with {cdpo_weight[0].item():.3f} ≈ 1 − ε")
+
+# %% [markdown]
+# ## What to remember
+# - The DPO loss needs four numbers per pair: the policy's and the reference's log-probs of the
+#   chosen and the rejected response; the reference's are computed once, before training.
+# - At step 0 every log-ratio is 0: the loss is ln 2, and TRL's `rewards/accuracies` is 0.0 (ties).
+# - Each pair's gradient is weighted by σ(r̂_l − r̂_w): most for the pairs ranked wrong — including
+#   pairs whose label is wrong. Conservative DPO stops pairs at a finite margin; it does not tame
+#   the pull of a wrong label.
+# - A new loss is a function of the margin h, registered in three lines.

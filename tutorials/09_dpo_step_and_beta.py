@@ -7,7 +7,7 @@
 # under AdamW it does not, and where it acts instead (the saturation of each pair's weight) — and
 # finally β on the whole run: a short sweep read on the held-out films (gold reward, KL, fluency).
 # Lesson 10 then reads the default run in detail.
-# Run: `python tutorials/09_dpo_step_and_beta.py` (`--fast`: seconds; the default's time is in the README).
+# Run: `python tutorials/09_dpo_step_and_beta.py` (about a minute and a half; `--fast`: seconds).
 
 # %%
 import math

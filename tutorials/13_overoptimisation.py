@@ -1,6 +1,7 @@
 # %% [markdown]
 # # 13 · Reward over-optimisation
-# The reward model is a proxy fitted on SFT samples. Push on it hard — pick the best of n samples,
+# **You need** lessons 05 and 06 (the reward model, RL with a KL penalty). **You will see** what
+# happens when a policy optimises a learned reward too hard. The reward model is a proxy fitted on SFT samples. Push on it hard — pick the best of n samples,
 # or run RL with no KL leash (β = 0) — and the policy drifts to text the proxy never saw: the proxy
 # keeps climbing while the gold reward peaks and falls (Gao, Schulman & Hilton 2022).
 # Run: `python tutorials/13_overoptimisation.py` (`--fast`: a smoke run). The lesson does best-of-n
@@ -67,10 +68,12 @@ print(f"best-of-{n} picks proxy {picked_proxy:+.2f}, gold {picked_gold:+.2f}; th
 # %% [markdown]
 # ## How far best-of-n moves from the SFT policy
 # For a continuous reward, KL(π_BoN ‖ π_SFT) = log n − (n−1)/n, the value Gao et al. plot against;
-# for any reward it is an upper bound. A policy we can enumerate makes the exact value computable:
-# take π restricted to the pool's distinct responses (their SFT probabilities, renormalised). In
-# order of proxy score with cumulative probability F, the best of n draws is y_i when all n land at
-# or below i and not all below it: π_BoN(y_i) = F_i^n − F_{i−1}^n.
+# for any reward it is an upper bound. The SFT model can write far more responses than we can list,
+# so we compute the KL exactly for a smaller policy: π restricted to the pool's distinct responses
+# (their SFT probabilities, renormalised to sum to 1), and best-of-n drawing from that. In order of
+# proxy score, with C_i the cumulative probability of the responses up to and including y_i, the
+# best of n draws is y_i when all n land at or below i and not all below it:
+# π_BoN(y_i) = C_i^n − C_{i−1}^n. (The bound holds for this restricted policy too.)
 
 # %%
 first = [texts.index(t) for t in dict.fromkeys(texts)]  # one candidate per distinct response
@@ -78,16 +81,16 @@ logp = response_logps(sft, run.tok, [prompt] * len(first), [ids[i] for i in firs
 probs = torch.softmax(logp.double(), 0)   # π over the m distinct responses
 scores = proxy[first]
 rank = scores.argsort()
-F = torch.cumsum(probs[rank], 0)
-F_prev = torch.cat([torch.zeros(1, dtype=F.dtype), F[:-1]])
-bon = F ** n - F_prev ** n
+cumulative = torch.cumsum(probs[rank], 0)                           # C_i
+below = torch.cat([torch.zeros(1, dtype=cumulative.dtype), cumulative[:-1]])  # C_{i−1}
+bon = cumulative ** n - below ** n
 print(f"{len(first)} distinct responses; the three best by proxy: π {probs[rank][-3:].numpy()}, "
-      f"F {F[-3:].numpy()}, π_BoN {bon[-3:].numpy()}")
+      f"C {cumulative[-3:].numpy()}, π_BoN {bon[-3:].numpy()}")
 keep = bon > 0
 kl_by_hand = (bon[keep] * (bon[keep].log() - probs[rank][keep].log())).sum().item()
 kl_library = O.bon_exact_kl(probs, scores, n)
 bound = math.log(n) - (n - 1) / n
-print(f"n = {n}: exact KL {kl_by_hand:.4f} by hand, {kl_library:.4f} by bon_exact_kl; "
+print(f"n = {n}: KL(π_BoN ‖ π) over the pool, exactly: {kl_by_hand:.4f} by hand, {kl_library:.4f} by bon_exact_kl; "
       f"bound log n − (n−1)/n = {bound:.4f} (bon_kl_bound: {O.bon_kl_bound(n):.4f})")
 
 # %% [markdown]
@@ -122,16 +125,17 @@ for name, curve in rl.items():
 
 # %% [markdown]
 # ## The functional forms of Gao et al. (2022)
-# $$\text{best-of-}n:\; R(d) = d(\alpha - \beta d) \qquad \text{RL}:\; R(d) = d(\alpha - \beta \log d)$$
+# $$\text{best-of-}n:\; R(d) = d(a - b\,d) \qquad \text{RL}:\; R(d) = d(a - b \log d)$$
 # fitted by least squares to the gold-reward gain against d = √KL; each predicts where the gold
-# reward peaks.
+# reward peaks. (Gao et al. call the two coefficients α and β; here they are a and b, since β is
+# this project's KL coefficient.)
 
 # %%
 def print_fits(res: dict) -> None:
     for kind in ("best_of_n_summary", "rl_summary"):
         for name, s in res[kind].items():
             peak = f"{s['fit_peak_d']:.2f}" if s["fit_peak_d"] is not None else "none"
-            print(f"{kind.split('_summary')[0]:10s} {name:28s}: α = {s['fit_alpha']:+.3f}, β = {s['fit_beta']:+.3f}, "
+            print(f"{kind.split('_summary')[0]:10s} {name:28s}: a = {s['fit_alpha']:+.3f}, b = {s['fit_beta']:+.3f}, "
                   f"fitted peak at d = {peak}, observed peak at d = {s['peak_d']:.2f}")
 
 
@@ -185,10 +189,19 @@ for name, curve in rl.items():
     print(f"2. {name}: gold peaks at step {curve[i]['step']} ({curve[i]['gold']:+.2f}, KL {curve[i]['kl']:.2f}); "
           f"by the end KL {curve[-1]['kl']:.2f}, gold {curve[-1]['gold']:+.2f}, proxy {curve[-1]['proxy']:+.2f}")
 if full is None:
-    print("3. needs the full study")
+    print(f"3. needs the full study (`--set full_study=true`, or `{run.command('overoptimisation')}`; its measured "
+          "numbers are in docs/critics.md)")
 else:
     bon_s, rl_s = full["best_of_n_summary"], full["rl_summary"]
     weaker = (next(k for k in bon_s if k != "full"), next(k for k in rl_s if "full" not in k))
     for kind, strong, weak in (("best-of-n", bon_s["full"], bon_s[weaker[0]]), ("RL, β = 0", rl_s["β=0, full RM"], rl_s[weaker[1]])):
         print(f"3. {kind}: the gold reward peaks at d = {strong['peak_d']:.2f} with the full reward model, "
               f"{weak['peak_d']:.2f} with the weaker one -> " + ("earlier" if weak["peak_d"] < strong["peak_d"] else "not earlier"))
+
+# %% [markdown]
+# ## What to remember
+# - A learned reward is a proxy: optimise it hard enough (best-of-n with large n, RL with β = 0)
+#   and the proxy keeps rising while the gold reward peaks and falls.
+# - The KL to the reference measures how hard a policy has pushed; the KL penalty is what keeps RL
+#   in the region where the proxy is still right.
+# - DPO has no separate proxy to exploit, but it has its own failure modes (lesson 15).

@@ -1,6 +1,7 @@
 # %% [markdown]
 # # 14 · Diversity against β, and the cost of RL
-# Perfectly maximising a reward collapses the policy onto the few best responses. β is the leash:
+# **You need** lessons 06 and 09 (the REINFORCE policy, DPO's β sweep). **You will see** two of the
+# critics' points in numbers. Perfectly maximising a reward collapses the policy onto the few best responses. β is the leash:
 # we sweep it for both methods and watch the gold reward, the per-token entropy and the fraction of
 # unique responses. Then the bill: wall time, tokens through the model, samples generated and the
 # models held in memory, for the RLHF roads against the DPO road.
@@ -76,8 +77,11 @@ for name, file in (("SFT", "sft.pt"), ("RLHF", "rlhf.pt")):
 # β and collapses onto the best responses as β → 0. The library evaluates each policy on the
 # held-out films: DPO at the study's β grid (lesson 09's sweep trained them), REINFORCE at β = 0 and
 # at lesson 06's β (the pipeline's own policies are reused; the others train once, into `sweeps/`,
-# shared with lesson 15 and the full study). *Predict*: which method loses more diversity at its
-# smallest β?
+# shared with lesson 15 and the full study). The smallest β of each sweep is not comparable: RL's is
+# β = 0, no leash at all, while DPO's loss needs a finite β (its smallest here is 0.1). So compare
+# the methods by what each pays for the distance it travels: the entropy lost from the SFT model's,
+# per nat of KL to the reference, (H_SFT − H)/KL, at every β.
+# *Predict*: which method pays more entropy per nat of KL?
 
 # %%
 study_betas = diversity.FAST_DIVERSITY_BETAS if run.fast else diversity.DIVERSITY_BETAS
@@ -86,13 +90,15 @@ betas = {"dpo": tuple(sorted({*study_betas["dpo"], DPOConfig().beta})),  # lesso
 points = diversity.diversity_points(run, betas)
 sft = read_json(run.path("eval_sft.json"))
 print(f"SFT: gold {sft['gold_reward']:+.3f}, entropy {sft['entropy']:.3f}, unique {sft['unique_frac']:.3f}")
-drop = {}
+per_nat = {}
 for method in ("rlhf", "dpo"):
-    pts = sorted((p for p in points if p["method"] == method), key=lambda p: p["beta"])
-    lo, hi = pts[0], pts[-1]
-    drop[method] = hi["unique_frac"] - lo["unique_frac"]
-    print(f"{method.upper()}: β {hi['beta']} -> {lo['beta']}: entropy {hi['entropy']:.3f} -> {lo['entropy']:.3f}, "
-          f"unique {hi['unique_frac']:.3f} -> {lo['unique_frac']:.3f}, gold {hi['gold_reward']:+.3f} -> {lo['gold_reward']:+.3f}")
+    for q in sorted((q for q in points if q["method"] == method), key=lambda q: -q["beta"]):
+        cost_per_nat = (sft["entropy"] - q["entropy"]) / q["kl_to_ref"]
+        per_nat.setdefault(method, []).append(cost_per_nat)
+        print(f"{method.upper():4s} β = {q['beta']:<4g}: KL {q['kl_to_ref']:5.2f}, entropy {q['entropy']:.3f}, unique "
+              f"{q['unique_frac']:.3f}, gold {q['gold_reward']:+.3f}; entropy lost per nat of KL {cost_per_nat:+.3f}"
+              + ("   (β = 0: no leash)" if q["beta"] == 0 else ""))
+per_nat = {m: sum(v) / len(v) for m, v in per_nat.items()}
 fig = plots.diversity_figure(points, run.path("diversity_lesson.png"))
 print("figure:", run.path("diversity_lesson.png"))
 show(fig)
@@ -167,7 +173,7 @@ else:
 # the fraction of unique responses follow?
 #
 # *Questions*
-# 1. Which method loses more unique responses at its smallest β?
+# 1. Which method pays more entropy per nat of KL it moves from the reference?
 # 2. How many times more tokens does the REINFORCE road push through the model than the DPO road,
 #    and what does it spend them on?
 
@@ -175,11 +181,20 @@ else:
 # ## Answers
 
 # %%
-worse = max(drop, key=drop.get)
-print("1. unique fraction lost from the largest to the smallest β: " + ", ".join(
-    f"{m.upper()} {d:+.3f}" for m, d in drop.items()) + f" -> {worse.upper()} loses more")
+worse = max(per_nat, key=per_nat.get)
+print("1. entropy lost per nat of KL, mean over each sweep's β: " + ", ".join(
+    f"{m.upper()} {d:+.3f}" for m, d in per_nat.items()) + f" -> {worse.upper()} pays more")
 rl_row = rows["rlhf (REINFORCE)"]
 print(f"2. {rl_row['tokens_forward'] / rows['dpo']['tokens_forward']:.1f}× the forward tokens "
       f"({rl_row['tokens_forward']:.0f} vs {rows['dpo']['tokens_forward']:.0f}): of REINFORCE's, "
       f"{rl_m['tokens_generated']} are generated one token at a time, and every sample is scored by the "
       f"policy, the reference and the reward model; DPO runs the reference once, before training.")
+
+# %% [markdown]
+# ## What to remember
+# - β is the leash: as it shrinks, the policy moves further from the reference and its entropy and
+#   the variety of its responses fall; with no leash at all (RL at β = 0) they collapse.
+# - Compare methods at equal cost (per nat of KL, or at a matched KL as lesson 12 does), never at
+#   settings that decide the answer.
+# - The RL roads cost more: sampling token by token, three or four models held, and a reward model
+#   to train first; DPO runs its reference once.

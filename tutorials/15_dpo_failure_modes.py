@@ -1,13 +1,14 @@
 # %% [markdown]
 # # 15 · DPO's own failure modes
-# DPO trains a *margin*: log π(y_w)/π_ref − log π(y_l)/π_ref. Nothing in the loss says log π(y_w)
+# **You need** lessons 09 and 10 (a DPO run, read on held-out pairs). **You will see** why DPO costs
+# fluency here, and what four remedies buy back. DPO trains a *margin*: log π(y_w)/π_ref − log π(y_l)/π_ref. Nothing in the loss says log π(y_w)
 # must go up, and in practice both log-probs fall. The probability mass that leaves the labelled
 # responses goes to text nobody labelled, and in this world we can see what that text is. Then the
 # remedies: a larger β, conservative DPO (label smoothing), IPO, and an NLL term on the chosen
 # response (RPO).
-# Run: `python tutorials/15_dpo_failure_modes.py` after lesson 10 (`--fast`: a smoke run). By
-# default: the measurement by hand on held-out pairs, then RPO and a larger β beside plain DPO; the
-# whole table of remedies is shown when saved here or in `runs/default`, and runs with
+# Run: `python tutorials/15_dpo_failure_modes.py` after lesson 10 (`--fast`: a smoke run): the
+# measurement by hand on held-out pairs, then every remedy trained beside plain DPO; the study's
+# count of grammar failures is shown when saved here or in `runs/default`, and runs with
 # `--set full_study=true` (or `python -m minidpo failure-modes`).
 
 # %%
@@ -88,14 +89,16 @@ for i in gain.argsort(descending=True)[:4].tolist():
     print(f"  +{gain[i]:.2f} nats  {texts[i]}  ({why}; gold {b['reward']:+.1f})")
 
 # %% [markdown]
-# ## The same by the library, and two remedies
+# ## The same by the library, and four remedies
 # `failure_modes.remedy` trains DPO with one change (a `sweeps/` unit, shared with lesson 14 and
 # the full study) and reads the held-out `eval/logps/*` its training logged: plain DPO's row must
-# match the measurement above. Beside it, RPO (+ α·NLL of the chosen response, which should hold
-# log π(y_w) up) and a larger β (a shorter leash).
+# match the measurement above. Beside it: a larger β (a shorter leash); conservative DPO (label
+# smoothing ε: it stops each pair at the margin β·h = log((1−ε)/ε), lesson 08); IPO (a squared loss
+# that pulls h to 1/(2β) and no further); RPO (+ α·NLL of the chosen response, which should hold
+# log π(y_w) up).
 
 # %%
-names = ["DPO (default)", "RPO: + NLL on chosen (α = 1)", "larger β (2.0)"]
+names = list(FM.REMEDIES)
 rows, histories = {}, {}
 for name in names:
     rows[name], histories[name], _ = FM.remedy(run, name)
@@ -116,10 +119,10 @@ print("figure:", run.path("failure_modes_lesson.png"))
 show(fig)
 
 # %% [markdown]
-# ## The whole table
-# Also conservative DPO (label smoothing ε) and IPO (a squared loss with a finite target), and the
-# grammar's failures of plain DPO's samples counted against SFT's. Lesson 18's bench puts every
-# registered loss on the same scale.
+# ## The study: what breaks in the samples
+# The failure-modes study adds, to the same rows, the grammar's failures of plain DPO's samples
+# counted against SFT's, failure by failure. Lesson 18's bench puts every registered loss on the
+# same scale.
 
 # %%
 full, shown = study_result(run, knobs.full_study, "failure_modes/failure_modes.json",
@@ -145,9 +148,17 @@ else:
 print(f"1. Δ log π(y_w) = {mean_w:+.2f} nats while the margin moved {mean_w - mean_l:+.2f}: "
       + ("the chosen responses lost probability, the rejected lost more" if mean_w < 0 < mean_w - mean_l else
          "here the chosen responses gained" if mean_w > 0 else "the margin did not grow"))
-table = full["remedies"] if full else rows
+table = rows
 base = table["DPO (default)"]
 best = max((n for n in table if n != "DPO (default)"), key=lambda n: table[n]["fluency"])
-print(f"2. ({'full table' if full else 'the lesson rows'}) {best}: fluency {base['fluency']:.3f} -> {table[best]['fluency']:.3f}, "
+print(f"2. {best}: fluency {base['fluency']:.3f} -> {table[best]['fluency']:.3f}, "
       f"gold {base['gold_reward']:+.3f} -> {table[best]['gold_reward']:+.3f}, win rate {base['win_rate_vs_sft']:.3f} -> "
       f"{table[best]['win_rate_vs_sft']:.3f}")
+
+# %% [markdown]
+# ## What to remember
+# - DPO's loss sees only the margin; on held-out pairs both log-probs usually fall, and the freed
+#   mass goes to text no pair labelled — here, broken sentences.
+# - A shorter leash (larger β), a capped margin (conservative DPO, IPO) or an NLL term on the chosen
+#   response (RPO) each buy fluency back, each for some of the gold reward.
+# - Report fluency beside every win rate.

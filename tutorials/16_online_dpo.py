@@ -1,9 +1,12 @@
 # %% [markdown]
 # # 16 · Online DPO: the answer to "the dataset is fixed"
+# **You need** lessons 04 and 09 (pairs and their labels; a DPO run). **You will see** DPO made
+# online, round by round, and compared with offline DPO at the same number of labels.
 # Offline DPO only ever sees pairs sampled from the SFT model. Online DPO works in rounds: sample
 # fresh pairs from the current policy, label them (by the gold Bradley–Terry model — a human — or by
-# the reward model — no human), and take a DPO pass. Same number of labelled pairs and gradient
-# steps as offline DPO.
+# the reward model — no human), and train DPO on them (the DPO stage's epochs over the round's
+# pairs, starting from the round's policy). Same number of labelled pairs and gradient steps as
+# offline DPO.
 # Run: `python tutorials/16_online_dpo.py` after lesson 09 (`--fast`: a smoke run). One round
 # written out first, checked against the library's `online_round`; then the library's rounds.
 
@@ -16,6 +19,7 @@ from dataclasses import replace
 import torch
 
 from minidpo import world
+from minidpo.checkpoint import read_json
 from minidpo.dpo import DPOConfig, pair_logps, run_dpo
 from minidpo.evaluate import summary_row
 from minidpo.harness import plots
@@ -77,7 +81,8 @@ print(f"{len(pairs)} pairs ({refused} refused); the label agrees with the gold r
 
 # %% [markdown]
 # **3. Score once with the reference** (the SFT model): log π_ref(y_w|x), log π_ref(y_l|x).
-# **4. A DPO pass** on the new pairs (lesson 09's loop), the held-out pairs as its evaluation.
+# **4. DPO on the new pairs** (lesson 09's loop, with the DPO stage's settings: its number of
+# epochs over the round's pairs), the held-out pairs as its evaluation.
 
 # %%
 encoded, _ = encode_pairs(run.tok, pairs, sft.config.block_size)
@@ -89,7 +94,7 @@ val = (val_enc, pair_logps(sft, val_enc, run.tok.end_id, cfg.average_logps, dtyp
 round_cfg = replace(cfg, seed=run.seed)  # the study's round r trains with seed + r
 out = run_dpo(policy, round_cfg, encoded, reference, val[0], val[1], run.tok.end_id, run.dtype, quiet=True)
 first, last = out["history"][0], out["history"][-1]
-print(f"{out['steps']} DPO steps: held-out loss {first['eval/loss']:.4f} -> {last['eval/loss']:.4f}, "
+print(f"{out['steps']} DPO steps ({round_cfg.epochs} epoch(s) over the round's {len(encoded)} pairs): held-out loss {first['eval/loss']:.4f} -> {last['eval/loss']:.4f}, "
       f"held-out accuracy {last['eval/rewards/accuracies']:.3f}")
 after = summary_row(run.evaluate(policy, sft))
 print(f"after one round: gold {after['gold_reward']:+.3f}, win rate vs SFT {after['win_rate_vs_sft']:.3f}, "
@@ -149,5 +154,20 @@ final = {name: rounds[-1]["gold_reward"] for name, rounds in res["online"].items
 top = max(final, key=final.get)
 print("1. final gold: " + ", ".join(f"{n} labels {g:+.3f} (agreement {agreement[n]:.3f})" for n, g in final.items())
       + f" -> {top} labels end higher")
-print(f"2. online ({top} labels) {final[top]:+.3f} vs offline {o['gold_reward']:+.3f}: "
-      + ("online is ahead" if final[top] > o["gold_reward"] else "offline is ahead"))
+# one seed: the difference of two means of n samples each, in standard errors
+n_eval = len(read_json(run.path("eval_dpo.json"))["gold"])
+last_online = res["online"][top][-1]
+se = math.sqrt((last_online["gold_std"] ** 2 + o["gold_std"] ** 2) / n_eval)
+z = (final[top] - o["gold_reward"]) / se
+print(f"2. online ({top} labels) {final[top]:+.3f} vs offline {o['gold_reward']:+.3f}: a difference of "
+      f"{final[top] - o['gold_reward']:+.3f}, {z:+.1f} standard errors of a difference of two {n_eval}-sample means -> "
+      + (("online is ahead" if z > 0 else "offline is ahead") if abs(z) > 2 else
+         "within 2 standard errors: one seed cannot call it"))
+
+# %% [markdown]
+# ## What to remember
+# - Offline DPO only sees pairs sampled from the SFT model; online DPO labels what the current
+#   policy writes, so its new mistakes get labelled too.
+# - Labelled by a reward model instead of a human, online DPO is RLHF without RL — and it inherits
+#   the reward model's blind spots.
+# - One seed and 400 samples rarely separate two good methods: say how many standard errors apart they are.

@@ -1,5 +1,6 @@
 # %% [markdown]
 # # 17 · PPO next to REINFORCE
+# **You need** lesson 06 (REINFORCE with a KL penalty). **You will see** what PPO adds to it.
 # InstructGPT did RLHF with PPO, not with the REINFORCE of lesson 06. Both start from the same
 # rollouts: prompts, K samples each from the current policy, a reward for each sample, and the
 # log-ratio to the reference. What PPO adds is (1) a **value model** V(s_t) that predicts, at every
@@ -8,22 +9,23 @@
 # without the policy running away from the one that sampled them.
 #
 # This lesson runs one PPO step in the open on one batch, tensor by tensor, then trains PPO and
-# REINFORCE from the same SFT model and compares what the value model and the clip buy.
-# Run: `python tutorials/17_ppo_vs_reinforce.py` (`--fast` for a smoke run). PPO is reused when
-# lesson 14 trained it in this folder, otherwise it trains here first; the lesson prints how long
-# it took.
+# REINFORCE from the same SFT model on the same budget of samples and compares what the value model
+# and the clip buy. Run: `python tutorials/17_ppo_vs_reinforce.py` (about a minute and a half;
+# `--fast` for a smoke run); the lesson prints how long it took.
 
 # %%
 import time
 
 import torch
 
+from minidpo.checkpoint import read_json
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
 from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
 from minidpo.model import sequence_logps
 from minidpo.ppo import PPOConfig, ValueModel, clipped_policy_loss, clipped_value_loss, gae, token_rewards, whiten
 from minidpo.rollouts import RLLoop
+from minidpo.studies import sweep
 from minidpo.harness.stages import ensure
 
 started = time.perf_counter()
@@ -47,7 +49,7 @@ knobs = lesson_knobs(lam=run.settings(PPOConfig).lam)
 
 # %%
 cfg = run.settings(PPOConfig, prompts_per_step=2, k=2)
-loop = RLLoop("ppo", cfg, run.tok, run.path("sft.pt"), run.path("reward_model.pt"), run.out / "lesson15",
+loop = RLLoop("ppo", cfg, run.tok, run.path("sft.pt"), run.path("reward_model.pt"), run.out / "lesson17",
               run.device, run.dtype, quiet=True)
 value = ValueModel(run.load_policy("sft.pt").train())
 batch = loop.rollout(step=1)
@@ -104,7 +106,11 @@ print(f"whitened: mean {white[batch.mask].mean():+.2e}, std {white[batch.mask].s
 # $$L^{clip} = \mathbb{E}_t\big[\max(-A_t\rho_t,\; -A_t\,\mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon))\big],
 # \qquad \rho_t = \pi_\theta(y_t)/\pi_{old}(y_t)$$
 # On the first minibatch π_θ = π_old, so ρ = 1 and the loss is the plain policy gradient −mean(A):
-# the clip only matters from the second minibatch on, once the policy has moved.
+# the clip only matters from the second minibatch on, once the policy has moved. The **clip
+# fraction** PPO logs is the share of response tokens where the clipped term is the larger loss:
+# ρ has left [1 − ε, 1 + ε] on the side the advantage pushes towards (ρ > 1 + ε with A > 0, or
+# ρ < 1 − ε with A < 0), so that token's gradient is cut. A ratio outside the range on the other
+# side is not clipped: the max keeps the unclipped term, and its gradient pulls the ratio back.
 
 # %%
 new = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask)
@@ -114,21 +120,45 @@ print(f"policy loss {pg_loss.item():+.4f} (−mean A over tokens = {-(white * ma
       f"clip fraction {clip_frac.item():.2f}, value loss {vf_loss.item():.4f}")
 
 # %% [markdown]
-# ## The whole run, next to REINFORCE
+# One deliberately large update (plain SGD at 500 times PPO's learning rate, so that the ratios move
+# far in one step), then the same batch again: the clip fraction by hand, next to the share of
+# tokens whose ratio merely left the range.
+
+# %%
+optimizer = torch.optim.SGD(loop.policy.parameters(), lr=500 * cfg.lr)
+optimizer.zero_grad()
+pg_loss.backward()
+optimizer.step()
+with torch.no_grad():
+    moved = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask)
+ratio = torch.exp(moved.token_logps - old.token_logps)
+at = batch.mask                                           # response tokens
+cut = ((ratio > 1 + cfg.clip) & (white > 0)) | ((ratio < 1 - cfg.clip) & (white < 0))
+outside = (ratio > 1 + cfg.clip) | (ratio < 1 - cfg.clip)
+clip_by_hand, outside_frac = cut[at].float().mean().item(), outside[at].float().mean().item()
+_, clip_library = clipped_policy_loss(moved.token_logps, old.token_logps, white, mask, cfg.clip)
+print(f"after the update: ratios from {ratio[at].min():.3f} to {ratio[at].max():.3f}; clip fraction by hand "
+      f"{clip_by_hand:.3f}, the library's {clip_library.item():.3f}; ratio outside [1 − ε, 1 + ε]: {outside_frac:.3f}")
+
+# %% [markdown]
+# ## Training, next to REINFORCE
 # Now both algorithms train from the same SFT model against the same reward model, β = 0.05 each,
-# with the same number of samples per step. PPO makes `epochs × minibatches` updates per batch of
-# samples; REINFORCE one. Watch three PPO diagnostics:
-# - **clip fraction**: the share of tokens whose ratio hit 1 ± ε — a few percent means the
-#   learning rate leaves room for several updates per batch;
+# on the same budget: the same number of steps, each drawing the same number of samples. PPO makes
+# `epochs × minibatches` updates per batch of samples; REINFORCE one. (These are units of
+# `studies/sweep.py`, trained once into `sweeps/`; the pipeline's own, longer PPO run is
+# `python -m minidpo ppo`.) Watch three PPO diagnostics:
+# - **clip fraction**: the share of tokens whose gradient the clip cut (above) — a few percent
+#   means the learning rate leaves room for several updates per batch;
 # - **approx KL** between the sampling policy and the updated one — how far one batch moved it;
 # - **value explained variance** 1 − Var(R − V)/Var(R) — how much of the return the value model
 #   predicts (it starts at 0 and should rise).
 #
-# *Predict before running*: which reaches a higher gold reward per sample drawn? Which per second?
+# *Predict before running*: which reaches a higher gold reward per sample drawn? Which per minute of training?
 
 # %%
-ppo = P.stage_ppo(run)
-reinforce = P.stage_rlhf(run)
+STEPS = 8 if run.fast else 40
+units = {name: sweep.trained(run, method, cfg.beta, steps=STEPS) for name, method in (("REINFORCE", "rlhf"), ("PPO", "ppo"))}
+reinforce, ppo = (read_json(units[n].with_name(units[n].stem + "_metrics.json")) for n in ("REINFORCE", "PPO"))
 for name, m in (("REINFORCE", reinforce), ("PPO", ppo)):
     h = m["history"]
     print(f"{name:9s}: {m['steps']} steps, {m['samples_generated']} samples, {m['seconds']:.0f}s "
@@ -148,7 +178,7 @@ print("figure:", run.path("ppo_vs_reinforce.png"))
 
 # %%
 sft_eval = P.stage_eval_sft(run)
-evals = {"REINFORCE": P.stage_eval_rlhf(run), "PPO": P.stage_eval_ppo(run)}
+evals = {name: sweep.evaluate(run, checkpoint) for name, checkpoint in units.items()}
 print(f"{run.eval_config()['samples_per_film']} samples per held-out film; SFT gold {sft_eval['gold_reward']:+.3f}")
 for name, ev in evals.items():
     print(f"{name:9s}: gold {ev['gold_reward']:+.3f}, win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
@@ -156,7 +186,7 @@ for name, ev in evals.items():
 
 # %% [markdown]
 # ## Answers
-# *Predict before running* — gold per sample drawn, and per second: the held-out gold gained over
+# *Predict before running* — gold per sample drawn, and per minute of training: the held-out gold gained over
 # the SFT model, divided by the samples each algorithm drew in training and by its training time.
 
 # %%
@@ -166,7 +196,14 @@ for name, m in (("REINFORCE", reinforce), ("PPO", ppo)):
     gain[name] = {"per_1k_samples": 1000 * g / m["samples_generated"], "per_minute": 60 * g / m["seconds"]}
     print(f"{name:9s}: gold {g:+.3f} over SFT; {gain[name]['per_1k_samples']:+.3f} per 1000 samples, "
           f"{gain[name]['per_minute']:+.3f} per minute of training")
-for unit, words in (("per_1k_samples", "per sample drawn"), ("per_minute", "per second")):
+for unit, words in (("per_1k_samples", "per sample drawn"), ("per_minute", "per minute of training")):
     best = max(gain, key=lambda n: gain[n][unit])
     print(f"higher gold gain {words}: {best}")
 print(f"this lesson took {time.perf_counter() - started:.0f}s")
+
+# %% [markdown]
+# ## What to remember
+# - PPO = REINFORCE's rollouts + a value model (credit per token, through GAE) + a clipped ratio
+#   (several updates per batch of samples without running away from the sampling policy).
+# - The clip fraction counts the tokens whose gradient the clip cut, not every ratio outside 1 ± ε.
+# - Compare RL algorithms on equal budgets: per sample drawn and per unit of time tell different stories.

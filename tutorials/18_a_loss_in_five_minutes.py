@@ -1,5 +1,7 @@
 # %% [markdown]
 # # 18 · A new preference loss in five minutes
+# **You need** lesson 08 (the loss ladder, registering a loss) and lesson 12 (reading methods at a
+# matched KL). **You will see** a new loss written in one cell, trained, and put on the bench.
 # Every preference loss in `minidpo/losses.py` is a function registered under a name. A loss of
 # the log-ratio margin $h = \log\frac{\pi(y_w)}{\pi_{ref}(y_w)} - \log\frac{\pi(y_l)}{\pi_{ref}(y_l)}$
 # needs three lines; a loss that reads more (per-token log-probs, lengths, no reference) gets the
@@ -38,8 +40,9 @@ knobs = lesson_knobs(target=1.0)  # the target margin of the smoothed hinge (the
 # value there, so it is part of the unit's provenance key: a changed target retrains this loss
 # (and reuses every other unit), a changed line of the function too (its source is in the key).
 #
-# *Try*: `--set target=3.0` (or set `target` in the knobs cell and re-run from there): DPO's
-# gradient weight σ(target − βh) stays near 1 until the margin βh passes the target, so the
+# *Try*: `--set target=3.0` (or set `target` in the knobs cell and re-run from there): the smoothed
+# hinge's gradient weight σ(target − βh) — DPO's weight σ(−βh), shifted by the target — stays near
+# 1 until the margin βh passes the target, so the
 # smoothed hinge pushes its pairs further apart: its held-out margin `eval/rewards/margins` and its
 # KL to the reference (both printed in the bench's table below) grow.
 
@@ -125,3 +128,10 @@ for name, final in rows.items():
 for rank, (name, gold) in enumerate(sorted(board.items(), key=lambda kv: -kv[1]), 1):
     mark = "  <- new" if name in ("smooth-hinge", "mean-margin") else ""
     print(f"{rank:2d}. {name:14s} final gold {gold:+.3f}{mark}")
+
+# %% [markdown]
+# ## What to remember
+# - A preference loss is a function registered under a name: of the margin h in three lines, or of
+#   the whole batch record when it needs log-probs, lengths or no reference.
+# - Its hyperparameters and its source are part of the training's key: change either and only that
+#   training is redone.

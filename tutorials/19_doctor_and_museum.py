@@ -1,5 +1,7 @@
 # %% [markdown]
 # # 19 · "Why is my DPO not working?" — reading a run, the doctor and the museum of classic bugs
+# **You need** lessons 09 and 10 (one DPO step; reading a run). **You will see** what goes wrong in
+# real DPO code, and how to tell from the curves — or not.
 # The questions people file most often against DPO code are not about the math but about runs that
 # silently go wrong: a loss stuck at ln 2, a chosen log-prob that falls, dropout left on, a
 # reference that is not frozen, the end token masked as padding, a BPE merge across the
@@ -215,7 +217,7 @@ print("loss at ln 2 for the whole run:", ", ".join(stuck) or "none")
 # is a bug the curves alone never reveal; the doctor's check that names it is beside it.
 
 # %%
-NOISE = 0.1  # gold reward: the spread of one seed's evaluation (README, the museum's table)
+NOISE = 0.1  # gold reward: the spread of one seed's evaluation (docs/doctor-museum-microscope.md, the museum's table)
 looks_fine = {name: rows[name]["gold_cost"] for name, checks in verdicts.items() if name != "clean" and all(c.ok for c in checks)}
 hidden = {name: cost for name, cost in looks_fine.items() if cost > NOISE}
 for name, cost in sorted(looks_fine.items(), key=lambda kv: -kv[1]):
@@ -223,3 +225,10 @@ for name, cost in sorted(looks_fine.items(), key=lambda kv: -kv[1]):
 worst = max(hidden, key=hidden.get) if hidden else None
 print("costs the most gold while looking healthiest:", worst or "none of these")
 print("never revealed by the curves alone:", ", ".join(hidden) or "none of these")
+
+# %% [markdown]
+# ## What to remember
+# - A healthy run: loss from ln 2 down, accuracy from 0 (ties) up, margins growing, both log-probs
+#   usually falling.
+# - Some classic bugs show in the curves (a loss stuck at ln 2); others look healthy and cost gold —
+#   run the doctor's checks before trusting a run.

@@ -1,11 +1,14 @@
 # %% [markdown]
 # # 20 · The likelihood-displacement microscope
-# DPO trains a *margin*. Lesson 15 saw both log-probs fall; this lesson asks where the probability
+# **You need** lessons 07 and 15 (what the pairs leave free; both log-probs falling). **You will see**
+# where the probability DPO takes from the labelled responses goes. DPO trains a *margin*. Lesson 15 saw both log-probs fall; this lesson asks where the probability
 # goes, pair by pair, and then — on a GPT small enough that every possible response can be listed —
 # measures it exactly.
 # Run: `python tutorials/20_microscope.py` (`--fast`: seconds).
 
 # %%
+import math
+
 import torch
 
 from minidpo.checkpoint import read_json
@@ -103,12 +106,17 @@ for name, trace in e["deterministic_pair"]["traces"].items():
 # ## Xu et al. (2024): mass on responses no pair contains
 # Every pair among a few of the 40 responses, labelled by a hidden reward (counts printed below).
 # DPO's loss never looks at the other responses, so nothing in it says where their probability
-# should go. The KL-regularised RL optimum π_ref·exp(r̂/β)/Z with a reward r̂ fitted to the same
-# pairs gives each of them r̂ = 0: their odds *against one another* stay the reference's, but the
-# labelled winners get exp(r̂/β) > 1, Z grows with them, and so the unlabelled responses' *share*
-# shrinks — the RL optimum moves mass from them to the winners the data vouch for. Whether DPO
-# does the same is measured, not assumed. Then the remedies on the same pairs: an SFT term (RPO),
-# DPOP, and dropping the most similar pairs.
+# should go: that is left to how the GPT's shared weights generalise. The RL road needs a reward
+# for every response. Fitted by Bradley–Terry to the same pairs, r̂ is pinned only *within* the
+# labelled responses: the likelihood is the same whatever value an unlabelled response gets. The
+# fit here adds a small L2 term (`microscope.fitted_reward`), which sets the unlabelled responses'
+# r̂ to 0 and centres the labelled ones around 0 — a convention, not something the data say. With
+# it, the RL optimum π_ref·exp(r̂/β)/Z keeps the unlabelled responses' odds against one another,
+# and their share is π_ref(U)/Z, where Z = π_ref(U) + Σ_labelled π_ref(y)·exp(r̂(y)/β): the labelled
+# winners (r̂ > 0) gain weight, the losers (r̂ < 0) lose it, and the unlabelled share falls only if
+# the gains outweigh the losses. Below: those pieces, and how much the answer moves with the
+# convention. Whether DPO moves the unlabelled mass the same way is measured, not assumed. Then the
+# remedies on the same pairs: an SFT term (RPO), DPOP, and dropping the most similar pairs.
 # *Question*: which remedy keeps the unlabelled mass closest to the RL optimum's?
 
 # %%
@@ -119,6 +127,15 @@ print(f"{labelled * (labelled - 1) // 2} pairs over {labelled} of the {e['n_resp
 for name, value in o.items():
     if isinstance(value, float):
         print(f"  {name:52s} {value:.4f}")
+r_hat, ref_l, beta_o = torch.tensor(o["r_hat_labelled"]), torch.tensor(o["ref_labelled"]), o["beta"]
+reweighted = (ref_l * torch.exp(r_hat / beta_o)).sum().item()
+share = o["reference"] / (o["reference"] + reweighted)   # π_ref(U)/Z with r̂(U) = 0
+print(f"labelled: {int((r_hat > 0).sum())} winners (r̂ > 0), {int((r_hat < 0).sum())} losers (r̂ < 0); their reference mass "
+      f"{ref_l.sum():.4f} becomes {reweighted:.4f} after exp(r̂/β): the unlabelled share π_ref(U)/Z = {share:.4f} "
+      f"(the study's RL optimum: {o['rl_optimum']:.4f})")
+for c in (r_hat.min().item(), r_hat.max().item()):  # another convention for the unlabelled responses' r̂
+    moved = o["reference"] * math.exp(c / beta_o) / (o["reference"] * math.exp(c / beta_o) + reweighted)
+    print(f"  had the fit put r̂(unlabelled) = {c:+.2f} instead of 0: the RL optimum's unlabelled share would be {moved:.4f}")
 way = lambda after: "falls" if after < o["reference"] else "rises"
 print(f"the unlabelled share: reference {o['reference']:.4f} -> RL optimum {o['rl_optimum']:.4f} ({way(o['rl_optimum'])}); "
       f"DPO {o['dpo']:.4f} ({way(o['dpo'])})")
@@ -147,3 +164,11 @@ for name in sorted(distance, key=distance.get):
     print(f"  {name:48s} share {remedies[name]:.4f}, {distance[name]:.4f} from the RL optimum's {o['rl_optimum']:.4f}")
 closest = min(distance, key=distance.get)
 print(f"closest: {closest}")
+
+
+# %% [markdown]
+# ## What to remember
+# - What no pair mentions, neither the DPO loss nor Bradley–Terry pins down: DPO leaves it to how
+#   the network generalises, the RL road to a convention for the reward of unlabelled responses.
+# - Deterministic preferences push DPO's π(y_l) to 0 whatever β; IPO's finite target stops it.
+# - The more alike a pair's two responses, the more a chosen response can be dragged down with the rejected.

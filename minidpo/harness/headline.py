@@ -255,3 +255,14 @@ def problems(texts: dict[str, str], rendered: dict[str, str]) -> list[str]:
         elif found[0][1] != rendered[name]:
             out.append(f"{found[0][0]}: table '{name}' differs from the committed numbers")
     return out
+
+
+def committed_study(headline: dict) -> tuple[dict, dict]:
+    """(frontier, ablation) of a headline (data/headline.json) in the layout the study itself writes,
+    as far as the headline keeps it: the matched and paired tables, not the points along training.
+    So `frontier.print_matched`, `ablation.print_ablation` and `plots.matched_figure` read it, and a
+    lesson shows the measured study where it has not run."""
+    frontier = {**headline["frontier"], "sft": headline["results"]["sft"]}
+    a = headline["ablation"]
+    ablation = {**a, "rows": [{**r, "by_kl": {str(a["primary_kl"]): r["at"]}} for r in a["rows"]]}
+    return frontier, ablation

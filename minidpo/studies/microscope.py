@@ -225,7 +225,8 @@ def _enumerable_study(seed: int, fast: bool) -> dict:
     r_hat = fitted_reward(pairs, len(responses))
     rl = F.log_softmax(ref_logp + r_hat / beta, 0)  # the KL-regularised RL optimum on r̂ (DPO eq. 4)
     mass = lambda logp: logp.exp()[unlabelled].sum().item()
-    ood = {"labelled": labelled, "reference": mass(ref_logp), "rl_optimum": mass(rl)}
+    ood = {"labelled": labelled, "reference": mass(ref_logp), "rl_optimum": mass(rl),
+           "r_hat_labelled": r_hat[labelled].tolist(), "ref_labelled": ref_logp.exp()[labelled].tolist(), "beta": beta}
     for name, loss_type, args in (("dpo", "sigmoid", {}), ("rpo (SFT term)", "rpo", {"alpha": 1.0}),
                                   ("dpop", "dpop", {"lam": 50.0})):
         policy, _ = train_pairs(ref, pairs, loss_type, beta, steps, **args)

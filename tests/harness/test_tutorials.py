@@ -37,10 +37,13 @@ def check_02(g, out):
     assert abs(g["loss"].item() - math.log(g["tok"].vocab_size)) < 0.15  # ≈ ln |V| at initialisation
     assert torch.allclose(g["fast"], g["slow"], atol=1e-5) and g["cached"] == g["full"]
     assert torch.allclose(g["seq"], g["token_logps"].sum(1))
+    assert torch.allclose(g["by_hand"], g["out"].logps, atol=1e-6)  # the shifted mask by hand = the library
+    assert g["mask"][0].sum() < g["mask"][1].sum() and "by hand" in out  # two lengths: the first row is padded
 
 
 def check_03(g, out):
     assert abs(g["first_loss"] - math.log(g["run"].tok.vocab_size)) < 0.15
+    assert abs(g["by_hand"].item() - g["first_loss"]) < 1e-5  # cross_entropy = the mean over the batch's response tokens
     prompt_len = len(g["run"].tok.encode_prompt(g["examples"][0][0]))
     assert (g["targets"][0, :prompt_len - 1] == -100).all() and (g["targets"][0, prompt_len - 1] != -100)
     assert g["metrics"]["val_loss"] < g["metrics"]["val_loss_init"] - 1
@@ -58,7 +61,9 @@ def check_04(g, out):
 def check_05(g, out):
     assert abs(g["first_loss"] - LN2) < 1e-6 and g["after"] < g["first_loss"]
     assert g["m"]["val_accuracy"] > 0.5
-    assert abs(g["shifted"] - g["after"]) < 1e-6  # + 5 to every reward: the same loss
+    assert abs(g["shifted"] - g["bt_after"]) < 1e-6  # + 5 to every reward: the same Bradley–Terry loss ...
+    assert g["shifted_centring"] > 100 * g["centring_after"]  # ... only the centring term notices
+    assert g["after"] == pytest.approx(g["bt_after"] + g["centring_after"])
 
 
 def check_06(g, out):
@@ -82,6 +87,11 @@ def check_08(g, out):
     # the answer: weights in (0, 1), split by whether the gold reward agrees with the label
     assert 0 < int(g["mislabelled"].sum()) < n and ((g["val_weights"] > 0) & (g["val_weights"] < 1)).all()
     assert g["val_weights"][g["mislabelled"]].mean() > g["val_weights"][g["gold_says"] > 0].mean()  # pushed hardest
+    # conservative DPO: weight σ(−βh) − ε; 0 at βh = log((1−ε)/ε); a mislabelled pair still pulls with ≈ 1 − ε
+    eps, w = g["eps"], g["cdpo_weight"]
+    assert g["stop_margin"] == pytest.approx(math.log((1 - eps) / eps)) and abs(w[2].item()) < 1e-6
+    assert torch.allclose(w, torch.sigmoid(-g["z"].detach()) - eps, atol=1e-6) and w[0] > 1 - eps - 0.02 and w[3] < 0
+    assert f"{g['stop_margin']:.3f}" in out
 
 
 def check_07(g, out):
@@ -145,6 +155,13 @@ def check_11(g, out):
     assert res["gradient_max_rel_error"] < 1e-10
     assert f"REINFORCE {res['tv_reinforce_vs_optimal_fitted']:.1e}" in out  # the text's number is the run's
     assert g["slope"] < 0  # the answer: the distance falls with n
+    for name, r in res["ipo_contrast"].items():  # IPO's target is 1/(2β), printed, and where IPO's gap settles
+        assert r["target_gap_ipo"] == pytest.approx(1 / (2 * r["beta"]))
+        assert f"IPO target 1/(2β) = {r['target_gap_ipo']:.2f}" in out
+        if name.startswith("ipo"):
+            assert r["trace"][-1]["gap"] == pytest.approx(r["target_gap_ipo"], rel=1e-3)
+        else:
+            assert r["trace"][-1]["gap"] > 2 * r["target_gap_ipo"]  # DPO's gap runs past it
 
 
 def _largest_tv(free):
@@ -182,6 +199,7 @@ def check_14(g, out):
     assert {p["method"] for p in g["points"]} == {"dpo", "rlhf"} and len(g["points"]) == sum(map(len, g["betas"].values()))
     assert all(g["dpo_row"][k] == g["rows"]["dpo"][k] for k in g["dpo_row"])  # the row from its parts
     assert g["rows"]["rlhf (REINFORCE)"]["models"] == ["policy", "reference", "reward model"]
+    assert set(g["per_nat"]) == {"rlhf", "dpo"} and f"{g['worse'].upper()} pays more" in out  # the answer is computed
     assert "No saved full studies" in out
 
 
@@ -220,7 +238,12 @@ def check_17(g, out):
     first = g["batch"].mask[0].nonzero()[0, 0]  # row 0's first response token: its reward-to-go is the row's sum
     assert g["to_go"][0, first].item() == pytest.approx(g["rewards"][0].sum().item(), abs=1e-5)
     # the answers: gold gained per sample and per minute, each algorithm
+    # the clip fraction is the share of tokens whose gradient the clip cut, not of ratios outside 1 ± ε
+    assert g["clip_by_hand"] == pytest.approx(g["clip_library"].item(), abs=1e-6)
+    assert g["clip_by_hand"] <= g["outside_frac"] and g["outside_frac"] > 0
+    assert g["ppo"]["samples_generated"] == g["reinforce"]["samples_generated"]  # the same budget
     assert set(g["gain"]) == {"REINFORCE", "PPO"} and "higher gold gain per sample drawn:" in out
+    assert "higher gold gain per minute of training:" in out
     assert "this lesson took" in out and "about 3 minutes" not in Path(g["__file__"]).read_text()
 
 
@@ -265,6 +288,7 @@ def check_20(g, out):
     assert f"RL optimum {o['rl_optimum']:.4f} ({'falls' if o['rl_optimum'] < o['reference'] else 'rises'})" in out
     assert g["closest"] == min(g["distance"], key=g["distance"].get) and f"closest: {g['closest']}" in out
     assert ("negative" if g["corr"] < 0 else "positive") in out
+    assert g["share"] == pytest.approx(o["rl_optimum"], rel=1e-6)  # π_ref(U)/Z by hand = the study's RL optimum
 
 
 def run_cells(script: Path, g: dict) -> list:
@@ -388,3 +412,34 @@ def test_a_cell_ending_in_a_figure_is_caught(tmp_path):
     lesson.write_text(lesson.read_text() + "\n# %%\nfig\n")
     with pytest.raises(AssertionError, match="ends in a Figure"):
         run_lesson(lesson, tmp_path)
+
+
+def test_every_lesson_says_what_it_needs_and_shows_first_and_what_to_remember_last():
+    for script in TUTORIALS:
+        text = script.read_text(encoding="utf-8")
+        opening = text[:text.index("\n# %%\n")]  # the first markdown cell
+        assert "**You need**" in opening and "**You will see**" in opening, f"{script.name}: say what it needs and shows"
+        last = text[text.rindex("# %% [markdown]"):]
+        assert last.startswith("# %% [markdown]\n# ## What to remember"), f"{script.name}: end with what to remember"
+
+
+def test_a_lesson_runs_the_scripts_settings_on_two_threads_unless_told(monkeypatch, tmp_path):
+    """A notebook runs what the script runs (no silent switch to the tiny settings on a CPU); the
+    tiny settings only when asked; torch pinned to the committed notebooks' 2 threads."""
+    from minidpo.harness.tutorial import tutorial_run
+    before = torch.get_num_threads()
+    monkeypatch.delenv("MINIDPO_FAST", raising=False)
+    monkeypatch.delenv("MINIDPO_THREADS", raising=False)
+    try:
+        monkeypatch.setattr(sys, "argv", ["lesson", "--out", str(tmp_path / "a")])
+        torch.set_num_threads(1)
+        assert not tutorial_run("x").fast and torch.get_num_threads() == 2
+        monkeypatch.setenv("MINIDPO_FAST", "1")
+        monkeypatch.setenv("MINIDPO_THREADS", "1")
+        monkeypatch.setattr(sys, "argv", ["lesson", "--out", str(tmp_path / "b")])
+        assert tutorial_run("x").fast and torch.get_num_threads() == 1
+        monkeypatch.setenv("MINIDPO_THREADS", "two")
+        with pytest.raises(SystemExit, match="error: MINIDPO_THREADS=two"):
+            tutorial_run("x")
+    finally:
+        torch.set_num_threads(before)

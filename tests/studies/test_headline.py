@@ -101,3 +101,23 @@ def test_the_tool_finds_each_table_in_its_page(capsys):
     if not tool.COMMITTED.is_file():
         pytest.skip("no data/headline.json yet")
     assert tool.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_the_committed_study_reads_as_the_study_itself_for_a_lesson_that_did_not_run_it(capsys):
+    """Lesson 12 shows Figure 2 and the ablation from data/headline.json when the study has not run:
+    the same printers and a figure, with the README's numbers."""
+    from minidpo.harness import plots
+    from minidpo.studies.ablation import print_ablation
+    from minidpo.studies.frontier import print_matched
+    from minidpo.tokenizer import shipped_file
+    committed = read_json(shipped_file("headline.json"))
+    frontier, ablation = headline.committed_study(committed)
+    print_matched(frontier)
+    print_ablation(ablation)
+    out = capsys.readouterr().out
+    first = committed["ablation"]["rows"][0]["at"]
+    assert f"DPO − RL {first['gap_mean']:+.2f} ± {first['gap_std']:.2f}" in out  # the README's first ablation row
+    dpo_at_1 = committed["frontier"]["matched"]["bt"]["dpo"]["1.0"]
+    assert f"{dpo_at_1['gold_mean']:+.2f} ± {dpo_at_1['gold_std']:.2f}" in out
+    fig = plots.matched_figure(frontier)
+    assert len(fig.axes) == len(committed["frontier"]["matched"])  # a panel per labelling
