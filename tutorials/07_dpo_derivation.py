@@ -6,7 +6,7 @@
 # responses, where every sum over responses can be written out: the KL-regularised objective
 # (eq. 3) and the policy that maximises it, π* (eq. 4); the reward read back from π* (eq. 5);
 # Bradley–Terry, where the normaliser Z cancels (eq. 6); and the DPO loss (eq. 7), which is the
-# reward model's loss with the policy's own log-ratio in place of the reward. Then gradient descent
+# reward model's loss with β times the policy's log-ratio, β·log π/π_ref, in place of the reward. Then gradient descent
 # on that loss lands on π*. The next lessons train with this loss; this one says why it has its form.
 # Everything is float64, so "equal" means equal to the last digits.
 # Run: `python tutorials/07_dpo_derivation.py` (seconds).
@@ -156,7 +156,9 @@ print(f"DPO loss of π* {dpo_at_star.item():.15f}\nBT loss of r   {bt_of_r.item(
 # $$\mathcal{L}(\theta) = \frac{1}{|P|}\sum_{(i,j)\in P} \sigma(r_i - r_j)\,\big[-\log\sigma(\beta\,h_{ij})\big],
 # \qquad h_{ij} = \log\tfrac{\pi_\theta(y_i)}{\pi_{ref}(y_i)} - \log\tfrac{\pi_\theta(y_j)}{\pi_{ref}(y_j)}$$
 # Plain gradient descent with step 1/β²: the loss sees θ only through β·h, so this step takes the same
-# path in β·h for every β.
+# path in β·h for every β. How close π_θ is to π* is measured by the total variation distance,
+# TV(p, q) = ½·Σ_y |p(y) − q(y)|: the largest difference in probability the two give any set of
+# responses (0 for equal policies, 1 for policies that share no response).
 
 # %%
 idx_i, idx_j = torch.meshgrid(torch.arange(5), torch.arange(5), indexing="ij")
@@ -252,7 +254,7 @@ show(fig)
 # ## Answers
 # **β → 0 and β → ∞.** $\pi^* \propto \pi_{ref}\,e^{r/\beta}$: as β → 0 the exponent dominates and π*
 # puts all its mass on the best response (the greedy policy, whatever π_ref says, as long as
-# π_ref gives it some mass); as β → ∞ the exponent goes to 1 and π* = π_ref. In numbers:
+# π_ref gives it some mass); as β → ∞ the exponent r/β goes to 0, so e^{r/β} → 1 and π* = π_ref. In numbers:
 
 # %%
 for b in (1e-3, 1e-1, 1.0, 10.0, 1e3):

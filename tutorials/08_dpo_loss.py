@@ -2,7 +2,7 @@
 # # 08 · The DPO loss, rung by rung
 # **You need** lesson 07 (where the loss −log σ(β·h) comes from) and lesson 02 (sequence
 # log-probs). **You will see** the ladder a DPO implementation climbs: log-probs of one sequence ->
-# the loss on four numbers -> the loss of a batch -> the loss over a loader -> evaluation, and the
+# the loss on four numbers -> the loss of a batch -> the loss and its metrics over a held-out set, and the
 # gradient weight that decides how hard each pair pulls. The loss lives in `minidpo/losses.py`;
 # change a line there and re-run this script. At the end we register a new loss in three lines and
 # train with it.
@@ -82,7 +82,7 @@ losses, rc, rr = dpo_loss(c, r, ref_logps[:, 0], ref_logps[:, 1], beta=0.5)
 print(f"batch of {len(batch)}: mean loss {losses.mean().item():.6f} (all ln 2 before training)")
 
 # %% [markdown]
-# ## Rung 4: the loader and its metrics
+# ## Rung 4: the held-out set and its metrics
 # `rewards/chosen` and `rewards/rejected` are β·log-ratios (the implicit rewards),
 # `rewards/accuracies` the fraction of pairs the implicit reward ranks right, `rewards/margins` their
 # mean difference, `logps/*` the raw sequence log-probs — the names of the reference code and TRL.
@@ -114,7 +114,8 @@ print(f"accuracy, a tie counted wrong (TRL): {strict:.3f}; a tie counted ½ (rew
 
 # %% [markdown]
 # ## Rung 5: a new loss in class
-# Register a function of the margin h under a name (lesson 18 does this for the whole bench).
+# Register a function of the margin h under a name (lesson 18 writes one and puts it on the bench
+# beside every other loss).
 # The knob of this rung's *Try* is the β the new loss trains with.
 
 # %%
@@ -162,20 +163,23 @@ print(f"gold {ev['gold_reward']:+.3f} (SFT {sft_eval['gold_reward']:+.3f}), win 
 # ## Answers
 # **What does the gradient weight do for a pair whose label is wrong?** Swap y_w and y_l: a policy
 # that has learned the truth now ranks the labelled "winner" below the "loser", r̂_w − r̂_l < 0, so
-# the weight is near 1 — the largest push of all, towards the wrong label (the −4 row of the
-# weight table above). DPO has no way to tell a wrong label from a hard pair. On the held-out pairs,
-# with the policy trained above (its implicit rewards at β), the pairs whose label the gold reward
-# contradicts against those it agrees with:
+# the weight is above ½, and near 1 once the policy ranks the pair confidently the other way (the −4
+# row of the weight table above): the largest push of all, towards the wrong label. DPO has no way
+# to tell a wrong label from a hard pair. Measured with a plain DPO policy (the pipeline's `dpo`
+# stage at its default β, which lesson 09 reads step by step): on the held-out pairs, the weight
+# σ(r̂_l − r̂_w) of the pairs whose label the gold reward contradicts, against those it agrees with:
 
 # %%
-trained_policy = run.load_policy(checkpoint)
-trained_rewards = knobs.beta * (pair_logps(trained_policy, val_enc, tok.end_id, average=False) - val_ref)
-val_weights = dpo_gradient_weight(trained_rewards[:, 0], trained_rewards[:, 1])
+dpo_beta = P.stage_dpo(run)["config"]["beta"]
+dpo_rewards = dpo_beta * (pair_logps(run.load_policy("dpo.pt"), val_enc, tok.end_id, average=False) - val_ref)
+val_weights = dpo_gradient_weight(dpo_rewards[:, 0], dpo_rewards[:, 1])
 gold_says = torch.tensor([world.gold_reward(p["prompt"], p["chosen"]) - world.gold_reward(p["prompt"], p["rejected"])
                           for p in val])
 mislabelled = gold_says < 0
 print(f"{int(mislabelled.sum())} of {len(val)} held-out labels contradict the gold reward: their mean weight "
-      f"{val_weights[mislabelled].mean().item():.3f}, the others' {val_weights[gold_says > 0].mean().item():.3f}")
+      f"{val_weights[mislabelled].mean().item():.3f}, the others' {val_weights[gold_says > 0].mean().item():.3f}; "
+      f"weight above 0.9 in {(val_weights[mislabelled] > 0.9).float().mean().item():.0%} of the mislabelled pairs, "
+      f"{(val_weights[gold_says > 0] > 0.9).float().mean().item():.0%} of the others (DPO at β = {dpo_beta})")
 
 # %% [markdown]
 # Conservative DPO (label smoothing ε, lesson 15) assumes each label is flipped with probability ε:

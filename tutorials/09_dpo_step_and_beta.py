@@ -155,10 +155,11 @@ for b in BETAS:
     model = run.load_policy("sft.pt").train()
     c = replace(cfg, beta=b)
     opt = make_optimizer(model, c.lr, c.weight_decay)
-    mean_weight = []
+    mean_weight, median_h = [], []
     for _ in range(SATURATION_STEPS):
         loss, rec, _ = batch_loss(model, batch, reference, c, run.tok.end_id)
         mean_weight.append(dpo_gradient_weight(*rec.implicit_rewards()).mean().item())
+        median_h.append(rec.margin.detach().median().item())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -167,10 +168,12 @@ for b in BETAS:
     h = rec.margin.detach()
     w = dpo_gradient_weight(*rec.implicit_rewards())
     mean_weight.append(w.mean().item())
-    traces[b] = {"margins": h.tolist(), "weights": w.tolist(), "mean_weight": mean_weight}
+    median_h.append(h.median().item())
+    traces[b] = {"margins": h.tolist(), "weights": w.tolist(), "mean_weight": mean_weight, "median_h": median_h}
     past = h > 3 / b
     largest = f"their largest weight {w[past].max().item():.3f}" if past.any() else "none"
-    print(f"β = {b:4}: after {SATURATION_STEPS} steps h has median {h.median().item():+.2f} nats; "
+    print(f"β = {b:4}: median h after 1, 2, 3 steps {median_h[1]:+.2f}, {median_h[2]:+.2f}, {median_h[3]:+.2f}; "
+          f"after {SATURATION_STEPS} steps {h.median().item():+.2f} nats; "
           f"{int(past.sum())}/{len(h)} pairs past 3/β = {3 / b:g} ({largest}); mean weight {w.mean().item():.3f} "
           f"(½ at the start)")
 fig = plots.beta_saturation_figure(traces, run.path("dpo_beta_saturation.png"))
@@ -178,12 +181,13 @@ show(fig)
 
 # %% [markdown]
 # ## β on the whole run: a short sweep
-# `stage_dpo` (what `python -m minidpo dpo` runs) is the step above in a loop: two epochs over the
-# pairs at the default β, with a learning-rate warmup and cosine decay; lesson 10 reads it step by
-# step. Here the same training at a few β, each policy sampled on the held-out films and read
-# there: gold reward, win rate against the SFT model, KL to the reference, fluency. These are the
-# policies of the `diversity` study (`sweep.trained`, full length, cached in RUN/sweeps/), so
-# lesson 14 reuses them and a second run of this lesson only samples. Expect the KL to fall as β
+# `stage_dpo` (what `python -m minidpo dpo` runs) is the step above in a loop: the configured epochs
+# over the pairs (two by default) at the default β, with a learning-rate warmup and cosine decay;
+# lesson 10 reads it step by step. Here the same training at a few β, each policy sampled on the
+# held-out films and read there: gold reward, win rate against the SFT model, KL to the reference,
+# fluency. These are the policies of the `diversity` study (`sweep.trained`: the run's own DPO
+# settings, cached in RUN/sweeps/; the default β is the pipeline's own `dpo.pt`), so lesson 14
+# reuses them and a second run of this lesson only samples. Expect the KL to fall as β
 # grows: a large β saturates early and stops the policy near the reference, while a small β keeps
 # every pair's weight near ½, so all of them keep pulling.
 
@@ -203,6 +207,8 @@ for b in sweep_betas:
     print(f"β = {b:4}: gold {r['gold_reward']:+.3f}, win rate {r['win_rate_vs_sft']:.3f}, KL {r['kl_to_ref']:.2f}, "
           f"fluency {r['fluency']:.3f}; held-out reward margin β·h {r['margin']:+.3f}")
 kls = [sweep_rows[b]["kl_to_ref"] for b in sweep_betas]
+print(f"the KL falls at every step up in β: {all(a > b for a, b in zip(kls, kls[1:]))} "
+      f"({' > '.join(f'{k:.2f}' for k in kls)})")
 
 
 # %% [markdown]
@@ -211,5 +217,6 @@ kls = [sweep_rows[b]["kl_to_ref"] for b in sweep_betas]
 #   ½ — and the gradient is not zero.
 # - Under AdamW, β does not set the size of a step; it sets where each pair stops pulling (its
 #   weight σ(−β·h) is small past h ≈ 3/β) and the scale of the implicit reward.
-# - So a small β lets the policy go far from the reference (large KL), a large β keeps it near.
+# - In this sweep a small β let the policy go far from the reference (large KL) and a large β kept
+#   it near (the line above checks it).
 # - Next: lesson 10 reads a whole run — which curves to watch, and what DPO's implicit reward is worth.

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 · Reading a DPO run
-# **You need** lesson 09 (one step, and the run it trained; if it has not run here, this lesson
-# trains the run first). **You will see** the default DPO run read from step 0 to the end on
+# **You need** lessons 05 and 09 (the reward model; one DPO step, and the run it trained — if it
+# has not run here, this lesson trains the run first). **You will see** the default DPO run read from step 0 to the end on
 # held-out pairs, with the metric names of the DPO reference code and TRL; the policy's samples
 # on films it never trained on, beside the SFT model's; and the implicit reward β·log π/π_ref used
 # as a classifier beside the reward model and the oracle. Watch `logps/chosen`: DPO trains the
@@ -30,13 +30,13 @@ cfg = run.settings(DPOConfig)
 
 # %% [markdown]
 # ## The whole run
-# `stage_dpo` is lesson 09's step in a loop over two epochs at the default β, with a learning-rate
+# `stage_dpo` is lesson 09's step in a loop over the configured epochs (two by default) at the default β, with a learning-rate
 # warmup and cosine decay, and the held-out pairs scored at step 0 and every 20 steps. The metric names
 # are those of the DPO reference code and TRL. A training batch is a different batch every step,
 # so its metrics are noisy (faint in the figure); the held-out pairs are the same every time, so
 # their curves say what the policy did. What a healthy run does: `eval/loss` falls from ln 2,
-# `eval/rewards/margins` and `eval/rewards/accuracies` rise, `rewards/chosen` stays above
-# `rewards/rejected`.
+# `eval/rewards/margins` and `eval/rewards/accuracies` rise, `rewards/chosen` rises above
+# `rewards/rejected` (both 0 at step 0), the margin between them growing.
 # *Question*: will the held-out `logps/chosen` go up?
 
 # %%
@@ -75,7 +75,7 @@ for i in first_per_prompt(sft["samples"])[:6]:  # one sample each of six films
 
 # %% [markdown]
 # ## The implicit reward is a classifier
-# DPO trained no reward model, yet $\hat r(x, y) = \beta\log\pi(y|x)/\pi_{ref}(y|x)$ (eq. 5) ranks
+# DPO trained no reward model, yet $\hat r(x, y) = \beta\log\pi(y|x)/\pi_{ref}(y|x)$ (eq. 5 without its per-prompt term β·log Z(x)) ranks
 # any pair. On the held-out pairs, set its accuracy beside the reward model's (lesson 05) and the
 # oracle's (the gold reward's agreement with the noisy labels: the ceiling). All three count a tie
 # as ½, as the reward model's and the oracle's always have; TRL's `rewards/accuracies` counts a
@@ -144,9 +144,10 @@ print(f"held-out log π(y_w) moved {chosen_change:+.3f} nats and log π(y_l) {re
       f"{chosen_change - rejected_change:+.3f}.")
 print("So logps/chosen " + ("went up" if chosen_change > 0 else "went DOWN") + ": DPO's loss sees only the "
       "difference of the two log-ratios, and nothing asks the chosen log-prob to rise. "
-      + ("Here both fell; the mass they lost went to responses no pair contains (lessons 15 and 20)."
+      + ("Here both fell; the mass they lost went to other responses (lessons 15 and 20 measure where)."
          if chosen_change < 0 and rejected_change < 0 else
-         "The rejected log-prob fell faster; on the full run both usually fall (lessons 15 and 20)."))
+         "The rejected log-prob moved down relative to it (the margin grew); lessons 15 and 20 show runs "
+         "where both fall."))
 
 # %% [markdown]
 # ## What to remember

@@ -4,8 +4,9 @@
 # **You will see** the whole exact lab (`minidpo/bandit.py`): three prompts, a reward *learned* from
 # noisy pairs, the KL-regularised RL problem solved exactly and by REINFORCE, DPO on the same pairs,
 # and the closed form — three roads to one policy; the implicit reward recovering the fitted reward;
-# the DPO gradient through the real GPT against the paper's formula; and IPO against DPO on a pair
-# that is always won. Everything is float64, so "equal" means equal to the last digits.
+# the DPO gradient through a tiny GPT of the library's own model class against the paper's formula;
+# and IPO against DPO on a pair that is always won. Everything is float64: closed forms agree to the
+# last digits, solvers to their tolerance, REINFORCE to its sampling noise.
 # Run: `python tutorials/11_equivalence.py`.
 
 # %%
@@ -77,7 +78,9 @@ for n, d in res["tv_dpo_vs_optimal_true_by_n"]:
     print(f"n = {n:6d} pairs: TV(DPO, π*(r)) = {d:.4f}")
 
 # %% [markdown]
-# ## The DPO gradient (the paper's §4) through the real GPT, in float64
+# ## The DPO gradient (the paper's §4) through a GPT, in float64
+# A tiny GPT of the library's own model class (random weights, float64, so that rounding does not
+# hide a wrong term), one pair, autograd against the formula:
 # $$\nabla_\theta\mathcal{L} = -\beta\,\sigma(\hat r_l - \hat r_w)\,\big[\nabla\log\pi(y_w|x) - \nabla\log\pi(y_l|x)\big]$$
 
 # %%

@@ -9,8 +9,8 @@
 # without the policy running away from the one that sampled them.
 #
 # This lesson runs one PPO step in the open on one batch, tensor by tensor, then trains PPO and
-# REINFORCE from the same SFT model on the same budget of samples and compares what the value model
-# and the clip buy. Run: `python tutorials/17_ppo_vs_reinforce.py` (about a minute and a half;
+# REINFORCE from the same SFT model on the same budget of samples and compares the two on gold
+# reward per sample drawn and per minute. Run: `python tutorials/17_ppo_vs_reinforce.py` (about a minute and a half;
 # `--fast` for a smoke run); the lesson prints how long it took.
 
 # %%
@@ -83,7 +83,8 @@ print("sum of each row:", rewards.sum(1), " vs reward − β·k1:",
 # **whitened** over the batch's tokens (mean 0, std 1).
 #
 # The cell prints how far $A_t$ is from the two extremes: the plain reward-to-go
-# $\sum_{t' \ge t} r_{t'}$ (λ = 1: Monte Carlo, REINFORCE's credit) and the token's own reward
+# $\sum_{t' \ge t} r_{t'}$ (λ = 1: the Monte-Carlo reward-to-go; lesson 06's
+# REINFORCE instead credits every token with the whole return R) and the token's own reward
 # $r_t$ (λ = 0: one-step TD; with V = 0 that is all a token gets).
 #
 # *Try*: `--set lam=1.0` (or set `lam` in the knobs cell and re-run from there): the distance to
@@ -163,7 +164,7 @@ for name, m in (("REINFORCE", reinforce), ("PPO", ppo)):
     h = m["history"]
     print(f"{name:9s}: {m['steps']} steps, {m['samples_generated']} samples, {m['seconds']:.0f}s "
           f"(sampling {m['time_split']['sampling']:.0f}s, scoring {m['time_split']['scoring']:.0f}s, "
-          f"update {m['time_split']['update']:.0f}s); last-10-step gold {sum(r['gold_reward'] for r in h[-10:]) / len(h[-10:]):+.3f}")
+          f"update {m['time_split']['update']:.0f}s); last-{len(h[-10:])}-logged-step gold {sum(r['gold_reward'] for r in h[-10:]) / len(h[-10:]):+.3f}")
 h = ppo["history"]
 for r in h[:: max(1, len(h) // 6)] + [h[-1]]:
     print(f"PPO step {r['step']:3d} | gold {r['gold_reward']:+.3f} | KL {r['kl_k1']:.2f} | clip frac {r['clip_frac']:.3f} "
@@ -206,4 +207,5 @@ print(f"this lesson took {time.perf_counter() - started:.0f}s")
 # - PPO = REINFORCE's rollouts + a value model (credit per token, through GAE) + a clipped ratio
 #   (several updates per batch of samples without running away from the sampling policy).
 # - The clip fraction counts the tokens whose gradient the clip cut, not every ratio outside 1 ± ε.
-# - Compare RL algorithms on equal budgets: per sample drawn and per unit of time tell different stories.
+# - Compare RL algorithms on equal budgets: per sample drawn and per unit of time can tell different
+#   stories (compare the two lines of the answer).

@@ -71,7 +71,7 @@ print("CHES of the four pairs:", ches_by_hand)
 # (Razin et al. 2024):
 # $$\mathrm{CHES}(x, y_w, y_l) = \langle H(y_w), H(y_l)\rangle - \|H(y_w)\|^2, \qquad H(y) = \sum_k h(x, y_{<k})$$
 # Their claim: the more alike chosen and rejected are, the more DPO pushes the chosen response
-# *down* along with the rejected one. *Predict*: positive or negative correlation?
+# *down* along with the rejected one. *Predict*: is corr(CHES, Δ log π(y_w)) positive or negative?
 
 # %%
 result = run_microscope(run)  # prints its tables (print_microscope)
@@ -96,7 +96,7 @@ print(f"KL(π ‖ π_ref): exact {k['exact']:.5f}, from 4000 samples {k['sampled
 # %% [markdown]
 # ## Azar et al. (2023): deterministic preferences
 # One pair, always won. DPO's loss −log σ(βh) only reaches 0 as h → ∞, i.e. π(y_l) → 0, whatever β
-# (β only sets the speed). IPO's loss (h − 1/(2β))² has a finite target, so π(y_l) settles.
+# (the printed traces show how fast, for each β). IPO's loss (h − 1/(2β))² has a finite target, so π(y_l) settles.
 
 # %%
 for name, trace in e["deterministic_pair"]["traces"].items():
@@ -104,19 +104,23 @@ for name, trace in e["deterministic_pair"]["traces"].items():
 
 # %% [markdown]
 # ## Xu et al. (2024): mass on responses no pair contains
-# Every pair among a few of the 40 responses, labelled by a hidden reward (counts printed below).
+# Every pair among a few of the 40 responses, labelled deterministically by a hidden reward (the
+# higher always wins; counts printed below).
 # DPO's loss never looks at the other responses, so nothing in it says where their probability
 # should go: that is left to how the GPT's shared weights generalise. The RL road needs a reward
-# for every response. Fitted by Bradley–Terry to the same pairs, r̂ is pinned only *within* the
-# labelled responses: the likelihood is the same whatever value an unlabelled response gets. The
-# fit here adds a small L2 term (`microscope.fitted_reward`), which sets the unlabelled responses'
-# r̂ to 0 and centres the labelled ones around 0 — a convention, not something the data say. With
-# it, the RL optimum π_ref·exp(r̂/β)/Z keeps the unlabelled responses' odds against one another,
+# for every response, and Bradley–Terry fitted to these pairs does not give one: the likelihood is
+# the same whatever value an unlabelled response gets, and since the labels here are a consistent
+# order, it keeps rising as the labelled gaps grow — it has no maximum. The fit adds a small L2 term
+# (`microscope.fitted_reward`), which sets the unlabelled responses' r̂ to 0 and the labelled ones'
+# gaps to a finite size around 0 — a convention, not something the data say (below, the same with
+# a ten times smaller L2 weight). With it, the RL optimum π_ref·exp(r̂/β)/Z keeps the unlabelled responses' odds against one another,
 # and their share is π_ref(U)/Z, where Z = π_ref(U) + Σ_labelled π_ref(y)·exp(r̂(y)/β): the labelled
 # winners (r̂ > 0) gain weight, the losers (r̂ < 0) lose it, and the unlabelled share falls only if
 # the gains outweigh the losses. Below: those pieces, and how much the answer moves with the
 # convention. Whether DPO moves the unlabelled mass the same way is measured, not assumed. Then the
-# remedies on the same pairs: an SFT term (RPO), DPOP, and dropping the most similar pairs.
+# remedies on the same pairs: an SFT term (RPO); DPOP (Pal et al. 2024), −log σ(β[h − λ·max(0,
+# log π_ref(y_w)/π(y_w))]) with λ = 50, which penalises any fall of log π(y_w) below the reference;
+# and dropping the most similar pairs.
 # *Question*: which remedy keeps the unlabelled mass closest to the RL optimum's?
 
 # %%
@@ -163,7 +167,8 @@ distance = {k: abs(v - o["rl_optimum"]) for k, v in remedies.items()}
 for name in sorted(distance, key=distance.get):
     print(f"  {name:48s} share {remedies[name]:.4f}, {distance[name]:.4f} from the RL optimum's {o['rl_optimum']:.4f}")
 closest = min(distance, key=distance.get)
-print(f"closest: {closest}")
+print(f"closest: {closest} (to the RL optimum of the L2 convention: with a ten times smaller L2 weight its share is "
+      f"{o['rl optimum, L2 weight 1e-4 instead of 1e-3']:.4f}, not {o['rl_optimum']:.4f})")
 
 
 # %% [markdown]
@@ -171,4 +176,5 @@ print(f"closest: {closest}")
 # - What no pair mentions, neither the DPO loss nor Bradley–Terry pins down: DPO leaves it to how
 #   the network generalises, the RL road to a convention for the reward of unlabelled responses.
 # - Deterministic preferences push DPO's π(y_l) to 0 whatever β; IPO's finite target stops it.
-# - The more alike a pair's two responses, the more a chosen response can be dragged down with the rejected.
+# - Razin et al. predict that the more alike a pair's two responses, the more its chosen response is
+#   dragged down with the rejected; this run measured corr(CHES, Δ log π(y_w)) as printed above.

@@ -157,9 +157,12 @@ def _trace_steps(steps: int) -> set[int]:
     return {0, steps} | {int(steps * f) for f in (0.01, 0.03, 0.1, 0.3)}
 
 
-def fitted_reward(pairs, n_responses: int) -> torch.Tensor:
-    """Bradley–Terry maximum likelihood of a tabular reward on the pairs; responses in no pair keep
-    r̂ = 0, the value every response starts from (a small L2 term fixes the free constant)."""
+def fitted_reward(pairs, n_responses: int, l2: float = 1e-3) -> torch.Tensor:
+    """Bradley–Terry maximum likelihood of a tabular reward on the pairs, with a small L2 term of
+    weight `l2`. The likelihood leaves free what no pair decides: the reward of a response in no pair,
+    a constant per group of linked responses, and, when the labels are a consistent order, the size
+    of every gap (the likelihood keeps rising as the gaps grow). The L2 term sets those: unlabelled
+    responses at r̂ = 0, the labelled ones centred near 0, gaps finite — a convention."""
     r = torch.zeros(n_responses, dtype=torch.float64, requires_grad=True)
     w = torch.tensor([a for a, _ in pairs])
     l = torch.tensor([b for _, b in pairs])
@@ -167,7 +170,7 @@ def fitted_reward(pairs, n_responses: int) -> torch.Tensor:
 
     def closure():
         opt.zero_grad()
-        loss = -F.logsigmoid(r[w] - r[l]).mean() + 1e-3 * (r ** 2).sum()
+        loss = -F.logsigmoid(r[w] - r[l]).mean() + l2 * (r ** 2).sum()
         loss.backward()
         return loss
     opt.step(closure)
@@ -225,7 +228,9 @@ def _enumerable_study(seed: int, fast: bool) -> dict:
     r_hat = fitted_reward(pairs, len(responses))
     rl = F.log_softmax(ref_logp + r_hat / beta, 0)  # the KL-regularised RL optimum on r̂ (DPO eq. 4)
     mass = lambda logp: logp.exp()[unlabelled].sum().item()
+    rl_weaker_l2 = F.log_softmax(ref_logp + fitted_reward(pairs, len(responses), l2=1e-4) / beta, 0)
     ood = {"labelled": labelled, "reference": mass(ref_logp), "rl_optimum": mass(rl),
+           "rl optimum, L2 weight 1e-4 instead of 1e-3": mass(rl_weaker_l2),
            "r_hat_labelled": r_hat[labelled].tolist(), "ref_labelled": ref_logp.exp()[labelled].tolist(), "beta": beta}
     for name, loss_type, args in (("dpo", "sigmoid", {}), ("rpo (SFT term)", "rpo", {"alpha": 1.0}),
                                   ("dpop", "dpop", {"lam": 50.0})):
