@@ -78,10 +78,11 @@ def grpo_loss(new_logps, old_logps, ref_logps, advantages, mask, clip: float, be
 
 def train_grpo(cfg: GRPOConfig, tok, sft_path, rm_path, out_dir, device=torch.device("cpu"), dtype=None,
                quiet: bool = False, out_name: str = "grpo", checkpoint_steps=(),
-               advantages_fn=group_advantages) -> dict:
+               advantages_fn=None) -> dict:
     """GRPO from the SFT checkpoint against the reward model at `rm_path` (or the gold reward).
-    Writes out_dir/{out_name}.pt and {out_name}_metrics.json. `advantages_fn` (step 3) is the
-    library's `group_advantages`; the exercises pass a learner's own."""
+    Writes out_dir/{out_name}.pt and {out_name}_metrics.json. `advantages_fn` (step 3): None is the
+    library's `group_advantages` (the exercises pass a learner's own)."""
+    advantages_fn = advantages_fn or group_advantages
     if cfg.k < 2:
         raise ValueError("GRPO needs k >= 2 samples per prompt (the group is the baseline)")
     loop = RLLoop("grpo", cfg, tok, sft_path, rm_path, out_dir, device, dtype, quiet, out_name, checkpoint_steps)

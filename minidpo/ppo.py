@@ -163,11 +163,13 @@ def explained_variance(values, returns, mask) -> float:
 
 
 def train_ppo(cfg: PPOConfig, tok, sft_path, rm_path, out_dir, device=torch.device("cpu"), dtype=None,
-              quiet: bool = False, out_name: str = "ppo", checkpoint_steps=(), gae_fn=gae,
-              policy_loss_fn=clipped_policy_loss) -> dict:
+              quiet: bool = False, out_name: str = "ppo", checkpoint_steps=(), gae_fn=None,
+              policy_loss_fn=None) -> dict:
     """PPO from the SFT checkpoint against the reward model at `rm_path` (or the gold reward when
     cfg.reward == "gold"). Writes out_dir/{out_name}.pt and {out_name}_metrics.json. `gae_fn` (step 4)
-    and `policy_loss_fn` (step 5) are the library's; the exercises pass a learner's own."""
+    and `policy_loss_fn` (step 5): None is the library's, `gae` and `clipped_policy_loss` (the
+    exercises pass a learner's own)."""
+    gae_fn, policy_loss_fn = gae_fn or gae, policy_loss_fn or clipped_policy_loss
     loop = RLLoop("ppo", cfg, tok, sft_path, rm_path, out_dir, device, dtype, quiet, out_name, checkpoint_steps)
     policy = loop.policy
     value = ValueModel(load_gpt(sft_path, device, vocab_size=tok.vocab_size)[0]).to(device)

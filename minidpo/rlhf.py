@@ -72,11 +72,13 @@ def reinforce_loss(seq_logps: torch.Tensor, advantages: torch.Tensor) -> torch.T
 
 def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.device("cpu"), dtype=None,
                quiet: bool = False, out_name: str = "rlhf", checkpoint_steps=(),
-               advantages_fn=kl_penalised_advantages, loss_fn=reinforce_loss) -> dict:
+               advantages_fn=None, loss_fn=None) -> dict:
     """REINFORCE from the SFT checkpoint against the reward model at `rm_path`
     (or the gold reward when cfg.reward == "gold"). Writes out_dir/{out_name}.pt and metrics.
-    `advantages_fn` (steps 3–4) and `loss_fn` (step 5) are the library's; the exercises pass a
-    learner's own."""
+    `advantages_fn` (steps 3–4) and `loss_fn` (step 5): None is the library's, `kl_penalised_advantages`
+    and `reinforce_loss` (the exercises pass a learner's own)."""
+    # resolved at the call: the module's functions then (a test swaps reinforce_loss)
+    advantages_fn, loss_fn = advantages_fn or kl_penalised_advantages, loss_fn or reinforce_loss
     loop = RLLoop("rlhf", cfg, tok, sft_path, rm_path, out_dir, device, dtype, quiet, out_name, checkpoint_steps)
     policy = loop.policy
     opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
