@@ -17,9 +17,10 @@ def stub_text(ex: Exercise, folder: str = DEFAULT_DIR) -> str:
     body = "\n".join(("    " + line).rstrip() for line in ex.spec.splitlines())
     return f'''"""Exercise {number(ex):02d} of {len(EXERCISES)} · {ex.name} ({ex.tier}): {ex.title}.
 
-Taught in: {ex.cell_where()}.
-Grade it:  python -m minidpo grade {ex.name}{where}
-Then:      python -m minidpo grade {ex.name}{where} --train   ({ex.train_note})
+Taught in:       {ex.cell_where()}.
+Grade it:        python -m minidpo grade {ex.name}{where}
+In the pipeline: python -m minidpo grade {ex.name}{where} --train
+                 ({ex.train_note})
 The library's solution, to read once you pass: {ex.solution_at}.
 """
 import torch
