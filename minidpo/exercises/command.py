@@ -28,34 +28,42 @@ def grade(args) -> int:
         if args.file or args.train or args.doctor:
             raise UsageError("grade all: it grades every file of --dir; --file, --train and --doctor take one exercise")
         return grade_all(Path(args.dir), args.json, args.hunt)
-    if args.json:
-        raise UsageError("grade: --json goes with `grade all`")
     ex = find(args.name)
-    if args.doctor and ex is not bug_hunt.BUG_HUNT:
-        raise UsageError("grade: --doctor goes with bug-hunt")
+    if args.json or (args.doctor and ex is not bug_hunt.BUG_HUNT):
+        raise UsageError("grade: " + ("--json goes with `grade all`" if args.json else "--doctor goes with bug-hunt"))
+    hunting = ex is bug_hunt.BUG_HUNT and (args.train or args.doctor)
     path = Path(args.file) if args.file else Path(args.dir) / file_name(ex)
-    if ex is bug_hunt.BUG_HUNT and (args.train or args.doctor):
-        run = train.open_run(args.out, args.seed, args.device, args.dtype)
-        if args.train:
-            print(bug_hunt.train_hunt(run, hunt=args.hunt))
-        if args.doctor:
-            print(bug_hunt.doctor(run, args.hunt))
-        if not path.is_file():
-            print(f"Then name the bug in {path} (python -m minidpo grade --start {args.dir} writes it).")
-            return 1
+    if not args.file and not path.is_file() and not hunting:
+        raise UsageError(f"grade: no file {path}: write the stubs first (python -m minidpo grade --start"
+                         + ("" if args.dir == "exercises" else f" {args.dir}") + ")")
+    if hunting and not _hunt(args, path):
+        return 1
     module, verdict = _load(ex, path)
     if verdict is None:
         verdict = grade_function(ex, getattr(module, ex.function), path, hunt=args.hunt)
     print(verdict.report)
-    if args.train and ex is not bug_hunt.BUG_HUNT:
-        if verdict.status in ("right", "wrong"):
+    if args.train and not hunting:
+        if verdict.status not in ("right", "wrong"):
+            print(f"(--train needs a {ex.function} that runs: fix it first)")
+        else:
             if not verdict.right:
                 print("-- training with it anyway, to see what it does to a real run")
             if _train(ex, module, path, args) != 0:
                 return 1
-        else:
-            print(f"(--train needs a {ex.function} that runs: fix it first)")
     return 0 if verdict.right else 1
+
+
+def _hunt(args, path) -> bool:
+    """The bug hunt's run (--train) and the doctor on it (--doctor); False when there is no answer to
+    grade yet."""
+    run = train.open_run(args.out, args.seed, args.device, args.dtype)
+    if args.train:
+        print(bug_hunt.train_hunt(run, hunt=args.hunt))
+    if args.doctor:
+        print(bug_hunt.doctor(run, args.hunt))
+    if not path.is_file():
+        print(f"Then name the bug in {path} (python -m minidpo grade --start {args.dir} writes it).")
+    return path.is_file()
 
 
 def _load(ex, path):

@@ -66,14 +66,6 @@ def load_module(path):
     return module
 
 
-def load_function(path, function: str):
-    module = load_module(path)
-    fn = getattr(module, function, None)
-    if not callable(fn):
-        raise UsageError(f"{path} defines no function {function}")
-    return fn
-
-
 def where(error: BaseException, path) -> str:
     """file:line of the deepest frame of the traceback inside the learner's file (else the file)."""
     target = str(Path(path).resolve()) if path else None
