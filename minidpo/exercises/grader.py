@@ -11,7 +11,6 @@ written yet".
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..training import one_thread
 from .spec import CELLS, Exercise
 
 NOT_WRITTEN = "not written yet"
@@ -161,20 +161,8 @@ def grade_function(ex: Exercise, fn, path=None, **options) -> Verdict:
     """Grade `fn` (the learner's, from `path`) on every case of `ex`."""
     if ex.grade is not None:
         return ex.grade(ex, fn, path, **options)
-    with one_thread():
+    with one_thread():  # the cases are a few numbers each: grading is several times faster on one thread
         return _grade_cases(ex, fn, path)
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tensors of a few numbers gain nothing from threads, and on a busy machine each op waits for the
-    other thread: grading runs several times faster on one (the thread count is restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _grade_cases(ex: Exercise, fn, path) -> Verdict:
