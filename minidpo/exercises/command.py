@@ -47,7 +47,7 @@ def grade(args) -> int:
             print(f"(--train needs a {ex.function} that runs: fix it first)")
         else:
             if not verdict.right:
-                print("-- training with it anyway, to see what it does to a real run")
+                print("-- it is wrong, and it runs: here is what it does, beside the library's")
             if _train(ex, module, path, args) != 0:
                 return 1
     return 0 if verdict.right else 1

@@ -228,7 +228,8 @@ def _dpo_cases():
 DPO_MISTAKES = (
     Mistake("beta-outside-sigmoid", "β scales the log-ratio margin inside the sigmoid, −log σ(β·h); outside it only "
             "rescales the loss (and the gradient weight σ(−h) forgets β).", "beta",
-            lambda pc, pr, rc, rr, b: (-b * F.logsigmoid(_margin(pc, pr, rc, rr)), *_rewards(pc, pr, rc, rr, b))),
+            lambda pc, pr, rc, rr, b: (-b * F.logsigmoid(_margin(pc, pr, rc, rr)), *_rewards(pc, pr, rc, rr, b)),
+            ("losses",)),
     Mistake("chosen-rejected-swapped", "the margin is chosen minus rejected: h = log π(y_w)/π_ref(y_w) − "
             "log π(y_l)/π_ref(y_l); swapped, DPO learns the opposite preference.", "dpo-loss",
             lambda pc, pr, rc, rr, b: dpo_solution(pr, pc, rr, rc, b), ("losses",)),
@@ -238,10 +239,11 @@ DPO_MISTAKES = (
             ("chosen_rewards", "rejected_rewards")),
     Mistake("rewards-not-detached", "the rewards are for logging: detach them, so nothing downstream can "
             "backpropagate into the policy through them.", "dpo-loss",
-            lambda pc, pr, rc, rr, b: (-F.logsigmoid(b * _margin(pc, pr, rc, rr)), b * (pc - rc), b * (pr - rr))),
+            lambda pc, pr, rc, rr, b: (-F.logsigmoid(b * _margin(pc, pr, rc, rr)), b * (pc - rc), b * (pr - rr)),
+            ("chosen_rewards", "rejected_rewards")),
     Mistake("log-of-sigmoid", LOG_OF_SIGMOID, "dpo-loss",
             lambda pc, pr, rc, rr, b: (-torch.log(torch.sigmoid(b * _margin(pc, pr, rc, rr))),
-                                       *_rewards(pc, pr, rc, rr, b))),
+                                       *_rewards(pc, pr, rc, rr, b)), ("losses",)),
     Mistake("no-reference", "DPO's margin is made of log-RATIOS to the reference; without π_ref it is another loss "
             "(no KL leash: the implicit reward is no longer β·log π/π_ref).", "dpo-loss",
             lambda pc, pr, rc, rr, b: (-F.logsigmoid(b * (pc - pr)), *_rewards(pc, pr, rc, rr, b)), ("losses",)),

@@ -229,16 +229,16 @@ def _with_returns(adv, values, mask, add_values=True):
 GAE_MISTAKES = (
     Mistake("bootstrap-past-end", "V(s_{t+1}) after a response's last token is 0: the episode has ended. Reading the "
             "value at the next position bootstraps from padding (or the next sample).", "gae",
-            lambda r, v, m, g, l: _with_returns(_gae_loop(r, v, m, g, l, mask_values=False), v, m)),
+            lambda r, v, m, g, l: _with_returns(_gae_loop(r, v, m, g, l, mask_values=False), v, m), ("advantages",)),
     Mistake("lambda-forgotten", "A_t = δ_t + γλ·A_{t+1}: without λ the advantage is the Monte-Carlo return minus V "
             "(λ = 1), with its full variance.", "gae",
-            lambda r, v, m, g, l: _with_returns(_gae_loop(r, v, m, g, l, use_lam=False), v, m)),
+            lambda r, v, m, g, l: _with_returns(_gae_loop(r, v, m, g, l, use_lam=False), v, m), ("advantages",)),
     Mistake("not-masked", "outside the response there is no action: advantages (and returns) there are 0, and the "
             "recursion must not run through prompt or padding positions.", "gae",
-            lambda r, v, m, g, l: (lambda a: (a, a + v))(_gae_loop(r, v, m, g, l, False, False))),
+            lambda r, v, m, g, l: (lambda a: (a, a + v))(_gae_loop(r, v, m, g, l, False, False)), ("advantages",)),
     Mistake("returns-without-values", "the value targets are R_t = A_t + V(s_t): GAE estimates the advantage, the "
             "return adds the baseline back.", "gae",
-            lambda r, v, m, g, l: _with_returns(_gae_loop(r, v, m, g, l), v, m, add_values=False)),
+            lambda r, v, m, g, l: _with_returns(_gae_loop(r, v, m, g, l), v, m, add_values=False), ("returns",)),
 )
 
 GAE = Exercise(

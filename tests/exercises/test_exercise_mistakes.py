@@ -345,3 +345,11 @@ def test_the_grader_catches_and_names_the_mistake(exercise, mistake):
     assert verdict.status == "wrong", verdict.report
     assert verdict.mistakes == [mistake], verdict.report
     assert f"A classic mistake: {mistake}" in verdict.report and "Read: tutorials/" in verdict.report
+
+
+def test_two_mistakes_at_once_are_both_named():
+    def dpo_two_mistakes(pc, pr, rc, rr, beta):  # log of sigmoid, and rewards left attached
+        chosen, rejected = beta * (pc - rc), beta * (pr - rr)
+        return -torch.sigmoid(chosen - rejected).log(), chosen, rejected
+    verdict = grade_function(find("dpo-loss"), dpo_two_mistakes)
+    assert verdict.status == "wrong" and verdict.mistakes == ["rewards-not-detached", "log-of-sigmoid"]
