@@ -18,7 +18,7 @@ from ..studies import sweep
 from . import train
 from .spec import Case, Exercise, Mistake
 
-T, Fa = True, False
+T, Fa = True, False  # short names keep the masks of the cases readable
 
 
 def _t(values, dtype=torch.float32):

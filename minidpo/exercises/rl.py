@@ -11,7 +11,7 @@ from ..rlhf import RLHFConfig, kl_penalised_advantages, reinforce_loss, train_rl
 from . import train
 from .spec import Case, Exercise, Mistake
 
-T, Fa = True, False
+T, Fa = True, False  # short names keep the masks of the cases readable
 F64 = torch.float64
 
 
