@@ -74,11 +74,12 @@ def curves(hunt: list[dict], clean: list[dict], keys) -> str:
     """Each metric as two lines (the hunt's run, the clean run), steps as columns."""
     steps = [r["step"] for r in hunt if keys[0] in r]
     by_step = [{r["step"]: r for r in h if keys[0] in r} for h in (hunt, clean)]
-    lines = [f"{'step':>26}" + "".join(f"{s:>9}" for s in steps)]
+    width = max(len(k) for k in keys)
+    lines = [f"{'step':>{width + 6}}" + "".join(f"{s:>9}" for s in steps)]
     for key in keys:
         for label, rows in zip(("hunt", "clean"), by_step):
             values = [rows.get(s, {}).get(key) for s in steps]
-            lines.append(f"{key if label == 'hunt' else '':>20} {label:>5}"
+            lines.append(f"{key if label == 'hunt' else '':>{width}} {label:>5}"
                          + "".join(f"{v:>9.3f}" if v is not None else f"{'-':>9}" for v in values))
     return "\n".join(lines)
 
