@@ -182,6 +182,7 @@ print(f"{int(mislabelled.sum())} of {len(val)} held-out labels contradict the go
       f"{(val_weights[gold_says > 0] > 0.9).float().mean().item():.0%} of the others (DPO at β = {dpo_beta})")
 
 # %% [markdown]
+# ## Conservative DPO caps the margin, not the pull
 # Conservative DPO (label smoothing ε, lesson 15) assumes each label is flipped with probability ε:
 # $\mathcal{L} = -(1-\varepsilon)\log\sigma(\beta h) - \varepsilon\log\sigma(-\beta h)$. Its gradient
 # weight is $\sigma(-\beta h) - \varepsilon$, so a mislabelled pair (βh ≪ 0) still pulls with weight

@@ -1,6 +1,5 @@
 """More than one process: torchrun with 2 CPU processes (gloo) trains the same weights as one process
 with the same global batch, to float rounding; gradient accumulation does the same in one process."""
-import contextlib
 import os
 import shutil
 import subprocess
@@ -12,18 +11,9 @@ import torch
 from minidpo.checkpoint import load_checkpoint
 from minidpo.harness import cli
 from minidpo.preferences import read_preferences, write_preferences
+from minidpo.training import one_thread
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextlib.contextmanager
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def small_data(run, folder: Path):
