@@ -111,3 +111,5 @@ print("per-token log-probs at prompt positions are exactly 0:", bool((token_logp
 # - The explicit attention and SDPA compute the same thing; the KV cache changes the speed, not the tokens.
 # - log π(y|x) is a sum over the response tokens of log-probs read from the logits one position
 #   earlier, with the mask shifted like the targets; prompt and padding count 0.
+# - **Exercise**: write it yourself and have it graded — `python -m minidpo grade sequence-logps`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

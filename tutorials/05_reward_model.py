@@ -102,3 +102,5 @@ print(f"Bradley–Terry term {bt_after:.6f}; with every reward + 5: {shifted:.6f
 #   of the pairs; it can only learn reward differences within a prompt.
 # - Its held-out accuracy is bounded by the oracle's, and it is a proxy: its correlation with the
 #   gold reward on fresh samples is well below 1, which lesson 13 turns into over-optimisation.
+# - **Exercise**: write it yourself and have it graded — `python -m minidpo grade bradley-terry-loss`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

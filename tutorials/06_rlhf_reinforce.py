@@ -144,3 +144,5 @@ for i in first_per_prompt(sft["samples"])[:5]:  # one sample each of five films
 # - Without the KL penalty (β = 0) nothing holds the policy near the reference, and the proxy reward
 #   outruns the gold one.
 # - Next, lesson 07: this objective has a closed-form optimum, and DPO fits it without sampling.
+# - **Exercises**: write them yourself and have them graded — `python -m minidpo grade reinforce-advantages`, `python -m minidpo grade reinforce-loss`, `python -m minidpo grade group-advantages`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

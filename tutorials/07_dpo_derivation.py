@@ -277,3 +277,5 @@ tv_large_beta_ref = B.tv(B.optimal_logp(ref_logp, reward, 1e3), ref_logp)
 # - The pairs fix β·log π/π_ref only up to one constant per group of linked responses: what no pair
 #   mentions, the loss leaves free (lesson 20 follows where that mass goes on a GPT).
 # - Next: lesson 08 climbs from one sequence's log-prob to this loss over a data set.
+# - **Exercise**: write it yourself and have it graded — `python -m minidpo grade optimal-policy`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

@@ -210,3 +210,5 @@ print(f"ε = {eps}: the weight is 0 at β·h = log((1−ε)/ε) = {stop_margin:.
 #   pairs whose label is wrong. Conservative DPO stops pairs at a finite margin; it does not tame
 #   the pull of a wrong label.
 # - A new loss is a function of the margin h, registered in three lines.
+# - **Exercises**: write them yourself and have them graded — `python -m minidpo grade dpo-loss`, `python -m minidpo grade conservative-dpo-loss`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

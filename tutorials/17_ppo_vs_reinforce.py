@@ -209,3 +209,5 @@ print(f"this lesson took {time.perf_counter() - started:.0f}s")
 # - The clip fraction counts the tokens whose gradient the clip cut, not every ratio outside 1 ± ε.
 # - Compare RL algorithms on equal budgets: per sample drawn and per unit of time can tell different
 #   stories (compare the two lines of the answer).
+# - **Exercises**: write them yourself and have them graded — `python -m minidpo grade gae`, `python -m minidpo grade ppo-clipped-loss`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

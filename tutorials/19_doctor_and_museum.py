@@ -232,3 +232,5 @@ print("never revealed by the curves alone:", ", ".join(hidden) or "none of these
 #   usually falling.
 # - Some classic bugs show in the curves (a loss stuck at ln 2); others look healthy and cost gold —
 #   run the doctor's checks before trusting a run.
+# - **Exercise**: a run with a planted bug, to diagnose from its curves — `python -m minidpo grade bug-hunt`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

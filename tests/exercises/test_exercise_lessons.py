@@ -33,3 +33,11 @@ def test_the_docs_name_every_exercise_and_every_mistake():
         assert f"| {ex.name} |" in docs and f"`{ex.function}(" in docs, ex.name
         for m in ex.mistakes:
             assert f"| {ex.name} | `{m.name}` |" in docs, (ex.name, m.name)
+
+
+def test_each_lesson_that_teaches_an_exercise_ends_by_pointing_to_it():
+    """The lesson's last cell ("What to remember") names `grade NAME` for each exercise it teaches."""
+    for ex in EXERCISES:
+        text = (TUTORIALS / f"{CELLS[ex.cell].lesson}.py").read_text(encoding="utf-8")
+        last = text[text.rindex("# %% [markdown]"):]
+        assert f"python -m minidpo grade {ex.name}" in last, (CELLS[ex.cell].lesson, ex.name)
