@@ -43,7 +43,7 @@ step "2. one DPO step on a GPT-2-small-shaped model"
 import os
 import torch
 from minidpo.data import row
-from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
+from minidpo.dpo import DPOConfig, batch_loss, pair_logps
 from minidpo.model import GPT, GPTConfig
 from minidpo.tools.bench import seconds_per_call
 from minidpo.training import make_optimizer
@@ -95,7 +95,7 @@ for checkpointing in (False, True):
     torch.manual_seed(0)
     cfg = GPTConfig(**shape, gelu="tanh", checkpointing=checkpointing)
     model = GPT(cfg).to(device)
-    ref = compute_reference_logps(model, encoded, pad, average=False, dtype=dtype)  # cached once, as in a run
+    ref = pair_logps(model, encoded, pad, average=False, dtype=dtype)  # cached once, as in a run
     model.train()
     opt = make_optimizer(model, 1e-5)
     dpo = DPOConfig()  # (the model's own config switches checkpointing on)

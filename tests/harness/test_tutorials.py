@@ -161,7 +161,8 @@ def check_11(g, out):
         if name.startswith("ipo"):
             assert r["trace"][-1]["gap"] == pytest.approx(r["target_gap_ipo"], rel=1e-3)
         else:
-            assert r["trace"][-1]["gap"] > 2 * r["target_gap_ipo"]  # DPO's gap runs past it
+            gaps = [s["gap"] for s in r["trace"]]  # DPO's gap runs past IPO's target and still grows
+            assert gaps[-1] > r["target_gap_ipo"] and gaps[-1] > gaps[-2]
 
 
 def _largest_tv(free):
