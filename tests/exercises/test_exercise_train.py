@@ -66,6 +66,7 @@ def run_copy(fast_run, tmp_path_factory, solutions):
     return Run.create(out, fast=True, device="cpu", dtype="fp32", quiet=True), answers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["dpo-loss", "reinforce-advantages"])  # the loss registry; a function passed in
 def test_train_with_the_librarys_function_reproduces_the_reference_run(run_copy, name):
     """(The log-probs' extension point is checked batch by batch above: DPO's rows scored bit for bit.)"""
@@ -75,6 +76,7 @@ def test_train_with_the_librarys_function_reproduces_the_reference_run(run_copy,
     assert {k: yours[k] for k in SHOWN} == {k: reference[k] for k in SHOWN}
 
 
+@pytest.mark.slow
 def test_a_function_that_raises_inside_training_is_one_message(run_copy, tmp_path, solutions):
     run, _ = run_copy
     mine = tmp_path / "mine.py"
@@ -89,6 +91,7 @@ def test_a_function_that_raises_inside_training_is_one_message(run_copy, tmp_pat
                                      "training: only small batches")
 
 
+@pytest.mark.slow
 def test_the_bug_hunt_runs_and_keeps_no_file_that_names_its_bug(run_copy):
     run, _ = run_copy
     text, doctor, fault = bug_hunt.train_hunt(run, hunt=0), bug_hunt.doctor(run, 0), bug_hunt.planted(0)

@@ -342,6 +342,7 @@ def lesson(folder):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.name)
 def test_tutorial_runs_fast_and_shows_its_numbers(script, lesson):
     g, out = lesson(script.name[:2])
@@ -385,6 +386,7 @@ TRIES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number,sets,check", TRIES, ids=[f"{n}:{' '.join(s)}" for n, s, _ in TRIES])
 def test_each_try_moves_its_number_as_the_lesson_says(number, sets, check, lesson, folder):
     default, _ = lesson(number)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from minidpo.checkpoint import load_checkpoint
@@ -37,6 +38,7 @@ def test_gradient_accumulation_gives_the_weights_of_the_whole_batch(fast_run, tm
     assert max_difference(tmp_path / "a1" / "dpo.pt", tmp_path / "a4" / "dpo.pt") < 1e-5
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_the_weights_of_one(fast_run, tmp_path):
     run, _ = fast_run
     small_data(run, tmp_path)
@@ -82,6 +84,7 @@ def test_the_shards_weighted_shares_give_the_whole_batch_gradient(fast_run):
     assert max((a - b).abs().max().item() for a, b in zip(whole, (p.grad for p in model.parameters()))) < 1e-6
 
 
+@pytest.mark.slow
 def test_torchrun_rl_samples_on_every_rank_and_gathers(fast_run, tmp_path, monkeypatch, capsys):
     """`torchrun --nproc_per_node=2 -m minidpo rlhf`: rank r samples responses r, r+2, ... with its
     own generator, every rank gets all of them and makes the same update. One process that samples

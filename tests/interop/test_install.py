@@ -15,6 +15,10 @@ import venv
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the slow tier: `python -m pytest -q -m slow`
+
 import minidpo
 from minidpo.exercises.catalogue import file_name, find
 
