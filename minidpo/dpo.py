@@ -63,14 +63,16 @@ class DPOConfig:
 
 
 def pair_record(model, encoded_pairs, pad_id, beta: float, average: bool, ref_logps=None, dtype=None,
-                length: int | None = None) -> PairRecord:
+                length: int | None = None, logps_fn=sequence_logps) -> PairRecord:
     """The `PairRecord` of a batch of encoded pairs: one concatenated forward pass of `model`
     (chosen rows, then rejected rows) and the reference log-probs (N, 2), when there are any.
-    `length`: pad the rows to it (a shard padded like its whole batch)."""
+    `length`: pad the rows to it (a shard padded like its whole batch). `logps_fn`: how rows are
+    scored, `model.sequence_logps` (the exercises pass a learner's own; every caller below passes
+    it on, so one function scores the policy, the reference and the held-out pairs alike)."""
     device = next(model.parameters()).device
     ids, mask = pair_batch(encoded_pairs, device, pad_id, length)
     with autocast(device, dtype):
-        out = sequence_logps(model, ids, mask, average)
+        out = logps_fn(model, ids, mask, average)
     n = len(encoded_pairs)
     seq, tokens = out.logps.float(), out.token_logps.float()
     response = mask[:, 1:]
@@ -81,13 +83,14 @@ def pair_record(model, encoded_pairs, pad_id, beta: float, average: bool, ref_lo
 
 
 def batch_loss(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id: int, dtype=None, prefix: str = "",
-               labels=None, length: int | None = None):
+               labels=None, length: int | None = None, logps_fn=sequence_logps):
     """The loss of one batch of pairs: the policy's log-probs, the cached reference log-probs (or
     None for a reference-free loss), the registered loss. Returns (mean loss, its record, metrics).
     For an unpaired loss (KTO) each "pair" is an example and its mismatched completion
     (`preferences.encode_unpaired`) and `labels` says which examples are desirable."""
     loss, args = cfg.loss()
-    record = pair_record(policy, encoded_pairs, pad_id, cfg.beta, cfg.average_logps, ref_logps, dtype, length)
+    record = pair_record(policy, encoded_pairs, pad_id, cfg.beta, cfg.average_logps, ref_logps, dtype, length,
+                         logps_fn)
     if loss.data == "unpaired":
         desirable = torch.tensor(labels, dtype=torch.bool, device=record.chosen_logps.device)
         unpaired = UnpairedRecord(record.chosen_logps, record.ref_chosen_logps, record.rejected_logps,
@@ -113,21 +116,24 @@ def unpaired_metrics(out, record: UnpairedRecord, prefix: str = "") -> dict:
 
 
 @torch.no_grad()
-def compute_reference_logps(ref_model, encoded_pairs, pad_id, average: bool, batch_size: int = 128,
-                            dtype=None) -> torch.Tensor:
-    """(N, 2) tensor: log π_ref of chosen and rejected for every pair (in eval mode: no dropout)."""
-    was_training = ref_model.training
-    ref_model.eval()
+def pair_logps(model, encoded_pairs, pad_id, average: bool, batch_size: int = 128,
+               dtype=None, logps_fn=sequence_logps) -> torch.Tensor:
+    """(N, 2) tensor: log π(y_w|x) and log π(y_l|x) of every pair under `model`, whichever model it
+    is: the reference (whose scores the cache below keeps), the SFT model or a trained policy.
+    In eval mode (no dropout), without gradients."""
+    was_training = model.training
+    model.eval()
     out = []
     for i in range(0, len(encoded_pairs), batch_size):
-        r = pair_record(ref_model, encoded_pairs[i:i + batch_size], pad_id, 0.0, average, dtype=dtype)
+        r = pair_record(model, encoded_pairs[i:i + batch_size], pad_id, 0.0, average, dtype=dtype,
+                        logps_fn=logps_fn)
         out.append(torch.stack([r.chosen_logps, r.rejected_logps], 1).cpu())
-    ref_model.train(was_training)
+    model.train(was_training)
     return torch.cat(out)
 
 
 def cached_reference_logps(ref_model, ref_path, encoded_pairs, pad_id, average: bool, cache_dir,
-                           dtype=None) -> tuple[torch.Tensor, bool]:
+                           dtype=None, logps_fn=sequence_logps) -> tuple[torch.Tensor, bool]:
     """Reference log-probs from `cache_dir` if these exact inputs were scored before, else computed
     and saved. Returns (logps (N, 2), was_cached). A cache file that cannot be read, or holds
     anything but finite (N, 2) numbers, is a miss: it is recomputed and overwritten."""
@@ -143,19 +149,20 @@ def cached_reference_logps(ref_model, ref_path, encoded_pairs, pad_id, average: 
         except Exception:  # truncated or foreign bytes: torch raises many types here
             pass
         print(f"{path}: unreadable or not the expected reference log-probs; recomputing it")
-    logps = compute_reference_logps(ref_model, encoded_pairs, pad_id, average, dtype=dtype)
+    logps = pair_logps(ref_model, encoded_pairs, pad_id, average, dtype=dtype, logps_fn=logps_fn)
     atomic_write(path, lambda f: torch.save(logps, f))
     return logps, False
 
 
 @torch.no_grad()
-def evaluate_pairs(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id, dtype=None, chunk: int = 128) -> dict:
+def evaluate_pairs(policy, encoded_pairs, ref_logps, cfg: DPOConfig, pad_id, dtype=None, chunk: int = 128,
+                   logps_fn=sequence_logps) -> dict:
     """The loss and its metrics on held-out pairs (`eval/` prefix), all pairs as one batch (scored
     `chunk` pairs per forward pass); `eval/rewards/accuracies` is the implicit reward's accuracy."""
     policy.eval()
     loss, args = cfg.loss()
     parts = [pair_record(policy, encoded_pairs[i:i + chunk], pad_id, cfg.beta, cfg.average_logps,
-                         None if ref_logps is None else ref_logps[i:i + chunk], dtype)
+                         None if ref_logps is None else ref_logps[i:i + chunk], dtype, logps_fn=logps_fn)
              for i in range(0, len(encoded_pairs), chunk)]
     record = concat_records(parts)
     policy.train()
@@ -186,13 +193,15 @@ def concat_records(records: list[PairRecord]) -> PairRecord:
 
 
 def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_id: int, dtype=None,
-            quiet: bool = False, log_path=None, on_step=None, train_labels=None, reference_model=None) -> dict:
+            quiet: bool = False, log_path=None, on_step=None, train_labels=None, reference_model=None,
+            logps_fn=sequence_logps) -> dict:
     """The DPO training loop on encoded pairs with precomputed reference log-probs (N, 2), or None
     for a loss that needs no reference; or, with `reference_model`, reference log-probs computed
     batch by batch from that model (TRL's mode without precomputation; the museum passes
     the policy itself here to show what a reference that is not frozen does).
     Updates `policy` in place; returns {"history", "seconds", "steps", "tokens_forward", "tokens_backward"}.
-    on_step(step, policy) is called after every update (for checkpoints along training)."""
+    on_step(step, policy) is called after every update (for checkpoints along training); `logps_fn`
+    scores the rows (see `pair_record`)."""
     opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
     forward_model = wrap(policy)  # DDP under torchrun; the policy itself otherwise
     policy.config.checkpointing = cfg.grad_checkpointing
@@ -212,7 +221,7 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
         if partial:
             write_jsonl(partial, history)
 
-    record({"step": 0, **evaluate_pairs(policy, val_enc, ref_val, cfg, pad_id, dtype)})
+    record({"step": 0, **evaluate_pairs(policy, val_enc, ref_val, cfg, pad_id, dtype, logps_fn=logps_fn)})
     policy.train()
     step = 0
     for epoch in range(cfg.epochs):
@@ -232,12 +241,13 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
                 part = part or idx[:1]  # an empty share still runs forward and backward, weighted 0
                 batch = [train_enc[i] for i in part]
                 if reference_model is not None:
-                    ref_batch = compute_reference_logps(reference_model, batch, pad_id, cfg.average_logps, dtype=dtype)
+                    ref_batch = pair_logps(reference_model, batch, pad_id, cfg.average_logps, dtype=dtype,
+                                           logps_fn=logps_fn)
                 else:
                     ref_batch = None if ref_train is None else ref_train[part]
                 loss, rec, m = batch_loss(forward_model, batch, ref_batch, cfg, pad_id, dtype,
                                           labels=None if train_labels is None else [train_labels[i] for i in part],
-                                          length=width)
+                                          length=width, logps_fn=logps_fn)
                 check_finite(loss, "dpo", step, policy, (rec.chosen_logps, rec.rejected_logps), cfg.lr, cfg.beta)
                 (loss if len(micro) == 1 else loss * share).backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -246,7 +256,7 @@ def run_dpo(policy, cfg: DPOConfig, train_enc, ref_train, val_enc, ref_val, pad_
                 r = {"step": step, "epoch": epoch, **m}
                 if step == total or step % (cfg.log_every * 2) == 0:
                     with prog.paused():
-                        r.update(evaluate_pairs(policy, val_enc, ref_val, cfg, pad_id, dtype))
+                        r.update(evaluate_pairs(policy, val_enc, ref_val, cfg, pad_id, dtype, logps_fn=logps_fn))
                 record(r)
             if on_step is not None:
                 on_step(step, policy)
@@ -269,11 +279,13 @@ def _micro_batches(idx: list, n: int) -> list[list]:
 
 def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, device=torch.device("cpu"),
               dtype=None, quiet: bool = False, out_name: str = "dpo", checkpoint_steps=(),
-              skip_invalid: bool = False, max_pairs: int | None = None) -> dict:
+              skip_invalid: bool = False, max_pairs: int | None = None, logps_fn=sequence_logps) -> dict:
     """Train a DPO policy from the SFT checkpoint on preference files; writes out_dir/{out_name}.pt,
     {out_name}_log.jsonl and {out_name}_metrics.json. Returns the metrics. skip_invalid=True refuses
     bad lines of the training file (each listed in the metrics) instead of stopping at the first;
     max_pairs trains on a seeded sample of that many of its lines.
+    `logps_fn` scores policy and reference rows (see `pair_record`); the reference cache in out_dir
+    does not know it, so a caller that changes it uses a folder of its own.
     (The museum's `train_with_fault` runs the same loop with a classic bug switched on.)"""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -296,8 +308,9 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
     if loss.reference:  # a reference-free loss (SimPO, ORPO, ...) never loads or runs the reference
         ref, _ = load_gpt(sft_path, device, vocab_size=tok.vocab_size)
         ref_train, cached = cached_reference_logps(ref, sft_path, train_enc, tok.end_id, cfg.average_logps,
-                                                   out_dir, dtype)
-        ref_val, _ = cached_reference_logps(ref, sft_path, val_enc, tok.end_id, cfg.average_logps, out_dir, dtype)
+                                                   out_dir, dtype, logps_fn)
+        ref_val, _ = cached_reference_logps(ref, sft_path, val_enc, tok.end_id, cfg.average_logps, out_dir, dtype,
+                                            logps_fn)
         ref_tokens = int(train_enc.lengths().sum() + val_enc.lengths().sum())
         del ref  # from here on, the reference model is never needed again
     ref_seconds = time.perf_counter() - t0
@@ -308,7 +321,7 @@ def train_dpo(cfg: DPOConfig, tok, sft_path, train_file, val_file, out_dir, devi
                             {"stage": "dpo", "model": asdict(model.config), "train": asdict(cfg), "step": step})
 
     out = run_dpo(policy, cfg, train_enc, ref_train, val_enc, ref_val, tok.end_id, dtype, quiet,
-                  out_dir / f"{out_name}_log.jsonl", checkpoint, train_labels)
+                  out_dir / f"{out_name}_log.jsonl", checkpoint, train_labels, logps_fn=logps_fn)
     final = out["history"][-1]
     metrics = {"config": asdict(cfg), "loss_args": cfg.loss()[1], "seconds": out["seconds"], "reference_seconds": ref_seconds,
                "steps": out["steps"], "train_data": {**train_report, **train_trunc},

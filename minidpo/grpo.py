@@ -77,9 +77,12 @@ def grpo_loss(new_logps, old_logps, ref_logps, advantages, mask, clip: float, be
 
 
 def train_grpo(cfg: GRPOConfig, tok, sft_path, rm_path, out_dir, device=torch.device("cpu"), dtype=None,
-               quiet: bool = False, out_name: str = "grpo", checkpoint_steps=()) -> dict:
+               quiet: bool = False, out_name: str = "grpo", checkpoint_steps=(),
+               advantages_fn=None) -> dict:
     """GRPO from the SFT checkpoint against the reward model at `rm_path` (or the gold reward).
-    Writes out_dir/{out_name}.pt and {out_name}_metrics.json."""
+    Writes out_dir/{out_name}.pt and {out_name}_metrics.json. `advantages_fn` (step 3): None is the
+    library's `group_advantages` (the exercises pass a learner's own)."""
+    advantages_fn = advantages_fn or group_advantages
     if cfg.k < 2:
         raise ValueError("GRPO needs k >= 2 samples per prompt (the group is the baseline)")
     loop = RLLoop("grpo", cfg, tok, sft_path, rm_path, out_dir, device, dtype, quiet, out_name, checkpoint_steps)
@@ -90,7 +93,7 @@ def train_grpo(cfg: GRPOConfig, tok, sft_path, rm_path, out_dir, device=torch.de
         mask = batch.mask.float()
         with loop.timed("scoring"), torch.no_grad(), autocast(loop.device, dtype):          # step 2
             old = sequence_logps(policy, batch.rows_ids, batch.rows_mask, with_entropy=True)
-        advantages = group_advantages(batch.reward.view(cfg.prompts_per_step, cfg.k)).flatten().to(loop.device)
+        advantages = advantages_fn(batch.reward.view(cfg.prompts_per_step, cfg.k)).flatten().to(loop.device)
         losses, clip_fracs = [], []
         with loop.timed("update"):                                                           # step 4
             for i in loop.minibatches(len(mask)):

@@ -163,9 +163,13 @@ def explained_variance(values, returns, mask) -> float:
 
 
 def train_ppo(cfg: PPOConfig, tok, sft_path, rm_path, out_dir, device=torch.device("cpu"), dtype=None,
-              quiet: bool = False, out_name: str = "ppo", checkpoint_steps=()) -> dict:
+              quiet: bool = False, out_name: str = "ppo", checkpoint_steps=(), gae_fn=None,
+              policy_loss_fn=None) -> dict:
     """PPO from the SFT checkpoint against the reward model at `rm_path` (or the gold reward when
-    cfg.reward == "gold"). Writes out_dir/{out_name}.pt and {out_name}_metrics.json."""
+    cfg.reward == "gold"). Writes out_dir/{out_name}.pt and {out_name}_metrics.json. `gae_fn` (step 4)
+    and `policy_loss_fn` (step 5): None is the library's, `gae` and `clipped_policy_loss` (the
+    exercises pass a learner's own)."""
+    gae_fn, policy_loss_fn = gae_fn or gae, policy_loss_fn or clipped_policy_loss
     loop = RLLoop("ppo", cfg, tok, sft_path, rm_path, out_dir, device, dtype, quiet, out_name, checkpoint_steps)
     policy = loop.policy
     value = ValueModel(load_gpt(sft_path, device, vocab_size=tok.vocab_size)[0]).to(device)
@@ -178,7 +182,7 @@ def train_ppo(cfg: PPOConfig, tok, sft_path, rm_path, out_dir, device=torch.devi
             old = sequence_logps(policy, batch.rows_ids, batch.rows_mask, with_entropy=True)
             old_values = value(batch.rows_ids) * mask
         rewards = token_rewards(batch.reward, old.token_logps, batch.ref_token_logps, mask, cfg.beta)  # step 3
-        advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)           # step 4
+        advantages, returns = gae_fn(rewards, old_values, mask, cfg.gamma, cfg.lam)        # step 4
         advantages = whiten(advantages, mask)
         stats = {"clip_frac": [], "policy_loss": [], "value_loss": []}
         with loop.timed("update"):                                                           # step 5
@@ -186,8 +190,8 @@ def train_ppo(cfg: PPOConfig, tok, sft_path, rm_path, out_dir, device=torch.devi
                 with autocast(loop.device, dtype):
                     new = sequence_logps(policy, batch.rows_ids[i], batch.rows_mask[i])
                     new_values = value(batch.rows_ids[i])
-                pg_loss, clip_frac = clipped_policy_loss(new.token_logps.float(), old.token_logps[i],
-                                                         advantages[i], mask[i], cfg.clip)
+                pg_loss, clip_frac = policy_loss_fn(new.token_logps.float(), old.token_logps[i],
+                                                    advantages[i], mask[i], cfg.clip)
                 vf_loss = clipped_value_loss(new_values, old_values[i], returns[i], mask[i], cfg.clip_value)
                 check_finite(pg_loss, "ppo", step, policy, (new.logps,), cfg.lr, cfg.beta)
                 check_finite(vf_loss, "ppo (value)", step, value, lr=cfg.value_lr)

@@ -57,15 +57,28 @@ def leave_one_out_advantages(returns: torch.Tensor) -> torch.Tensor:
     return returns - (returns.sum(1, keepdim=True) - returns) / (K - 1)
 
 
+def kl_penalised_advantages(rewards, policy_token_logps, ref_token_logps, beta: float) -> torch.Tensor:
+    """Steps 3 and 4. rewards: (B, K), K samples of each of B prompts; per-token log-probs (B, K, T),
+    0 outside the response. R = r − β·Σ_t [log π − log π_ref] (k1, detached), then the
+    leave-one-out advantages of R within each prompt, (B, K)."""
+    kl_k1, _ = kl_estimates(policy_token_logps, ref_token_logps)
+    return leave_one_out_advantages(rewards - beta * kl_k1)
+
+
 def reinforce_loss(seq_logps: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     """−mean(A · log π(y|x)); A is a constant (detached), only log π carries gradient."""
     return -(advantages.detach() * seq_logps).mean()
 
 
 def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.device("cpu"), dtype=None,
-               quiet: bool = False, out_name: str = "rlhf", checkpoint_steps=()) -> dict:
+               quiet: bool = False, out_name: str = "rlhf", checkpoint_steps=(),
+               advantages_fn=None, loss_fn=None) -> dict:
     """REINFORCE from the SFT checkpoint against the reward model at `rm_path`
-    (or the gold reward when cfg.reward == "gold"). Writes out_dir/{out_name}.pt and metrics."""
+    (or the gold reward when cfg.reward == "gold"). Writes out_dir/{out_name}.pt and metrics.
+    `advantages_fn` (steps 3–4) and `loss_fn` (step 5): None is the library's, `kl_penalised_advantages`
+    and `reinforce_loss` (the exercises pass a learner's own)."""
+    # resolved at the call: the module's functions then (a test swaps reinforce_loss)
+    advantages_fn, loss_fn = advantages_fn or kl_penalised_advantages, loss_fn or reinforce_loss
     loop = RLLoop("rlhf", cfg, tok, sft_path, rm_path, out_dir, device, dtype, quiet, out_name, checkpoint_steps)
     policy = loop.policy
     opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
@@ -75,10 +88,10 @@ def train_rlhf(cfg: RLHFConfig, tok, sft_path, rm_path, out_dir, device=torch.de
         with loop.timed("update"):
             with autocast(loop.device, dtype):
                 current = sequence_logps(policy, batch.rows_ids, batch.rows_mask, with_entropy=True)
-            kl_k1, _ = kl_estimates(current.token_logps, batch.ref_token_logps)
-            returns = (batch.reward - cfg.beta * kl_k1).view(cfg.prompts_per_step, cfg.k)   # step 3
-            adv = leave_one_out_advantages(returns).flatten().to(loop.device)              # step 4
-            loss = reinforce_loss(current.logps.float(), adv)                               # step 5
+            groups = (cfg.prompts_per_step, cfg.k, -1)  # prompt × sample × token
+            adv = advantages_fn(batch.reward.view(groups[:2]), current.token_logps.view(groups),  # steps 3, 4
+                                batch.ref_token_logps.view(groups), cfg.beta).flatten().to(loop.device)
+            loss = loss_fn(current.logps.float(), adv)                                      # step 5
             check_finite(loss, "rlhf", step, policy, (current.logps,), cfg.lr, cfg.beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()

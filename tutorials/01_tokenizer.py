@@ -1,5 +1,6 @@
 # %% [markdown]
 # # 01 · A byte-level BPE, trained here, served by tiktoken
+# **You need** nothing: this is the start. **You will see** text become the integers a model reads.
 # Language models read integers. We train a small byte-level BPE on our own corpus (the toy review
 # world), save its merges in tiktoken's text format, and serve them with a `tiktoken.Encoding`.
 # Nothing is downloaded. Run: `python tutorials/01_tokenizer.py` (add `--fast` for a smoke run).
@@ -89,3 +90,9 @@ words = sorted({w for _, r in corpus for w in r.replace(".", " ").split()})
 single = [w for w in words if len(shipped.encode(" " + w)) == 1]
 print(f"{len(single)} of the corpus's {len(words)} distinct words are one token with their leading space; "
       f"the others: {[w for w in words if w not in single][:12]}")
+
+# %% [markdown]
+# ## What to remember
+# - A byte-level BPE learns merges from counts; served by tiktoken it round-trips any text exactly.
+# - Fewer merges, more tokens per review: the vocabulary trades size for sequence length.
+# - Prompt and response are tokenized separately, so no token crosses the boundary (lesson 03's mask).

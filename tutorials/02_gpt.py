@@ -1,8 +1,12 @@
 # %% [markdown]
 # # 02 · A small GPT, written by hand
+# **You need** lesson 01 (the tokenizer). **You will see** the facts about a GPT a learner should be
+# able to predict, checked with numbers: the loss of an untrained model, two ways to compute
+# attention that agree, a KV cache that changes the speed and not the tokens, and the sequence
+# log-prob log π(y|x) that every later lesson trains with — computed by hand, then by the library.
 # Open `minidpo/model.py` beside this script: `GPTConfig` -> `CausalSelfAttention` -> `MLP` ->
-# `Block` -> `GPT`. Here we check, with numbers, the facts a learner should be able to predict.
-# Run: `python tutorials/02_gpt.py`.
+# `Block` -> `GPT`.
+# Run: `python tutorials/02_gpt.py` (seconds).
 
 # %%
 import math
@@ -21,6 +25,14 @@ model = GPT(GPTConfig(vocab_size=tok.vocab_size)).eval()
 print(f"{model.num_params() / 1e6:.2f}M parameters (the head is tied to the token embedding)")
 
 # %% [markdown]
+# *Tied head*: the last layer, which turns a position's hidden vector into one logit per token of
+# the vocabulary, reuses the token-embedding matrix (transposed) instead of a matrix of its own, as
+# GPT-2 does: one (|V| × d) matrix fewer to learn, and a token's input and output vectors are one.
+
+# %%
+print("the head's weight is the embedding's:", model.lm_head.weight is model.wte.weight)
+
+# %% [markdown]
 # ## The loss at initialisation
 # With N(0, 0.02) weights every logit is near 0, every token about equally likely, so the
 # cross-entropy is close to $\ln |V|$.
@@ -33,8 +45,10 @@ print(f"initial loss {loss.item():.3f} vs ln({tok.vocab_size}) = {math.log(tok.v
 # %% [markdown]
 # ## Two attention paths, one result
 # $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\Big(\frac{QK^\top}{\sqrt{d}} + M\Big)V$$
-# with M = −∞ above the diagonal (causal). The explicit path is the one to read; PyTorch's fused
-# `scaled_dot_product_attention` is the fast one; they agree to 1e-5.
+# with M = −∞ above the diagonal (causal: a position sees only itself and what came before). The
+# explicit path (`"math"`: the matrix products and the masked softmax, written out) is the one to
+# read; PyTorch's fused `F.scaled_dot_product_attention` ("SDPA", one kernel that does the same
+# without storing the T × T matrix) is the fast one; they agree to 1e-5.
 
 # %%
 fast = model(x)
@@ -70,14 +84,32 @@ print("an untrained model babbles (20 sampled tokens):", repr(tok.decode(babble)
 # %% [markdown]
 # ## Sequence log-probs
 # $\log\pi(y|x) = \sum_t \log\pi(y_t|x, y_{<t})$ over the response tokens only: the one number
-# DPO and REINFORCE need.
+# DPO and REINFORCE need. By hand first. The logits at position t predict the token at t + 1, so
+# the targets are the ids shifted left by one, and the response mask is shifted with them: the
+# log-prob of token t + 1 counts when token t + 1 is a response token. Prompt tokens are given, not
+# scored; padding (rows of different lengths are padded on the right) is never scored.
 
 # %%
 rows = [render(tok, "Review: The Silent Harbor", "I loved this film."),
-        render(tok, "Review: The Silent Harbor", "I hated this film.")]
-ids, mask = collate(rows, tok.end_id)
+        render(tok, "Review: The Silent Harbor", "I hated this film, truly.")]
+ids, mask = collate(rows, tok.end_id)                       # (2, T): right-padded, mask True on responses
+logits = model(ids[:, :-1])                                 # (2, T-1, V): position t predicts ids[:, t+1]
+next_logps = torch.log_softmax(logits, -1).gather(2, ids[:, 1:, None]).squeeze(-1)  # (2, T-1)
+by_hand = (next_logps * mask[:, 1:]).sum(1)                 # the mask shifted like the targets
 out = sequence_logps(model, ids, mask)
+print(f"by hand {[round(v, 4) for v in by_hand.tolist()]}, the library's {[round(v, 4) for v in out.logps.tolist()]}; "
+      f"max difference {(by_hand - out.logps).abs().max().item():.1e}")
 token_logps, seq = out.token_logps, out.logps
 print("response tokens per row:", mask.sum(1).tolist())
 print("log π(y|x) per row:", [round(v, 3) for v in seq.tolist()], "(sum over response tokens)")
 print("per-token log-probs at prompt positions are exactly 0:", bool((token_logps[~mask[:, 1:]] == 0).all()))
+
+
+# %% [markdown]
+# ## What to remember
+# - An untrained GPT's loss is about ln |V|: every token equally likely.
+# - The explicit attention and SDPA compute the same thing; the KV cache changes the speed, not the tokens.
+# - log π(y|x) is a sum over the response tokens of log-probs read from the logits one position
+#   earlier, with the mask shifted like the targets; prompt and padding count 0.
+# - **Exercise**: write it yourself and have it graded — `python -m minidpo grade sequence-logps`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

@@ -1,10 +1,11 @@
 # %% [markdown]
 # # 03 · Supervised fine-tuning
-# Next-token training on the response tokens only: the prompt is given, not learned. One step in
-# the open first — the masked targets, the loss, the update — then the whole run. Then we sample
-# from the model and score the samples with the world's gold reward. The SFT model should write
-# fluent reviews whose rewards spread like the corpus's: fluent, but far from optimal, which is
-# what preference tuning is for. Run: `python tutorials/03_sft.py` (about 1.5 minutes on 2 cores).
+# **You need** lessons 01 and 02 (the tokenizer, the GPT). **You will see** next-token training on
+# the response tokens only — the prompt is given, not learned: the masked targets, the loss and a
+# few updates in the open, then the whole run and its curve; then samples from the model scored by
+# the world's gold reward. The SFT model should write fluent reviews whose rewards spread like the
+# corpus's: fluent, but far from optimal, which is what preference tuning is for.
+# Run: `python tutorials/03_sft.py` (about 1.5 minutes on 2 cores).
 
 # %%
 import math
@@ -24,12 +25,15 @@ run = tutorial_run("03: supervised fine-tuning")
 torch.set_printoptions(linewidth=140)
 
 # %% [markdown]
-# ## One SFT step in the open
+# ## SFT in the open: targets, loss, five updates
 # A row is `<|prompt|> prompt <|response|> response <|end|>`, with a mask that is True on the
 # response tokens. The targets are the inputs shifted by one, and every target that is not a
-# response token is set to −100, which `cross_entropy` ignores:
-# $$\mathcal{L}_{SFT} = -\frac{1}{|y|}\sum_{t \in y} \log \pi_\theta(y_t \mid x, y_{<t})$$
-# A fresh GPT predicts every token about equally, so its loss starts near ln |V|.
+# response token is set to −100, which `cross_entropy` ignores. Its default reduction is the mean
+# over every scored token of the batch, so the loss of a batch of B rows is
+# $$\mathcal{L}_{SFT} = -\frac{1}{\sum_b |y_b|}\sum_{b=1}^{B}\sum_{t \in y_b} \log \pi_\theta(y_{b,t} \mid x_b, y_{b,<t})$$
+# (a long response weighs more than a short one: one token, one vote). A fresh GPT predicts every
+# token about equally, so its loss starts near ln |V|. Then five AdamW updates on the same four
+# rows: the loss must fall.
 
 # %%
 cfg = run.settings(SFTConfig)
@@ -45,6 +49,9 @@ model = GPT(GPTConfig(**{**cfg.model, "vocab_size": run.tok.vocab_size}))
 _, loss = model(inputs, targets)
 first_loss = loss.item()
 print(f"loss {first_loss:.3f} nats/token; ln |V| = ln {run.tok.vocab_size} = {math.log(run.tok.vocab_size):.3f}")
+scored = targets != -100
+by_hand = -torch.log_softmax(model(inputs), -1).gather(2, targets.clamp(min=0)[..., None]).squeeze(-1)[scored].mean()
+print(f"by hand, the mean over the {int(scored.sum())} response tokens of the batch: {by_hand.item():.3f}")
 optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
 for _ in range(5):  # five steps on the same four examples: the loss must fall
     optimizer.zero_grad()
@@ -101,3 +108,10 @@ prompt_tokens = int((~mask[:, 1:] & (ids[:, 1:] != run.tok.end_id)).sum())
 response_tokens = int(mask[:, 1:].sum())
 print(f"scored now: {response_tokens} response tokens; scoring the prompts too would add {prompt_tokens} "
       f"({prompt_tokens / (prompt_tokens + response_tokens):.0%} of the tokens in the loss)")
+
+# %% [markdown]
+# ## What to remember
+# - SFT is next-token cross-entropy on the response tokens only; the prompt is masked with −100.
+# - `cross_entropy` averages over every scored token of the batch, not per sequence.
+# - The SFT model is fluent and as mixed as its corpus under the gold reward: the starting point
+#   (and the reference π_ref) of everything that follows.

@@ -1,11 +1,15 @@
 # %% [markdown]
 # # 04 · Preference data: pairs from the SFT model, labels from Bradley–Terry
-# For each prompt we sample two responses from the SFT model (temperature 1: exactly on-policy) and
-# label the pair with the Bradley–Terry model of the gold reward (the DPO paper's eq. 1):
+# **You need** lesson 03 (the SFT model). **You will see** the preference pairs every later lesson
+# trains on, how noisy their labels are, and the model of that noise.
+# For each prompt we sample two responses from the SFT model at temperature 1 — *on-policy*: drawn
+# from the model's own distribution, exactly as it would answer, not from another model or a
+# sharpened version of it — and label the pair with the Bradley–Terry model of the gold reward (the
+# DPO paper's eq. 1):
 # $$P(y_1 \succ y_2 \mid x) = \sigma\big(r^*(x, y_1) - r^*(x, y_2)\big)$$
 # Labels are noisy on purpose: two responses of nearly equal reward are a coin toss, as for human
 # raters. (`PrefsConfig(labels="deterministic")` picks the better one always — the paper's IMDb
-# setting; lesson 10 compares the two.) Run: `python tutorials/04_preferences.py`.
+# setting; lesson 12 compares the two.) Run: `python tutorials/04_preferences.py`.
 
 # %%
 import math
@@ -82,3 +86,10 @@ guess = sum(1 / (1 + math.exp(-abs(rng.gauss(0, s * math.sqrt(2))))) for _ in ra
 expected = sum(1 / (1 + math.exp(-abs(p["chosen_gold"] - p["rejected_gold"]))) for p in pairs) / len(pairs)
 print(f"reward std of the sampled responses s = {s:.2f}: the guess E[σ(|g|)] = {guess:.3f}; "
       f"mean σ(|gap|) over these pairs {expected:.3f}; measured oracle accuracy {report['train']['oracle_accuracy']:.3f}")
+
+# %% [markdown]
+# ## What to remember
+# - A preference file holds `prompt`, `chosen`, `rejected`; here the pairs are the SFT model's own
+#   samples, labelled by Bradley–Terry on the gold reward.
+# - The labels are noisy: the oracle accuracy above is the ceiling for any reward model, and
+#   Bradley–Terry predicts it from the reward gaps.

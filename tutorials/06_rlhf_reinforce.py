@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 06 · REINFORCE with a KL penalty (RLHF, step 2)
-# Sample from the policy, score with the reward model, subtract β times the log-ratio to the
+# **You need** lessons 03–05 (the SFT model, the pairs, the reward model). **You will see** classic
+# RLHF's second step, the objective max E[r] − β·KL(π‖π_ref) that lesson 07 solves in closed form:
+# sample from the policy, score with the reward model, subtract β times the log-ratio to the
 # reference, use the other samples of the same prompt as the baseline, push up log π of the good
 # ones. One step in the open first, from the library's pieces, every tensor printed; then the whole
 # run. Read the docstring of `minidpo/rlhf.py`: it lists every simplification.
@@ -47,8 +49,11 @@ for prompt, text, r, g in zip(batch.prompts, batch.texts, batch.reward, batch.go
 # %% [markdown]
 # ## Step 3: the return, with the KL penalty folded in
 # $$R(x, y) = r_\phi(x, y) - \beta \sum_t \big[\log\pi(y_t|\ldots) - \log\pi_{ref}(y_t|\ldots)\big]$$
-# The sum is the k1 estimate of the sequence KL from the sample itself. At step 1 the policy is
-# the reference, so the penalty is 0 and R = r_φ.
+# The sum estimates the sequence KL, KL(π‖π_ref) = E_{y∼π}[log π(y|x)/π_ref(y|x)], from the one
+# sample y itself. Two estimators are logged (the names are John Schulman's): **k1** = Σ_t log π/π_ref,
+# the plain log-ratio, unbiased but negative for some samples; **k3** = Σ_t (π_ref/π − 1 − log π_ref/π),
+# also unbiased when the samples come from π, and never negative. The penalty uses k1. At step 1
+# the policy is the reference, so the penalty is 0 and R = r_φ.
 
 # %%
 current = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask)
@@ -95,7 +100,7 @@ print("corr(advantage, change of log π):",
 # penalty nothing holds the policy near the reference. The lesson prints, over the last quarter of
 # the steps, the KL to the reference and how far the proxy (reward model) and the gold reward rose
 # from step 1: the KL grows, and the proxy gains more over the gold reward than with the default β
-# — the gap lesson 11 measures as over-optimisation.
+# — the gap lesson 13 measures as over-optimisation.
 
 # %%
 m = P.stage_rlhf(run, beta=knobs.beta)
@@ -117,7 +122,11 @@ print(f"β = {knobs.beta}: last {len(tail)} logged steps: KL {kl_end:.3f}; from 
 show(fig)
 
 # %% [markdown]
-# ## Before / after on held-out films (same prompts, same seed)
+# ## Before / after on held-out films
+# The same prompts, but the RLHF policy and the SFT model are sampled with independent seeds (the
+# evaluation's seed + 200 and seed + 100): one seed for both would couple them, so a policy still
+# near the SFT model would repeat its samples and tie. So each line below is two independent draws
+# for one film, not one sample before and after training.
 # %%
 ev = P.stage_eval_rlhf(run)
 sft = P.stage_eval_sft(run)
@@ -126,3 +135,14 @@ print(f"RLHF: gold {ev['gold_reward']:+.3f} (SFT {sft['gold_reward']:+.3f}), win
 for i in first_per_prompt(sft["samples"])[:5]:  # one sample each of five films
     a, b = sft["samples"][i], ev["samples"][i]
     print(f"{a['prompt']}\n   SFT : {a['response']} ({a['gold']:+.1f})\n   RLHF: {b['response']} ({b['gold']:+.1f})")
+
+# %% [markdown]
+# ## What to remember
+# - RLHF's policy step: sample on-policy, score with the reward model, subtract β times the log-ratio
+#   to the reference, compare each sample with the others of its prompt (leave-one-out), and push up
+#   log π of the better ones.
+# - Without the KL penalty (β = 0) nothing holds the policy near the reference, and the proxy reward
+#   outruns the gold one.
+# - Next, lesson 07: this objective has a closed-form optimum, and DPO fits it without sampling.
+# - **Exercises**: write them yourself and have them graded — `python -m minidpo grade reinforce-advantages`, `python -m minidpo grade reinforce-loss`, `python -m minidpo grade group-advantages`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

@@ -22,7 +22,7 @@ import torch
 from minidpo import chat
 from minidpo.checkpoint import read_json
 from minidpo.data import collate, sft_targets
-from minidpo.dpo import DPOConfig, compute_reference_logps
+from minidpo.dpo import pair_logps
 from minidpo.harness import pipeline as P
 from minidpo.harness.runfolder import Run
 from minidpo.harness.tutorial import tutorial_run
@@ -147,7 +147,7 @@ sft, dpo = run.load_policy("sft.pt"), run.load_policy("dpo.pt")
 val_pairs, _ = read_preferences(VAL)
 val_enc, _ = encode_pairs(run.tok, val_pairs, sft.config.block_size)
 print(f"{len(val_pairs)} held-out pairs")
-logps = {name: compute_reference_logps(model, val_enc, run.tok.end_id, average=False)
+logps = {name: pair_logps(model, val_enc, run.tok.end_id, average=False)
          for name, model in (("base", base), ("sft", sft), ("dpo", dpo))}
 ranks_right = lambda scores: (scores[:, 0] > scores[:, 1]).float().mean().item()  # a tie is wrong
 accuracy = {"SFT log-probs (chosen > rejected)": ranks_right(logps["sft"]),

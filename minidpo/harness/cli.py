@@ -152,11 +152,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="preference file to check (default: OUT/prefs_train.jsonl)")
     p.add_argument("--beta", type=POSITIVE)
     p.add_argument("--average-logps", action="store_true", default=None)
+    _grade_parser(sub)
     from ..studies.museum import FAULTS
     for name in ("dpo", "doctor"):
         sub.choices[name].add_argument("--inject", choices=sorted(FAULTS), metavar="FAULT",
                                        help="switch on a classic bug (the museum): " + ", ".join(sorted(FAULTS)))
     return parser
+
+
+def _grade_parser(sub) -> None:
+    p = sub.add_parser("grade", help="exercises: write a piece yourself, graded against the library's "
+                                     "(--list; --start DIR writes the stubs)")
+    p.add_argument("name", nargs="?", metavar="NAME", help="an exercise (see --list), or all: every file of --dir")
+    p.add_argument("--list", action="store_true", help="the exercises: name, function, tier, lesson cell")
+    p.add_argument("--start", nargs="?", const="exercises", metavar="DIR",
+                   help="write the stubs into DIR (default: exercises); existing files are kept")
+    p.add_argument("--dir", default="exercises", help="the folder of your files (default: exercises)")
+    p.add_argument("--file", help="grade the function in this file instead of DIR's")
+    p.add_argument("--train", action="store_true", help="then run your function in the real --fast stage that "
+                                                        "uses it, beside the library's run of the same seed")
+    p.add_argument("--json", action="store_true", help="with all: one JSON table")
+    p.add_argument("--hunt", type=int, default=0, help="bug-hunt: which hunt (default 0)")
+    p.add_argument("--doctor", action="store_true", help="bug-hunt: the doctor's checks on the hunt's setup")
+    p.add_argument("--out", default="runs/fast", help="with --train: the --fast run folder (default: runs/fast)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"])
 
 
 DISTRIBUTED = ("sft", "reward-model", "dpo", "rlhf", "ppo", "grpo")  # what torchrun parallelises (distributed.py)
@@ -183,6 +204,9 @@ def main(argv=None) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command == "grade":  # the exercises: a room of their own that only this entry point imports
+        from ..exercises.command import grade
+        return grade(args)
     from . import pipeline as P
     if args.command == "tokenizer":
         from ..tokenizer import DEFAULT_MERGES, train_default

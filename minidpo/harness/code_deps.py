@@ -188,6 +188,24 @@ def entries_for_config(config: dict) -> tuple[str, ...]:
     return ()  # a loss defined outside minidpo (a notebook cell): its source hash is in the settings
 
 
+def script_entries(text: str) -> tuple[str, ...]:
+    """The entries (for `reached`) of a script outside the package, such as a lesson: every name it
+    imports from a minidpo module and uses, every `alias.name` it reads of an imported module, and
+    a module it uses as a whole."""
+    tree = ast.parse(text)
+    imports = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.update(_import_targets(node, []))
+    uses = _Uses({k for k, v in imports.items() if v[0] == "module"})
+    uses.visit(tree)
+    entries = {f"{imports[alias][1]}:{attr}" for alias, attr in uses.attrs}
+    for name in uses.names & set(imports):
+        target = imports[name]
+        entries.add(f"{target[1]}:{target[2]}" if target[0] == "name" else target[1])
+    return tuple(sorted(entries))
+
+
 def imported_modules(module: str) -> set[str]:
     """The minidpo modules that `module` imports anywhere in its source, as dotted names."""
     return {t[1] for t in _module(module)[1].values()}

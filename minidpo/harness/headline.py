@@ -3,10 +3,11 @@
 `extract(folder)` keeps, from a run folder's own JSON (summary.json and eval_*.json of `run --all`,
 frontier/frontier.json, ablation.json, losses.json, whichever exist), exactly what the README's
 tables show; `tables(headline)` renders each table as markdown (the report's sections 12–14 use
-the same renderers). The README holds each table between `<!-- headline:NAME -->` and
-`<!-- /headline:NAME -->`. A committed copy, data/headline.json, is what the tests check the README
-against, since CI has no run folder: `python -m minidpo.tools.headline --out runs/default` writes it
-from the run folder and rewrites the README's tables; `--check` only compares.
+the same renderers). Each table sits between `<!-- headline:NAME -->` and `<!-- /headline:NAME -->`
+in exactly one of the markdown pages (README.md and docs/*.md; `pages`). A committed copy,
+data/headline.json, is what the tests check the pages against, since CI has no run folder:
+`python -m minidpo.tools.headline --out runs/default` writes it from the run folder and rewrites the
+pages' tables; `--check` only compares.
 """
 from __future__ import annotations
 
@@ -228,3 +229,40 @@ def sync(readme: str, rendered: dict[str, str]) -> str:
     """The README with every existing headline block replaced by its rendered table."""
     return BLOCK.sub(lambda m: (f"<!-- headline:{m.group(1)} -->\n{rendered[m.group(1)]}\n<!-- /headline:{m.group(1)} -->"
                                 if m.group(1) in rendered else m.group(0)), readme)
+
+
+# --- the pages that hold the blocks ----------------------------------------------------------------
+def pages(root) -> list[Path]:
+    """The markdown pages that may hold a headline block: README.md, then docs/*.md."""
+    root = Path(root)
+    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file()]
+
+
+def problems(texts: dict[str, str], rendered: dict[str, str]) -> list[str]:
+    """One line per table of `rendered` that is not in exactly one block across `texts` ({page name:
+    text}) or whose block differs from its rendering, naming the page: empty when all are fresh."""
+    held = {name: [] for name in rendered}
+    for page, text in texts.items():
+        for m in BLOCK.finditer(text):
+            if m.group(1) in held:
+                held[m.group(1)].append((page, m.group(2).strip("\n")))
+    out = []
+    for name, found in held.items():
+        if not found:
+            out.append(f"table '{name}' has no <!-- headline:{name} --> block in {', '.join(texts) or 'any page'}")
+        elif len(found) > 1:
+            out.append(f"table '{name}' has {len(found)} blocks (in {', '.join(page for page, _ in found)}); keep one")
+        elif found[0][1] != rendered[name]:
+            out.append(f"{found[0][0]}: table '{name}' differs from the committed numbers")
+    return out
+
+
+def committed_study(headline: dict) -> tuple[dict, dict]:
+    """(frontier, ablation) of a headline (data/headline.json) in the layout the study itself writes,
+    as far as the headline keeps it: the matched and paired tables, not the points along training.
+    So `frontier.print_matched`, `ablation.print_ablation` and `plots.matched_figure` read it, and a
+    lesson shows the measured study where it has not run."""
+    frontier = {**headline["frontier"], "sft": headline["results"]["sft"]}
+    a = headline["ablation"]
+    ablation = {**a, "rows": [{**r, "by_kl": {str(a["primary_kl"]): r["at"]}} for r in a["rows"]]}
+    return frontier, ablation

@@ -1,8 +1,11 @@
 """What every lesson uses besides the library: its run folder, its *Try* knobs, its figures.
 
 - `tutorial_run("NN: title")` reads `--fast`, `--out`, `--seed` and `--device` (a notebook kernel's
-  own arguments are ignored), claims the folder and returns the `Run`; in a notebook without a GPU
-  it picks the tiny settings, since a lesson there must finish while the learner watches.
+  own arguments are ignored), claims the folder and returns the `Run`. A notebook runs exactly what
+  the script runs: the same lecture-sized defaults on a CPU or a GPU (`MINIDPO_FAST=1` asks for the
+  tiny settings, as `--fast` does for a script). Torch is pinned to 2 threads (`MINIDPO_THREADS`
+  changes it): a reduction split over another number of threads rounds differently, a training run
+  drifts from there, and the committed notebooks' numbers could not be compared with yours.
 - `knobs = lesson_knobs(beta=0.5, ...)`: the values a lesson's *Try* asks you to change. Edit them
   in the cell and re-run the lesson from there, or pass `--set beta=0.05` to the script; the tests
   run every *Try* this way.
@@ -34,18 +37,24 @@ def in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
+LESSON_THREADS = 2  # the thread count the committed notebooks were executed with
+
+
 def tutorial_run(description: str):
     """The Run a tutorial script works in: `--fast`, `--out`, `--seed`, `--device` from the command
-    line (unknown arguments, such as a notebook kernel's, are ignored). In a notebook without a GPU
-    the tiny settings are the default (MINIDPO_FULL=1 asks for the full run)."""
+    line (unknown arguments, such as a notebook kernel's, are ignored; MINIDPO_FAST=1 is `--fast`).
+    Sets torch's thread count to MINIDPO_THREADS, default `LESSON_THREADS` (see the module docstring)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--out", default=None, help="run folder (default: runs/tutorial, or runs/tutorial-fast)")
     p.add_argument("--fast", action="store_true", help="tiny configs, seconds instead of minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     args, _ = p.parse_known_args()
-    if in_notebook() and not torch.cuda.is_available() and os.environ.get("MINIDPO_FULL") != "1":
-        args.fast = True
+    args.fast = args.fast or os.environ.get("MINIDPO_FAST") == "1"
+    threads = os.environ.get("MINIDPO_THREADS", str(LESSON_THREADS))
+    if not threads.isdigit() or int(threads) < 1:
+        raise SystemExit(f"error: MINIDPO_THREADS={threads}: expected a whole number ≥ 1")
+    torch.set_num_threads(int(threads))
     out = args.out or ("runs/tutorial-fast" if args.fast else "runs/tutorial")
     run = Run.create(out, seed=args.seed, fast=args.fast, device=args.device)
     run.claim_folder()

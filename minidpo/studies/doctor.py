@@ -31,7 +31,7 @@ import torch
 
 from .. import world
 from ..checkpoint import load_gpt
-from ..dpo import DPOConfig, batch_loss, compute_reference_logps, pair_record
+from ..dpo import DPOConfig, batch_loss, pair_logps, pair_record
 from ..preferences import encode_pairs, read_preferences
 from ..training import make_optimizer
 
@@ -88,7 +88,7 @@ class Check:
 def _first_batch(s: Setup):
     """The first training batch and its reference log-probs (the reference in eval mode)."""
     batch = s.encoded[:s.cfg.batch_size]
-    return batch, compute_reference_logps(s.reference, batch, s.tok.end_id, s.cfg.average_logps)
+    return batch, pair_logps(s.reference, batch, s.tok.end_id, s.cfg.average_logps)
 
 
 def _dpo(cfg: DPOConfig) -> DPOConfig:

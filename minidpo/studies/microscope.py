@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import collate, row
-from ..dpo import DPOConfig, compute_reference_logps, pair_record
+from ..dpo import DPOConfig, pair_logps, pair_record
 from ..losses import LOSSES
 from ..model import GPT, GPTConfig, sequence_logps
 
@@ -56,7 +56,7 @@ def ches_scores(model, encoded_pairs, pad_id, batch_size: int = 128) -> torch.Te
 def displacement(policy, reference, encoded_pairs, pad_id, beta: float) -> dict:
     """Per pair: Δ log π(y_w), Δ log π(y_l) (policy − reference), the gradient weight σ(−β·h) of the
     trained policy, and CHES; plus how the falls of log π(y_w) relate to CHES."""
-    ref = compute_reference_logps(reference, encoded_pairs, pad_id, average=False)
+    ref = pair_logps(reference, encoded_pairs, pad_id, average=False)
     with torch.no_grad():
         pol = torch.cat([torch.stack([(r := pair_record(policy.eval(), encoded_pairs[i:i + 128], pad_id, beta, False)).chosen_logps,
                                       r.rejected_logps], 1) for i in range(0, len(encoded_pairs), 128)])
@@ -134,7 +134,7 @@ def train_pairs(ref: GPT, pairs: list[tuple[int, int]], loss_type: str, beta: fl
     responses = all_responses()
     policy = copy.deepcopy(ref).train()
     rows = [(row([PROMPT], responses[w]), row([PROMPT], responses[l])) for w, l in pairs]
-    ref_logps = compute_reference_logps(ref, rows, END, average=False)
+    ref_logps = pair_logps(ref, rows, END, average=False)
     cfg = DPOConfig(beta=beta, loss_type=loss_type, loss_args=loss_args)
     loss_fn, args = cfg.loss()
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
@@ -157,9 +157,12 @@ def _trace_steps(steps: int) -> set[int]:
     return {0, steps} | {int(steps * f) for f in (0.01, 0.03, 0.1, 0.3)}
 
 
-def fitted_reward(pairs, n_responses: int) -> torch.Tensor:
-    """Bradley–Terry maximum likelihood of a tabular reward on the pairs; responses in no pair keep
-    r̂ = 0, the value every response starts from (a small L2 term fixes the free constant)."""
+def fitted_reward(pairs, n_responses: int, l2: float = 1e-3) -> torch.Tensor:
+    """Bradley–Terry maximum likelihood of a tabular reward on the pairs, with a small L2 term of
+    weight `l2`. The likelihood leaves free what no pair decides: the reward of a response in no pair,
+    a constant per group of linked responses, and, when the labels are a consistent order, the size
+    of every gap (the likelihood keeps rising as the gaps grow). The L2 term sets those: unlabelled
+    responses at r̂ = 0, the labelled ones centred near 0, gaps finite — a convention."""
     r = torch.zeros(n_responses, dtype=torch.float64, requires_grad=True)
     w = torch.tensor([a for a, _ in pairs])
     l = torch.tensor([b for _, b in pairs])
@@ -167,7 +170,7 @@ def fitted_reward(pairs, n_responses: int) -> torch.Tensor:
 
     def closure():
         opt.zero_grad()
-        loss = -F.logsigmoid(r[w] - r[l]).mean() + 1e-3 * (r ** 2).sum()
+        loss = -F.logsigmoid(r[w] - r[l]).mean() + l2 * (r ** 2).sum()
         loss.backward()
         return loss
     opt.step(closure)
@@ -225,7 +228,10 @@ def _enumerable_study(seed: int, fast: bool) -> dict:
     r_hat = fitted_reward(pairs, len(responses))
     rl = F.log_softmax(ref_logp + r_hat / beta, 0)  # the KL-regularised RL optimum on r̂ (DPO eq. 4)
     mass = lambda logp: logp.exp()[unlabelled].sum().item()
-    ood = {"labelled": labelled, "reference": mass(ref_logp), "rl_optimum": mass(rl)}
+    rl_weaker_l2 = F.log_softmax(ref_logp + fitted_reward(pairs, len(responses), l2=1e-4) / beta, 0)
+    ood = {"labelled": labelled, "reference": mass(ref_logp), "rl_optimum": mass(rl),
+           "rl optimum, L2 weight 1e-4 instead of 1e-3": mass(rl_weaker_l2),
+           "r_hat_labelled": r_hat[labelled].tolist(), "ref_labelled": ref_logp.exp()[labelled].tolist(), "beta": beta}
     for name, loss_type, args in (("dpo", "sigmoid", {}), ("rpo (SFT term)", "rpo", {"alpha": 1.0}),
                                   ("dpop", "dpop", {"lam": 50.0})):
         policy, _ = train_pairs(ref, pairs, loss_type, beta, steps, **args)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..checkpoint import read_json, save_checkpoint, write_json
 from ..data import row
-from ..dpo import DPOConfig, compute_reference_logps, run_dpo
+from ..dpo import DPOConfig, pair_logps, run_dpo
 from ..evaluate import summary_row
 from ..preferences import read_preferences
 from ..harness.stages import ensure
@@ -130,8 +130,8 @@ def train_with_fault(cfg, tok, sft_path, train_file, val_file, out_dir, device="
         val_pairs = swapped(val_pairs)
     val = encode_rows(tok, val_pairs, s.policy.config.block_size, fault)
     shared = s.reference is s.policy
-    ref_train = None if shared else compute_reference_logps(s.reference, s.encoded, tok.end_id, s.cfg.average_logps)
-    ref_val = compute_reference_logps(s.reference, val, tok.end_id, s.cfg.average_logps)
+    ref_train = None if shared else pair_logps(s.reference, s.encoded, tok.end_id, s.cfg.average_logps)
+    ref_val = pair_logps(s.reference, val, tok.end_id, s.cfg.average_logps)
     out = run_dpo(s.policy, s.cfg, s.encoded, ref_train, val, ref_val, tok.end_id, dtype, quiet,
                   out_dir / f"{out_name}_log.jsonl", reference_model=s.policy if shared else None)
     final = out["history"][-1]

@@ -20,7 +20,7 @@ from dataclasses import replace
 from ..harness import plots
 from .. import world
 from ..checkpoint import read_json, write_json
-from ..dpo import DPOConfig, compute_reference_logps, run_dpo
+from ..dpo import DPOConfig, pair_logps, run_dpo
 from ..evaluate import summary_row
 from ..preferences import encode_pairs, make_pairs, read_preferences
 from ..reward_model import load_reward_model, score
@@ -32,7 +32,7 @@ def online_round(policy, ref, tok, prompts: list[str], cfg: DPOConfig, val, seed
     updates `policy` in place. `val` = (encoded held-out pairs, their reference log-probs)."""
     pairs, counts = make_pairs(policy, tok, prompts, 2, seed, dtype, scorer)
     enc, _ = encode_pairs(tok, pairs, policy.config.block_size)
-    ref_logps = compute_reference_logps(ref, enc, tok.end_id, cfg.average_logps, dtype=dtype)
+    ref_logps = pair_logps(ref, enc, tok.end_id, cfg.average_logps, dtype=dtype)
     out = run_dpo(policy, cfg, enc, ref_logps, val[0], val[1], tok.end_id, dtype, quiet)
     return pairs, {**counts, "steps": out["steps"], "final": out["history"][-1]}
 
@@ -50,7 +50,7 @@ def _online_dpo(run, rounds: int | None = None, refresh_reference: bool = False)
     sft = run.load_policy("sft.pt")
     val_pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
     val_enc, _ = encode_pairs(tok, val_pairs, sft.config.block_size)
-    val = (val_enc, compute_reference_logps(sft, val_enc, tok.end_id, cfg.average_logps, dtype=run.dtype))
+    val = (val_enc, pair_logps(sft, val_enc, tok.end_id, cfg.average_logps, dtype=run.dtype))
     rm = load_reward_model(run.path("reward_model.pt"), run.device, tok.vocab_size)
     scorers = {"gold": None, "reward model": lambda prompts, ids: score(rm, tok, prompts, ids, dtype=run.dtype)}
     titles = world.split_titles()[0]

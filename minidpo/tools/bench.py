@@ -53,7 +53,7 @@ def dpo_step_cost(shape: dict, pairs: int, tokens: int, prompt_tokens: int, devi
     warm-up step. Returns seconds per step, tokens per second, the parameters, the warm-up step's
     loss (ln 2: the policy is its reference) and, on CUDA, the peak memory."""
     from ..data import row
-    from ..dpo import DPOConfig, batch_loss, compute_reference_logps
+    from ..dpo import DPOConfig, batch_loss, pair_logps
     g = torch.Generator().manual_seed(seed)
     rand = lambda n: torch.randint(0, shape["vocab_size"] - 1, (n,), generator=g).tolist()
     encoded = []
@@ -63,7 +63,7 @@ def dpo_step_cost(shape: dict, pairs: int, tokens: int, prompt_tokens: int, devi
     pad = shape["vocab_size"] - 1
     torch.manual_seed(seed)
     model = GPT(GPTConfig(**shape, gelu="tanh", checkpointing=checkpointing)).to(device)
-    ref = compute_reference_logps(model, encoded, pad, average=False, dtype=dtype)  # cached once, as in a run
+    ref = pair_logps(model, encoded, pad, average=False, dtype=dtype)  # cached once, as in a run
     model.train()
     opt = make_optimizer(model, 1e-5)
 

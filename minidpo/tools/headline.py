@@ -1,8 +1,9 @@
-"""The README's measured tables from a run folder: `python -m minidpo.tools.headline --out runs/default`
-writes data/headline.json (the numbers, committed) from the folder's study JSON and rewrites every
-`<!-- headline:NAME -->` block of README.md from it. `--check` writes nothing and exits 1 when the
-committed file differs from the folder's numbers (with --out) or a README table differs from the
-committed file. See `harness.headline`.
+"""The measured tables of the README and docs/ from a run folder: `python -m minidpo.tools.headline
+--out runs/default` writes data/headline.json (the numbers, committed) from the folder's study JSON
+and rewrites every `<!-- headline:NAME -->` block of README.md and docs/*.md from it (each table is
+in exactly one of those pages). `--check` writes nothing and exits 1 when the committed file differs
+from the folder's numbers (with --out) or a page's table differs from the committed file, naming the
+page and the table. See `harness.headline`.
 """
 from __future__ import annotations
 
@@ -15,13 +16,12 @@ from ..harness import headline
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "data" / "headline.json"
-README = ROOT / "README.md"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidpo.tools.headline", description=__doc__.split("\n")[0])
-    p.add_argument("--out", help="the run folder of the long studies (default: only compare the README "
-                                 "with the committed numbers)")
+    p.add_argument("--out", help="the run folder of the long studies (default: only compare the pages' "
+                                 "tables with the committed numbers)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 on any difference")
     args = p.parse_args(argv)
     committed = json.loads(COMMITTED.read_text()) if COMMITTED.is_file() else None
@@ -41,18 +41,25 @@ def main(argv=None) -> int:
         print(f"error: no {COMMITTED}: run with --out RUN_FOLDER after the long studies", file=sys.stderr)
         return 2
     rendered = headline.tables(committed)
-    readme = README.read_text()
-    missing = [name for name in rendered if name not in headline.blocks(readme)]
+    pages = {str(p.relative_to(ROOT)): p for p in headline.pages(ROOT)}
+    texts = {name: p.read_text(encoding="utf-8") for name, p in pages.items()}
+    bad = headline.problems(texts, rendered)
     if args.check:
-        bad = headline.stale(readme, rendered)
-        for name in bad:
-            print(f"README.md: table '{name}' " + ("has no <!-- headline:NAME --> block" if name in missing
-                                                  else "differs from the committed numbers"))
+        for line in bad:
+            print(line)
         return 1 if bad else 0
-    README.write_text(headline.sync(readme, rendered))
-    print(f"README.md: {len(rendered) - len(missing)} tables rewritten"
-          + (f"; no block yet for {', '.join(missing)} (add `<!-- headline:NAME -->` and "
-             "`<!-- /headline:NAME -->` lines where each belongs, then run this again)" if missing else ""))
+    rewritten = {}
+    for name, text in texts.items():
+        synced = headline.sync(text, rendered)
+        if n := sum(1 for table in rendered if table in headline.blocks(text)):
+            rewritten[name] = n
+        if synced != text:
+            pages[name].write_text(synced, encoding="utf-8")
+    misplaced = [line for line in bad if "differs from the committed numbers" not in line]  # none or two blocks
+    print(f"{sum(rewritten.values())} tables rewritten ({', '.join(f'{k}: {n}' for k, n in rewritten.items())})"
+          + "".join(f"\n{line}" for line in misplaced)
+          + ("\n(each table wants `<!-- headline:NAME -->` and `<!-- /headline:NAME -->` lines in the one page "
+             "where it belongs; then run this again)" if misplaced else ""))
     return 0
 
 

@@ -265,7 +265,7 @@ def test_every_loss_trains_without_nan_and_lowers_its_own_loss(name, small_pairs
         def refuse(*a, **k):
             raise AssertionError(f"{name} needs no reference, yet the reference was run")
         monkeypatch.setattr(dpo, "cached_reference_logps", refuse)
-        monkeypatch.setattr(dpo, "compute_reference_logps", refuse)
+        monkeypatch.setattr(dpo, "pair_logps", refuse)
     cfg = dpo.DPOConfig.fast(loss_type=name, epochs=4, batch_size=16, lr=3e-4, log_every=1, warmup=1,
                              **({"beta": 0.05} if name == "discopop" else {}))
     m = dpo.train_dpo(cfg, run.tok, run.path("sft.pt"), folder / "train.jsonl", folder / "val.jsonl",
@@ -278,7 +278,7 @@ def test_every_loss_trains_without_nan_and_lowers_its_own_loss(name, small_pairs
         return
     monkeypatch.undo()
     enc, _ = encode_pairs(run.tok, read_preferences(folder / "train.jsonl")[0], 64)
-    ref = dpo.compute_reference_logps(run.load_policy("sft.pt"), enc, run.tok.end_id, False) if LOSSES[name].reference else None
+    ref = dpo.pair_logps(run.load_policy("sft.pt"), enc, run.tok.end_id, False) if LOSSES[name].reference else None
     with torch.no_grad():
         before, _, _ = dpo.batch_loss(run.load_policy("sft.pt"), enc, ref, cfg, run.tok.end_id)
         trained = load_gpt(folder / name / f"{name}.pt")[0].eval()
@@ -291,13 +291,13 @@ def test_every_loss_trains_without_nan_and_lowers_its_own_loss(name, small_pairs
 def test_record_path_equals_the_four_number_path_bit_for_bit(fast_run):
     """The old CLI's losses (sigmoid with and without label smoothing, IPO, hinge) through the record
     of a real batch give exactly the numbers of dpo_loss on its four log-prob tensors."""
-    from minidpo.dpo import compute_reference_logps, pair_record
+    from minidpo.dpo import pair_logps, pair_record
     from minidpo.losses import dpo_loss
     from minidpo.preferences import encode_pairs, read_preferences
     run, _ = fast_run
     policy = run.load_policy("sft.pt")
     enc, _ = encode_pairs(run.tok, read_preferences(run.path("prefs_val.jsonl"))[0][:32], policy.config.block_size)
-    ref = compute_reference_logps(policy, enc, run.tok.end_id, average=False)
+    ref = pair_logps(policy, enc, run.tok.end_id, average=False)
     with torch.no_grad():
         for p in policy.parameters():  # a policy that is not the reference
             p.add_(0.01 * torch.randn_like(p))

@@ -1,5 +1,6 @@
 """The shape of the package holds: the core story imports only the core, studies never import the
-CLI or the pipeline, interop only the core, and no module imports itself back through others.
+CLI or the pipeline, interop only the core, the exercises only the core, the harness and the
+studies (and only the CLI imports them), and no module imports itself back through others.
 
 The imports are read from the source with `ast` (`harness.code_deps.imported_modules`, the same
 reader the provenance keys use), so a lazy import inside a function counts like one at the top.
@@ -11,7 +12,7 @@ import pytest
 from minidpo.harness.code_deps import PACKAGE, imported_modules, module_file
 
 ROOT = PACKAGE.parent
-ROOMS = ("studies", "harness", "interop", "tools")
+ROOMS = ("studies", "harness", "interop", "tools", "exercises")
 
 
 def modules() -> list[str]:
@@ -30,7 +31,8 @@ def room(module: str) -> str:
 
 # room -> the rooms it may import (itself always). The CLI (the entry point) may import anything.
 ALLOWED = {"core": {"core"}, "interop": {"core"}, "harness": {"core", "interop"},
-           "studies": {"core", "interop", "harness"}, "tools": {"core", "interop", "harness"}}
+           "studies": {"core", "interop", "harness"}, "tools": {"core", "interop", "harness"},
+           "exercises": {"core", "harness", "studies"}}
 ENTRY = {"__main__", "harness.cli"}
 NEVER_FROM_STUDIES = {"harness.cli", "harness.pipeline", "harness.report", "harness.tutorial"}
 

@@ -9,7 +9,7 @@ import torch
 from minidpo.harness import cli
 from minidpo.checkpoint import read_json
 from minidpo.data import collate, prompt_and_response_rows
-from minidpo.dpo import compute_reference_logps
+from minidpo.dpo import pair_logps
 from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.training import check_finite
 
@@ -53,7 +53,7 @@ def test_cached_reference_logps_equal_fresh(fast_run):
     ref = run.load_policy("sft.pt")
     pairs, _ = read_preferences(run.path("prefs_train.jsonl"))
     enc, _ = encode_pairs(run.tok, pairs, ref.config.block_size)
-    fresh = compute_reference_logps(ref, enc, run.tok.end_id, average=False)
+    fresh = pair_logps(ref, enc, run.tok.end_id, average=False)
     assert any(c.shape == fresh.shape and torch.equal(c, fresh) for c in cached)
 
 

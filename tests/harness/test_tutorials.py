@@ -37,10 +37,13 @@ def check_02(g, out):
     assert abs(g["loss"].item() - math.log(g["tok"].vocab_size)) < 0.15  # ≈ ln |V| at initialisation
     assert torch.allclose(g["fast"], g["slow"], atol=1e-5) and g["cached"] == g["full"]
     assert torch.allclose(g["seq"], g["token_logps"].sum(1))
+    assert torch.allclose(g["by_hand"], g["out"].logps, atol=1e-6)  # the shifted mask by hand = the library
+    assert g["mask"][0].sum() < g["mask"][1].sum() and "by hand" in out  # two lengths: the first row is padded
 
 
 def check_03(g, out):
     assert abs(g["first_loss"] - math.log(g["run"].tok.vocab_size)) < 0.15
+    assert abs(g["by_hand"].item() - g["first_loss"]) < 1e-5  # cross_entropy = the mean over the batch's response tokens
     prompt_len = len(g["run"].tok.encode_prompt(g["examples"][0][0]))
     assert (g["targets"][0, :prompt_len - 1] == -100).all() and (g["targets"][0, prompt_len - 1] != -100)
     assert g["metrics"]["val_loss"] < g["metrics"]["val_loss_init"] - 1
@@ -58,7 +61,9 @@ def check_04(g, out):
 def check_05(g, out):
     assert abs(g["first_loss"] - LN2) < 1e-6 and g["after"] < g["first_loss"]
     assert g["m"]["val_accuracy"] > 0.5
-    assert abs(g["shifted"] - g["after"]) < 1e-6  # + 5 to every reward: the same loss
+    assert abs(g["shifted"] - g["bt_after"]) < 1e-6  # + 5 to every reward: the same Bradley–Terry loss ...
+    assert g["shifted_centring"] > 100 * g["centring_after"]  # ... only the centring term notices
+    assert g["after"] == pytest.approx(g["bt_after"] + g["centring_after"])
 
 
 def check_06(g, out):
@@ -70,7 +75,7 @@ def check_06(g, out):
     assert f"β = {g['knobs'].beta}: last " in out and g["kl_end"] > 0
 
 
-def check_07(g, out):
+def check_08(g, out):
     assert f"loss = -log σ(0.5·2) = {-math.log(1 / (1 + math.exp(-1.0))):.4f}" in out  # the four numbers
     assert torch.allclose(g["losses"], torch.full_like(g["losses"], LN2))  # the batch before training: ln 2
     # rung 4 at step 0: every pair a tie, so TRL's strict accuracy is 0 and the ties-½ one is chance
@@ -82,13 +87,32 @@ def check_07(g, out):
     # the answer: weights in (0, 1), split by whether the gold reward agrees with the label
     assert 0 < int(g["mislabelled"].sum()) < n and ((g["val_weights"] > 0) & (g["val_weights"] < 1)).all()
     assert g["val_weights"][g["mislabelled"]].mean() > g["val_weights"][g["gold_says"] > 0].mean()  # pushed hardest
+    # conservative DPO: weight σ(−βh) − ε; 0 at βh = log((1−ε)/ε); a mislabelled pair still pulls with ≈ 1 − ε
+    eps, w = g["eps"], g["cdpo_weight"]
+    assert g["stop_margin"] == pytest.approx(math.log((1 - eps) / eps)) and abs(w[2].item()) < 1e-6
+    assert torch.allclose(w, torch.sigmoid(-g["z"].detach()) - eps, atol=1e-6) and w[0] > 1 - eps - 0.02 and w[3] < 0
+    assert f"{g['stop_margin']:.3f}" in out
 
 
-def check_08(g, out):
+def check_07(g, out):
+    # the derivation in float64: π* written out = the library's; J(π*) = β·log Z is the max
+    assert g["open_vs_lab"] < 1e-12
+    assert abs(g["J_star"] - g["beta_logZ"]) < 1e-12 and all(v < g["J_star"] for k, v in g["J"].items() if k != "π*")
+    assert g["eq5_error"] < 1e-12 and g["z_cancel"] < 1e-12 and g["loss_gap"] < 1e-12  # eq. 5; Z cancels; eq. 7 = eq. 2
+    tvs = [d for _, d in g["trace"]]  # descent on the DPO loss: TV to π* falls at every shown step, to ~0
+    assert tvs == sorted(tvs, reverse=True) and tvs[0] > 0.1 and g["tv_final"] < 1e-10
+    assert g["loss_end"] == pytest.approx(g["loss_floor"], abs=1e-12)  # its floor: the BT loss of r
+    # up to what: an unlinked response's logit is free; the linked four still match π*
+    assert g["ratio_error"] < 1e-8 and abs(g["last_logit_grad"]) < 1e-15 and g["free_loss_spread"] < 1e-12
+    assert _largest_tv(g["free"]) > 0.2
+    # the answer: β → 0 is greedy, β → ∞ is π_ref
+    assert g["tv_small_beta_greedy"] < 1e-3 and g["tv_large_beta_ref"] < 1e-3
+
+
+def check_09(g, out):
     assert abs(g["first_loss"] - LN2) < 1e-6                   # π = π_ref: ln 2 ...
     assert torch.allclose(g["weights"], torch.full_like(g["weights"], 0.5))  # ... every weight ½ ...
     assert g["grad_norm"] > 0 and g["after"].item() < g["first_loss"]      # ... and still a gradient
-    assert g["m"]["history"][-1]["loss"] < LN2
     # β and one step: at h = 0 the gradient is β × one direction; SGD's step follows it, AdamW's not
     steps, betas = g["steps"], g["BETAS"]
     ratio = betas[-1] / betas[0]
@@ -102,14 +126,18 @@ def check_08(g, out):
     assert past and max(past) < 1 / (1 + math.exp(3))
     assert big["mean_weight"][-1] < 0.25 < 0.4 < small["mean_weight"][-1]
     assert big["mean_weight"][0] == pytest.approx(0.5, abs=1e-6) == small["mean_weight"][0]
+    # the sweep: a larger β stays nearer the reference; the default run is one of its points
+    assert g["kls"][0] > g["kls"][-1] and len(g["kls"]) >= 3
+    assert g["m"]["config"]["beta"] in g["sweep_rows"] and g["m"]["history"][-1]["loss"] < LN2
+
+
+def check_10(g, out):
     # the question: the held-out log-prob changes are the history's last eval entry minus its first
     evals = [r for r in g["m"]["history"] if "eval/loss" in r]
     assert evals[0]["step"] == 0 and evals[-1]["step"] == g["m"]["steps"]
     assert g["chosen_change"] == evals[-1]["eval/logps/chosen"] - evals[0]["eval/logps/chosen"]
     assert g["rejected_change"] == evals[-1]["eval/logps/rejected"] - evals[0]["eval/logps/rejected"]
     assert ("went up" if g["chosen_change"] > 0 else "went DOWN") in out
-    # the sweep: a larger β stays nearer the reference
-    assert g["kls"][0] > g["kls"][-1] and len(g["kls"]) >= 3
     # three classifiers on the held-out pairs, ties ½ for all; the strict count is the run's own metric
     acc = g["accuracy"]
     assert len(acc) == 3 and all(0 <= a <= 1 for a in acc.values())
@@ -119,24 +147,22 @@ def check_08(g, out):
     assert all(-1 <= c <= 1 for pair in g["corr"].values() for c in pair)
 
 
-def check_09(g, out):
-    # the derivation in float64: π* written out = the library's = the lab's; J(π*) = β·log Z is the max
-    assert g["open_vs_lab"] < 1e-12 and g["lab_open_vs_saved"] < 1e-12
-    assert abs(g["J_star"] - g["beta_logZ"]) < 1e-12 and all(v < g["J_star"] for k, v in g["J"].items() if k != "π*")
-    assert g["eq5_error"] < 1e-12 and g["z_cancel"] < 1e-12 and g["loss_gap"] < 1e-12  # eq. 5; Z cancels; eq. 7 = eq. 2
-    tvs = [d for _, d in g["trace"]]  # descent on the DPO loss: TV to π* falls at every shown step, to ~0
-    assert tvs == sorted(tvs, reverse=True) and tvs[0] > 0.1 and g["tv_final"] < 1e-10
-    assert g["loss_end"] == pytest.approx(g["loss_floor"], abs=1e-12)  # its floor: the BT loss of r
-    # up to what: an unlinked response's logit is free; the linked four still match π*
-    assert g["ratio_error"] < 1e-8 and abs(g["last_logit_grad"]) < 1e-15 and g["free_loss_spread"] < 1e-12
-    assert _largest_tv(g["free"]) > 0.2
+def check_11(g, out):
+    assert g["lab_open_vs_saved"] < 1e-12  # eq. 4 written out = the lab's π*(r)
     res = g["res"]  # the lab: DPO = exact RL = π*(r̂); REINFORCE looser; all away from π*(true r)
     assert res["tv_dpo_vs_optimal_fitted"] < 1e-6 and res["tv_rlhf_vs_optimal_fitted"] < 1e-6
     assert res["tv_dpo_vs_optimal_fitted"] < res["tv_reinforce_vs_optimal_fitted"] < 1e-2 < res["tv_dpo_vs_optimal_true"]
     assert res["gradient_max_rel_error"] < 1e-10
     assert f"REINFORCE {res['tv_reinforce_vs_optimal_fitted']:.1e}" in out  # the text's number is the run's
-    # the answers: β → 0 is greedy, β → ∞ is π_ref; the distance falls with n
-    assert g["tv_small_beta_greedy"] < 1e-3 and g["tv_large_beta_ref"] < 1e-3 and g["slope"] < 0
+    assert g["slope"] < 0  # the answer: the distance falls with n
+    for name, r in res["ipo_contrast"].items():  # IPO's target is 1/(2β), printed, and where IPO's gap settles
+        assert r["target_gap_ipo"] == pytest.approx(1 / (2 * r["beta"]))
+        assert f"IPO target 1/(2β) = {r['target_gap_ipo']:.2f}" in out
+        if name.startswith("ipo"):
+            assert r["trace"][-1]["gap"] == pytest.approx(r["target_gap_ipo"], rel=1e-3)
+        else:
+            gaps = [s["gap"] for s in r["trace"]]  # DPO's gap runs past IPO's target and still grows
+            assert gaps[-1] > r["target_gap_ipo"] and gaps[-1] > gaps[-2]
 
 
 def _largest_tv(free):
@@ -145,7 +171,7 @@ def _largest_tv(free):
     return max(0.5 * (p - q).abs().sum().item() for p in ps for q in ps)
 
 
-def check_10(g, out):
+def check_12(g, out):
     hand = g["hand"]  # the envelope by hand: from SFT at KL 0, each kept point beats the ones before
     assert hand[0] == (0.0, g["sft"]["gold_reward"], g["sft"]["fluency"]) and len(hand) >= 2
     assert all(b[0] > a[0] and b[1] > a[1] for a, b in zip(hand, hand[1:]))
@@ -158,7 +184,7 @@ def check_10(g, out):
     assert [r["rl_method"] for r in g["ablation"]["rows"]][-1] == "ppo_gt"
 
 
-def check_11(g, out):
+def check_13(g, out):
     n = g["n"]
     assert g["picked_proxy"] == g["proxy"][:n].max().item()  # best-of-n picks by the proxy alone
     assert g["bound"] == pytest.approx(math.log(n) - (n - 1) / n)
@@ -168,16 +194,17 @@ def check_11(g, out):
     assert set(g["rl"]) == {"β=0, full RM", "β=0.01, full RM"} and "No saved full study" in out
 
 
-def check_12(g, out):
+def check_14(g, out):
     for h in g["hand"].values():  # at temperature 1 the hand-made measures are the library's
         assert h["entropy"] == pytest.approx(h["library_entropy"], abs=1e-4) and h["unique"] == h["library_unique"]
     assert {p["method"] for p in g["points"]} == {"dpo", "rlhf"} and len(g["points"]) == sum(map(len, g["betas"].values()))
     assert all(g["dpo_row"][k] == g["rows"]["dpo"][k] for k in g["dpo_row"])  # the row from its parts
     assert g["rows"]["rlhf (REINFORCE)"]["models"] == ["policy", "reference", "reward model"]
+    assert set(g["per_nat"]) == {"rlhf", "dpo"} and f"{g['worse'].upper()} pays more" in out  # the answer is computed
     assert "No saved full studies" in out
 
 
-def check_13(g, out):
+def check_15(g, out):
     d = g["rows"]["DPO (default)"]  # by hand on the held-out pairs = the training log's eval/logps
     assert g["mean_w"] == pytest.approx(d["logps_chosen_change"], abs=1e-3)
     assert g["mean_l"] == pytest.approx(d["logps_rejected_change"], abs=1e-3)
@@ -185,7 +212,7 @@ def check_13(g, out):
     assert g["change"].shape == (len(g["val_pairs"]), 2) and "No saved full table" in out
 
 
-def check_14(g, out):
+def check_16(g, out):
     assert g["same_pairs"] and g["max_diff"] == 0.0  # the round written out is the library's online_round
     assert abs(g["first"]["eval/loss"] - LN2) < 1e-6  # it starts at the reference: ln 2
     assert len(g["pairs"]) + g["refused"] == g["knobs"].prompts
@@ -193,12 +220,12 @@ def check_14(g, out):
 
 
 def _reading_falls(d, v, out):
-    """Lesson 10's Try: each envelope read at a smaller KL gives less gold (where both readings exist)."""
+    """Lesson 12's Try: each envelope read at a smaller KL gives less gold (where both readings exist)."""
     both = [(d["read"][m][0], v["read"][m][0]) for m in d["read"] if d["read"][m] and v["read"][m]]
     return both and all(b < a for a, b in both)
 
 
-def check_15(g, out):
+def check_17(g, out):
     rewards, batch, cfg = g["rewards"], g["batch"], g["cfg"]
     k1 = ((g["old"].token_logps - batch.ref_token_logps) * g["mask"]).sum(1)
     assert torch.allclose(rewards.sum(1), batch.reward - cfg.beta * k1, atol=1e-5)
@@ -212,11 +239,16 @@ def check_15(g, out):
     first = g["batch"].mask[0].nonzero()[0, 0]  # row 0's first response token: its reward-to-go is the row's sum
     assert g["to_go"][0, first].item() == pytest.approx(g["rewards"][0].sum().item(), abs=1e-5)
     # the answers: gold gained per sample and per minute, each algorithm
+    # the clip fraction is the share of tokens whose gradient the clip cut, not of ratios outside 1 ± ε
+    assert g["clip_by_hand"] == pytest.approx(g["clip_library"].item(), abs=1e-6)
+    assert g["clip_by_hand"] <= g["outside_frac"] and g["outside_frac"] > 0
+    assert g["ppo"]["samples_generated"] == g["reinforce"]["samples_generated"]  # the same budget
     assert set(g["gain"]) == {"REINFORCE", "PPO"} and "higher gold gain per sample drawn:" in out
+    assert "higher gold gain per minute of training:" in out
     assert "this lesson took" in out and "about 3 minutes" not in Path(g["__file__"]).read_text()
 
 
-def check_16(g, out):
+def check_18(g, out):
     assert set(g["rows"]) == {"sigmoid", "smooth-hinge", "mean-margin"}
     assert not g["LOSSES"]["mean-margin"].reference and all(math.isfinite(r["gold_reward"]) for r in g["rows"].values())
     # what trains is the knob's target (the registration's one default, and the unit's loss_args)
@@ -227,7 +259,7 @@ def check_16(g, out):
     assert g["bench_file"] == "frontier/losses.json" and g["bench"] is None and "no loss bench" in out
 
 
-def check_17(g, out):
+def check_19(g, out):
     assert all(c.ok for c in g["clean"])
     # the healthy run: ln 2 and accuracy 0 (ties) at step 0, every curve check passes
     first = g["held_out"][0]
@@ -248,7 +280,7 @@ def check_17(g, out):
     assert "swap-labels" in g["hidden"] and g["worst"] == "swap-labels"
 
 
-def check_18(g, out):
+def check_20(g, out):
     assert abs(g["e"]["ref_total_probability"] - 1) < 1e-6 and 0 <= g["pairs"]["chosen_down_frac"] <= 1
     assert len(g["pairs"]["ches"]) == len(g["pairs"]["d_logp_chosen"]) > 0
     assert g["gap"] < 1e-3  # the displacement and CHES by hand are the library's
@@ -257,6 +289,7 @@ def check_18(g, out):
     assert f"RL optimum {o['rl_optimum']:.4f} ({'falls' if o['rl_optimum'] < o['reference'] else 'rises'})" in out
     assert g["closest"] == min(g["distance"], key=g["distance"].get) and f"closest: {g['closest']}" in out
     assert ("negative" if g["corr"] < 0 else "positive") in out
+    assert g["share"] == pytest.approx(o["rl_optimum"], rel=1e-6)  # π_ref(U)/Z by hand = the study's RL optimum
 
 
 def check_21(g, out):
@@ -328,6 +361,7 @@ def lesson(folder):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.name)
 def test_tutorial_runs_fast_and_shows_its_numbers(script, lesson):
     g, out = lesson(script.name[:2])
@@ -338,39 +372,40 @@ def test_tutorial_runs_fast_and_shows_its_numbers(script, lesson):
 # Each check says how the number the Try's text names must move; `d` is the default run's globals,
 # `v` the variant's, `out` the variant's printed output.
 TRIES = [
-    ("10", ("matched_kl=0.5",), _reading_falls),
-    ("11", ("n=64",), lambda d, v, out: v["picked_proxy"] >= d["picked_proxy"] and v["bound"] > d["bound"]),
-    ("12", ("temperature=0.5",), lambda d, v, out: all(v["hand"][k]["entropy"] < d["hand"][k]["entropy"] for k in d["hand"])),
-    ("14", ("labels=deterministic",), lambda d, v, out: v["agree"] > d["agree"] and v["agree"] == pytest.approx(
+    ("12", ("matched_kl=0.5",), _reading_falls),
+    ("13", ("n=64",), lambda d, v, out: v["picked_proxy"] >= d["picked_proxy"] and v["bound"] > d["bound"]),
+    ("14", ("temperature=0.5",), lambda d, v, out: all(v["hand"][k]["entropy"] < d["hand"][k]["entropy"] for k in d["hand"])),
+    ("16", ("labels=deterministic",), lambda d, v, out: v["agree"] > d["agree"] and v["agree"] == pytest.approx(
         sum(p["chosen_gold"] != p["rejected_gold"] for p in v["pairs"]) / len(v["pairs"]))),
     ("01", ("merges=64",), lambda d, v, out: v["tokens_per_review"] > d["tokens_per_review"] + 1),
-    # 09: a smaller β trusts the reward more: π* sharper (top probability, KL to π_ref), descent still on it
-    ("09", ("beta=0.1",), lambda d, v, out: v["pi_star"].max() > d["pi_star"].max() and v["kl_star"] > d["kl_star"]
+    # 07: a smaller β trusts the reward more: π* sharper (top probability, KL to π_ref), descent still on it
+    ("07", ("beta=0.1",), lambda d, v, out: v["pi_star"].max() > d["pi_star"].max() and v["kl_star"] > d["kl_star"]
      and v["tv_final"] < 1e-10),
-    # 09: sampled labels: descent lands on π*(r̂) of those labels, so its distance to π*(r) rises
-    ("09", ("n_labels=1000",), lambda d, v, out: v["tv_final"] > 1e3 * d["tv_final"] and v["tv_to_fitted"] < 1e-6),
-    # 07: the squared-margin loss at a larger β has a smaller target 1/β: less held-out h, less KL
-    ("07", ("beta=2.0",), lambda d, v, out: v["heldout_h"] < d["heldout_h"]
+    # 07: sampled labels: descent lands on π*(r̂) of those labels, so its distance to π*(r) rises
+    ("07", ("n_labels=1000",), lambda d, v, out: v["tv_final"] > 1e3 * d["tv_final"] and v["tv_to_fitted"] < 1e-6),
+    # 08: the squared-margin loss at a larger β has a smaller target 1/β: less held-out h, less KL
+    ("08", ("beta=2.0",), lambda d, v, out: v["heldout_h"] < d["heldout_h"]
      and v["ev"]["kl_to_ref"] < d["ev"]["kl_to_ref"]),
-    # 08: β ten times smaller: the first step's loss change ~10x smaller, its change of h the same (AdamW)
-    ("08", ("beta=0.05",), lambda d, v, out: (v["first_loss"] - v["after"].item()) < (d["first_loss"] - d["after"].item()) / 5
+    # 09: β ten times smaller: the first step's loss change ~10x smaller, its change of h the same (AdamW)
+    ("09", ("beta=0.05",), lambda d, v, out: (v["first_loss"] - v["after"].item()) < (d["first_loss"] - d["after"].item()) / 5
      and v["margin_moved"] == pytest.approx(d["margin_moved"], rel=0.05)),
     # 06: no KL penalty: the run's own stage trains with β = 0; KL grows, the proxy outruns the gold reward
     ("06", ("beta=0.0",), lambda d, v, out: v["m"]["config"]["beta"] == 0.0 and v["kl_end"] > d["kl_end"]
      and v["proxy_rise"] - v["gold_rise"] > d["proxy_rise"] - d["gold_rise"]),
-    # 15: λ = 1 gives the plain reward-to-go, λ = 0 each token's own reward (V = 0 at the first batch)
-    ("15", ("lam=1.0",), lambda d, v, out: v["from_to_go"] < 1e-6 < d["from_to_go"]),
-    ("15", ("lam=0.0",), lambda d, v, out: v["from_own"] < 1e-6 < d["from_own"]),
-    # 16: a larger target margin trains (it is in the unit's key): its held-out margin grows, DPO's is reused
-    ("16", ("target=3.0",), lambda d, v, out: v["margins"]["smooth-hinge"] > d["margins"]["smooth-hinge"]
+    # 17: λ = 1 gives the plain reward-to-go, λ = 0 each token's own reward (V = 0 at the first batch)
+    ("17", ("lam=1.0",), lambda d, v, out: v["from_to_go"] < 1e-6 < d["from_to_go"]),
+    ("17", ("lam=0.0",), lambda d, v, out: v["from_own"] < 1e-6 < d["from_own"]),
+    # 18: a larger target margin trains (it is in the unit's key): its held-out margin grows, DPO's is reused
+    ("18", ("target=3.0",), lambda d, v, out: v["margins"]["smooth-hinge"] > d["margins"]["smooth-hinge"]
      and v["rows"]["smooth-hinge"]["kl_to_ref"] > d["rows"]["smooth-hinge"]["kl_to_ref"]
      and v["margins"]["sigmoid"] == d["margins"]["sigmoid"] and "loss args {'target': 3.0}" in out),
-    # 17: the whole museum: every fault, the three of the default reused as they were
-    ("17", ("museum=true",), lambda d, v, out: set(v["rows"]) == {"clean", *v["FAULTS"]}
+    # 19: the whole museum: every fault, the three of the default reused as they were
+    ("19", ("museum=true",), lambda d, v, out: set(v["rows"]) == {"clean", *v["FAULTS"]}
      and all(v["rows"][f]["eval"] == d["rows"][f]["eval"] for f in d["LESSON_FAULTS"])),
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number,sets,check", TRIES, ids=[f"{n}:{' '.join(s)}" for n, s, _ in TRIES])
 def test_each_try_moves_its_number_as_the_lesson_says(number, sets, check, lesson, folder):
     default, _ = lesson(number)
@@ -399,3 +434,34 @@ def test_a_cell_ending_in_a_figure_is_caught(tmp_path):
     lesson.write_text(lesson.read_text() + "\n# %%\nfig\n")
     with pytest.raises(AssertionError, match="ends in a Figure"):
         run_lesson(lesson, tmp_path)
+
+
+def test_every_lesson_says_what_it_needs_and_shows_first_and_what_to_remember_last():
+    for script in TUTORIALS:
+        text = script.read_text(encoding="utf-8")
+        opening = text[:text.index("\n# %%\n")]  # the first markdown cell
+        assert "**You need**" in opening and "**You will see**" in opening, f"{script.name}: say what it needs and shows"
+        last = text[text.rindex("# %% [markdown]"):]
+        assert last.startswith("# %% [markdown]\n# ## What to remember"), f"{script.name}: end with what to remember"
+
+
+def test_a_lesson_runs_the_scripts_settings_on_two_threads_unless_told(monkeypatch, tmp_path):
+    """A notebook runs what the script runs (no silent switch to the tiny settings on a CPU); the
+    tiny settings only when asked; torch pinned to the committed notebooks' 2 threads."""
+    from minidpo.harness.tutorial import tutorial_run
+    before = torch.get_num_threads()
+    monkeypatch.delenv("MINIDPO_FAST", raising=False)
+    monkeypatch.delenv("MINIDPO_THREADS", raising=False)
+    try:
+        monkeypatch.setattr(sys, "argv", ["lesson", "--out", str(tmp_path / "a")])
+        torch.set_num_threads(1)
+        assert not tutorial_run("x").fast and torch.get_num_threads() == 2
+        monkeypatch.setenv("MINIDPO_FAST", "1")
+        monkeypatch.setenv("MINIDPO_THREADS", "1")
+        monkeypatch.setattr(sys, "argv", ["lesson", "--out", str(tmp_path / "b")])
+        assert tutorial_run("x").fast and torch.get_num_threads() == 1
+        monkeypatch.setenv("MINIDPO_THREADS", "two")
+        with pytest.raises(SystemExit, match="error: MINIDPO_THREADS=two"):
+            tutorial_run("x")
+    finally:
+        torch.set_num_threads(before)

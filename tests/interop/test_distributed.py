@@ -1,29 +1,20 @@
 """More than one process: torchrun with 2 CPU processes (gloo) trains the same weights as one process
 with the same global batch, to float rounding; gradient accumulation does the same in one process."""
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from minidpo.checkpoint import load_checkpoint
 from minidpo.harness import cli
 from minidpo.preferences import read_preferences, write_preferences
+from minidpo.training import one_thread
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextlib.contextmanager
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def small_data(run, folder: Path):
@@ -47,6 +38,7 @@ def test_gradient_accumulation_gives_the_weights_of_the_whole_batch(fast_run, tm
     assert max_difference(tmp_path / "a1" / "dpo.pt", tmp_path / "a4" / "dpo.pt") < 1e-5
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_the_weights_of_one(fast_run, tmp_path):
     run, _ = fast_run
     small_data(run, tmp_path)
@@ -72,12 +64,12 @@ def test_torchrun_two_processes_train_the_weights_of_one(fast_run, tmp_path):
 def test_the_shards_weighted_shares_give_the_whole_batch_gradient(fast_run):
     """What DDP sums: each rank's loss × global_share, its gradient; their mean is the whole batch's."""
     from minidpo.distributed import global_share
-    from minidpo.dpo import DPOConfig, batch_loss, compute_reference_logps
+    from minidpo.dpo import DPOConfig, batch_loss, pair_logps
     from minidpo.preferences import encode_pairs
     run, _ = fast_run
     model = run.load_policy("sft.pt").train()
     enc, _ = encode_pairs(run.tok, read_preferences(run.path("prefs_train.jsonl"))[0][:15], 64)
-    ref = compute_reference_logps(model, enc, run.tok.end_id, False)
+    ref = pair_logps(model, enc, run.tok.end_id, False)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
@@ -92,6 +84,7 @@ def test_the_shards_weighted_shares_give_the_whole_batch_gradient(fast_run):
     assert max((a - b).abs().max().item() for a, b in zip(whole, (p.grad for p in model.parameters()))) < 1e-6
 
 
+@pytest.mark.slow
 def test_torchrun_rl_samples_on_every_rank_and_gathers(fast_run, tmp_path, monkeypatch, capsys):
     """`torchrun --nproc_per_node=2 -m minidpo rlhf`: rank r samples responses r, r+2, ... with its
     own generator, every rank gets all of them and makes the same update. One process that samples

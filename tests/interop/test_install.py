@@ -1,5 +1,6 @@
 """minidpo installed like any package: the wheel carries every module and the files read at run time,
-and a stage runs from another folder in a fresh venv that cannot see the checkout.
+and a stage runs, and the exercises are written and graded, from another folder in a fresh venv that
+cannot see the checkout.
 
 No network: the wheel is built from a copy of the sources without build isolation (setuptools is in
 this venv), installed with --no-index --no-deps, and the fresh venv borrows torch, numpy, tiktoken
@@ -14,7 +15,12 @@ import venv
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the slow tier: `python -m pytest -q -m slow`
+
 import minidpo
+from minidpo.exercises.catalogue import file_name, find
 
 PACKAGE = Path(minidpo.__file__).resolve().parent
 ROOT = PACKAGE.parent
@@ -54,3 +60,16 @@ def test_a_wheel_installed_elsewhere_runs_a_stage_from_any_folder(tmp_path):
     where, merges = p.stdout.splitlines()[:2]
     assert Path(where).is_relative_to(new_site) and Path(merges) == new_site / "minidpo" / "assets" / "tokenizer.tiktoken"
     assert "SFT: held-out loss" in p.stdout and (elsewhere / "run" / "sft.pt").is_file()
+
+    # the exercises from the wheel: stubs written into a folder the learner owns, graded there
+    dpo_file = f"mine/{file_name(find('dpo-loss'))}"
+    code = ("import sys; from minidpo.harness.cli import main\n"
+            "codes = [main(['grade', '--start', 'mine']), main(['grade', 'dpo-loss', '--dir', 'mine'])]\n"
+            f"open({dpo_file!r}, 'w').write('from minidpo.losses import dpo_loss\\n')\n"
+            "codes.append(main(['grade', 'dpo-loss', '--dir', 'mine']))\n"
+            "print('exit codes', codes)\n")
+    p = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=elsewhere,
+                       env={**env, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert p.returncode == 0 and p.stderr == "", p.stderr[-2000:]
+    assert "dpo-loss: not written yet" in p.stdout and "dpo-loss: right on all" in p.stdout
+    assert p.stdout.splitlines()[-1] == "exit codes [0, 1, 0]"

@@ -36,7 +36,7 @@ def test_functional_form_fits_recover_known_coefficients():
 def test_remedies_use_the_registered_losses(fast_run, monkeypatch):
     """No second copy of a loss: the remedies name registered losses, and DPO training looks the
     loss up in minidpo.losses.LOSSES at every step."""
-    from minidpo.dpo import DPOConfig, compute_reference_logps, run_dpo
+    from minidpo.dpo import DPOConfig, pair_logps, run_dpo
     from minidpo.preferences import encode_pairs, read_preferences
     for change in REMEDIES.values():
         assert change.get("loss_type", "sigmoid") in losses.LOSSES
@@ -48,7 +48,7 @@ def test_remedies_use_the_registered_losses(fast_run, monkeypatch):
     policy = run.load_policy("sft.pt")
     pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
     enc, _ = encode_pairs(run.tok, pairs[:32], policy.config.block_size)
-    ref = compute_reference_logps(policy, enc, run.tok.end_id, average=False)
+    ref = pair_logps(policy, enc, run.tok.end_id, average=False)
     run_dpo(policy, DPOConfig.fast(loss_type="ipo", beta=0.1, epochs=1), enc, ref, enc[:8], ref[:8],
             run.tok.end_id, quiet=True)
     assert len(calls) >= 2  # every training step and every evaluation went through the registry
@@ -57,7 +57,7 @@ def test_remedies_use_the_registered_losses(fast_run, monkeypatch):
 def test_one_online_round_samples_the_current_policy_and_raises_gold(fast_run):
     import copy
     from minidpo import world
-    from minidpo.dpo import DPOConfig, compute_reference_logps
+    from minidpo.dpo import DPOConfig, pair_logps
     from minidpo.evaluate import evaluate_policy
     from minidpo.studies.online_dpo import online_round
     from minidpo.preferences import encode_pairs, make_pairs, read_preferences
@@ -70,7 +70,7 @@ def test_one_online_round_samples_the_current_policy_and_raises_gold(fast_run):
     prompts = [world.make_prompt(t) for t in world.split_titles()[0][:120] for _ in range(2)]
     val_pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
     val_enc, _ = encode_pairs(tok, val_pairs, sft.config.block_size)
-    val = (val_enc, compute_reference_logps(sft, val_enc, tok.end_id, average=False))
+    val = (val_enc, pair_logps(sft, val_enc, tok.end_id, average=False))
     pairs, info = online_round(policy, sft, tok, prompts, DPOConfig.fast(), val, seed=7)
     # the round's texts are exactly what the policy at the start of the round samples with that seed
     regenerated, _ = make_pairs(before, tok, prompts, 2, 7)

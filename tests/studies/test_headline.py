@@ -1,6 +1,7 @@
-"""The README's measured tables come from one small JSON (`harness.headline`): extracted from the
-studies' own outputs, rendered as the README's markdown, and checked against the README. CI has no
-run folder, so the README is checked against the committed copy, data/headline.json."""
+"""The measured tables of the README and docs/ come from one small JSON (`harness.headline`):
+extracted from the studies' own outputs, rendered as markdown, and checked against the one page
+(README.md or docs/*.md) that holds each table. CI has no run folder, so the pages are checked
+against the committed copy, data/headline.json."""
 import json
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_the_loss_bench_table_marks_seeds_that_do_not_reach_the_kl(tmp_path):
     assert lines[3].startswith("| kto | −0.25 ± 0.10 (n=2) |") and lines[4].startswith("| dpop | - |")
 
 
-def test_the_readme_tables_match_the_committed_numbers():
+def test_the_pages_tables_match_the_committed_numbers():
     committed = ROOT / "data" / "headline.json"
     if not committed.is_file():
         pytest.skip("no data/headline.json yet: after the long studies, `python -m minidpo.tools.headline "
@@ -72,6 +73,51 @@ def test_the_readme_tables_match_the_committed_numbers():
     numbers = json.loads(committed.read_text())
     assert numbers["schema"] == headline.SCHEMA and numbers["run"]["fast"] is False  # never a smoke run's
     rendered = headline.tables(numbers)
-    stale = headline.stale((ROOT / "README.md").read_text(), rendered)
-    assert stale == [], (f"README tables {stale} differ from data/headline.json (or have no "
-                         "<!-- headline:NAME --> block): run `python -m minidpo.tools.headline`")
+    texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in headline.pages(ROOT)}
+    assert "README.md" in texts and any(name.startswith("docs/") for name in texts)
+    bad = headline.problems(texts, rendered)
+    assert bad == [], ("\n".join(bad) + "\n(the pages' tables against data/headline.json: run "
+                       "`python -m minidpo.tools.headline`)")
+
+
+def test_each_table_is_in_exactly_one_page_and_a_stale_one_is_named_with_its_page():
+    rendered = {"results": "| a |\n|---|\n| 1 |", "losses": "| b |\n|---|\n| 2 |"}
+    block = lambda name, text: f"<!-- headline:{name} -->\n{text}\n<!-- /headline:{name} -->\n"
+    texts = {"README.md": "# x\n" + block("results", rendered["results"]),
+             "docs/loss-bench.md": "# y\n" + block("losses", rendered["losses"])}
+    assert headline.problems(texts, rendered) == []
+    stale = {**texts, "docs/loss-bench.md": "# y\n" + block("losses", "| b |\n|---|\n| 3 |")}
+    assert headline.problems(stale, rendered) == ["docs/loss-bench.md: table 'losses' differs from the committed numbers"]
+    twice = {**texts, "docs/other.md": block("results", rendered["results"])}
+    assert headline.problems(twice, rendered) == ["table 'results' has 2 blocks (in README.md, docs/other.md); keep one"]
+    gone = {**texts, "docs/loss-bench.md": "# y\n"}
+    assert headline.problems(gone, rendered) == [
+        "table 'losses' has no <!-- headline:losses --> block in README.md, docs/loss-bench.md"]
+    assert headline.sync(stale["docs/loss-bench.md"], rendered) == texts["docs/loss-bench.md"]
+
+
+def test_the_tool_finds_each_table_in_its_page(capsys):
+    from minidpo.tools import headline as tool
+    if not tool.COMMITTED.is_file():
+        pytest.skip("no data/headline.json yet")
+    assert tool.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_the_committed_study_reads_as_the_study_itself_for_a_lesson_that_did_not_run_it(capsys):
+    """Lesson 12 shows Figure 2 and the ablation from data/headline.json when the study has not run:
+    the same printers and a figure, with the README's numbers."""
+    from minidpo.harness import plots
+    from minidpo.studies.ablation import print_ablation
+    from minidpo.studies.frontier import print_matched
+    from minidpo.tokenizer import shipped_file
+    committed = read_json(shipped_file("headline.json"))
+    frontier, ablation = headline.committed_study(committed)
+    print_matched(frontier)
+    print_ablation(ablation)
+    out = capsys.readouterr().out
+    first = committed["ablation"]["rows"][0]["at"]
+    assert f"DPO − RL {first['gap_mean']:+.2f} ± {first['gap_std']:.2f}" in out  # the README's first ablation row
+    dpo_at_1 = committed["frontier"]["matched"]["bt"]["dpo"]["1.0"]
+    assert f"{dpo_at_1['gold_mean']:+.2f} ± {dpo_at_1['gold_std']:.2f}" in out
+    fig = plots.matched_figure(frontier)
+    assert len(fig.axes) == len(committed["frontier"]["matched"])  # a panel per labelling

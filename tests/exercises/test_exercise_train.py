@@ -1,0 +1,101 @@
+"""`grade NAME --train`: the learner's function enters the real stage through its extension point, and
+the library's own function there reproduces the reference run exactly. The bug hunt's run keeps no
+file that names its bug."""
+import contextlib
+import io
+import shutil
+
+import pytest
+import torch
+
+from minidpo.data import row
+from minidpo.dpo import pair_record
+from minidpo.exercises import bug_hunt, train
+from minidpo.exercises.catalogue import file_name, find
+from minidpo.exercises.grader import load_module
+from minidpo.exercises.preference_losses import logps_solution, plugged_logps
+from minidpo.harness.cli import main
+from minidpo.harness.runfolder import Run
+from minidpo.model import GPT, GPTConfig
+from minidpo.ppo import clipped_policy_loss, gae
+
+SHOWN = ("gold_reward", "win_rate_vs_sft", "kl_to_ref", "fluency")
+
+
+def cli(*args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["grade", *map(str, args)])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_plugged_library_logps_score_dpo_rows_bit_for_bit():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=40, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    pairs = [(row([1, 2, 3], [4, 5, 6, 7]), row([1, 2, 3], [8, 9])), (row([1, 5], [6]), row([1, 5], [7, 8, 9, 10, 11]))]
+    scored = []
+    for logps_fn in (plugged_logps(logps_solution), None):
+        record = pair_record(model, pairs, 0, 0.5, False, **({"logps_fn": logps_fn} if logps_fn else {}))
+        model.zero_grad()
+        (record.chosen_logps.sum() - 2 * record.rejected_logps.sum()).backward()
+        scored.append((record.chosen_logps, record.rejected_logps, [p.grad.clone() for p in model.parameters()]))
+    (c1, r1, g1), (c2, r2, g2) = scored
+    assert torch.equal(c1, c2) and torch.equal(r1, r2) and all(torch.equal(a, b) for a, b in zip(g1, g2))
+
+
+def test_the_ppo_adapters_with_the_librarys_functions_are_the_library():
+    """PPO hands GAE and the clipped loss a float mask; the exercises' functions take a bool one."""
+    g = torch.Generator().manual_seed(0)
+    new, old, adv = (torch.randn(3, 5, generator=g) for _ in range(3))
+    mask = (torch.rand(3, 5, generator=g) > 0.3).float()
+    assert all(torch.equal(a, b) for a, b in zip(gae(new, old, mask, 1.0, 0.95), gae(new, old, mask.bool(), 1.0, 0.95)))
+    assert torch.equal(find("ppo-clipped-loss").solution(new, old, adv, mask.bool(), 0.2),
+                       clipped_policy_loss(new, old, adv, mask, 0.2)[0])
+
+
+@pytest.fixture(scope="module")
+def run_copy(fast_run, tmp_path_factory, solutions):
+    """A copy of the tiny run folder (the exercises write their units into it), and a folder of the
+    library-backed answers."""
+    run, _ = fast_run
+    out = tmp_path_factory.mktemp("exercises") / "run"
+    shutil.copytree(run.out, out)
+    answers = tmp_path_factory.mktemp("answers")
+    for name, text in solutions.items():
+        (answers / file_name(find(name))).write_text(text)
+    return Run.create(out, fast=True, device="cpu", dtype="fp32", quiet=True), answers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dpo-loss", "reinforce-advantages"])  # the loss registry; a function passed in
+def test_train_with_the_librarys_function_reproduces_the_reference_run(run_copy, name):
+    """(The log-probs' extension point is checked batch by batch above: DPO's rows scored bit for bit.)"""
+    run, answers = run_copy
+    ex = find(name)
+    (_, reference), (_, yours) = ex.train(run, train.learner(load_module(answers / file_name(ex)), ex.function))
+    assert {k: yours[k] for k in SHOWN} == {k: reference[k] for k in SHOWN}
+
+
+@pytest.mark.slow
+def test_a_function_that_raises_inside_training_is_one_message(run_copy, tmp_path, solutions):
+    run, _ = run_copy
+    mine = tmp_path / "mine.py"
+    mine.write_text(solutions["sequence-logps"] + "\n\ndef sequence_logps(logits, input_ids, response_mask):\n"
+                    "    if len(logits) > 3:\n        raise ValueError('only small batches')\n"
+                    "    return library(lambda ids: logits[:, :ids.size(1)], input_ids, response_mask).logps\n")
+    line = mine.read_text().splitlines().index("        raise ValueError('only small batches')") + 1
+    code, text, err = cli("sequence-logps", "--file", mine, "--train", "--out", run.out)
+    assert (code, err) == (1, ""), text + err
+    assert text.startswith("sequence-logps: right on all 5 cases")
+    assert text.splitlines()[-1] == (f"sequence-logps: your sequence_logps raised ValueError at {mine}:{line} during "
+                                     "training: only small batches")
+
+
+@pytest.mark.slow
+def test_the_bug_hunt_runs_and_keeps_no_file_that_names_its_bug(run_copy):
+    run, _ = run_copy
+    text, doctor, fault = bug_hunt.train_hunt(run, hunt=0), bug_hunt.doctor(run, 0), bug_hunt.planted(0)
+    assert "Held-out pairs:" in text and "eval/loss" in text and "FAIL" in doctor
+    written = [p for p in (run.out / "exercises" / "bug-hunt").rglob("*") if p.is_file()]
+    assert written and not [p for p in written if fault in p.name or fault in p.read_text(errors="ignore")]
+    assert fault not in text and fault not in doctor

@@ -1,0 +1,213 @@
+# %% [markdown]
+# # 17 · PPO next to REINFORCE
+# **You need** lesson 06 (REINFORCE with a KL penalty). **You will see** what PPO adds to it.
+# InstructGPT did RLHF with PPO, not with the REINFORCE of lesson 06. Both start from the same
+# rollouts: prompts, K samples each from the current policy, a reward for each sample, and the
+# log-ratio to the reference. What PPO adds is (1) a **value model** V(s_t) that predicts, at every
+# token, the reward still to come, so credit is given per token instead of per sequence; and (2) a
+# **clipped importance ratio**, so one batch of samples can be used for several gradient steps
+# without the policy running away from the one that sampled them.
+#
+# This lesson runs one PPO step in the open on one batch, tensor by tensor, then trains PPO and
+# REINFORCE from the same SFT model on the same budget of samples and compares the two on gold
+# reward per sample drawn and per minute. Run: `python tutorials/17_ppo_vs_reinforce.py` (about a minute and a half;
+# `--fast` for a smoke run); the lesson prints how long it took.
+
+# %%
+import time
+
+import torch
+
+from minidpo.checkpoint import read_json
+from minidpo.harness import pipeline as P
+from minidpo.harness import plots
+from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
+from minidpo.model import sequence_logps
+from minidpo.ppo import PPOConfig, ValueModel, clipped_policy_loss, clipped_value_loss, gae, token_rewards, whiten
+from minidpo.rollouts import RLLoop
+from minidpo.studies import sweep
+from minidpo.harness.stages import ensure
+
+started = time.perf_counter()
+run = tutorial_run("17: PPO next to REINFORCE")
+ensure(run, "eval_sft", "reward_model")
+torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
+
+# %% [markdown]
+# The knob of this lesson's *Try* (step 4): λ of GAE, for the step in the open (the full PPO run
+# below keeps its own).
+
+# %%
+knobs = lesson_knobs(lam=run.settings(PPOConfig).lam)
+
+# %% [markdown]
+# ## Step 1–2: one batch of rollouts, scored once
+# `RLLoop` is shared by REINFORCE, PPO and GRPO: it samples `prompts_per_step × k` responses at
+# temperature 1 and scores them with the reward model and the frozen reference. PPO then also
+# records, without gradient, the sampling policy's log-probs **log π_old(y_t)** and the value model's
+# **V(s_t)** (a GPT backbone with a zero-initialised scalar head: every value starts at 0).
+
+# %%
+cfg = run.settings(PPOConfig, prompts_per_step=2, k=2)
+loop = RLLoop("ppo", cfg, run.tok, run.path("sft.pt"), run.path("reward_model.pt"), run.out / "lesson17",
+              run.device, run.dtype, quiet=True)
+value = ValueModel(run.load_policy("sft.pt").train())
+batch = loop.rollout(step=1)
+mask = batch.mask.float()
+with torch.no_grad():
+    old = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask)
+    old_values = value(batch.rows_ids) * mask
+for text, r, g in zip(batch.texts, batch.reward, batch.gold):
+    print(f"reward model {r:+.2f} | gold {g:+.1f} | {text}")
+print("response tokens per sample:", batch.mask.sum(1).tolist())
+
+# %% [markdown]
+# ## Step 3: per-token rewards
+# $$r_t = -\beta\,\big(\log\pi_{old}(y_t) - \log\pi_{ref}(y_t)\big) \;+\; [t = T]\; r_\phi(x, y)$$
+# The KL penalty is paid token by token; the reward model's score arrives at the last token only.
+# At step 1 the policy *is* the reference, so every KL term is 0. Summed over a response, $r_t$ is
+# exactly REINFORCE's return $r_\phi(x,y) - \beta\sum_t \log\pi/\pi_{ref}$ (a test checks this).
+
+# %%
+rewards = token_rewards(batch.reward, old.token_logps, batch.ref_token_logps, mask, cfg.beta)
+print("row 0 per-token rewards (response positions only):", rewards[0][batch.mask[0]])
+print("sum of each row:", rewards.sum(1), " vs reward − β·k1:",
+      batch.reward - cfg.beta * ((old.token_logps - batch.ref_token_logps) * mask).sum(1))
+
+# %% [markdown]
+# ## Step 4: GAE — advantages per token
+# $$\delta_t = r_t + \gamma V(s_{t+1}) - V(s_t), \qquad A_t = \delta_t + \gamma\lambda A_{t+1}$$
+# with γ = 1, λ = 0.95 and V = 0 after the last token. The value targets are $R_t = A_t + V(s_t)$.
+# With every V(s_t) = 0 (the zero head), $A_t$ is a λ-discounted sum of the rewards still to come:
+# the last tokens see the reward model's score almost undiscounted. Then the advantages are
+# **whitened** over the batch's tokens (mean 0, std 1).
+#
+# The cell prints how far $A_t$ is from the two extremes: the plain reward-to-go
+# $\sum_{t' \ge t} r_{t'}$ (λ = 1: the Monte-Carlo reward-to-go; lesson 06's
+# REINFORCE instead credits every token with the whole return R) and the token's own reward
+# $r_t$ (λ = 0: one-step TD; with V = 0 that is all a token gets).
+#
+# *Try*: `--set lam=1.0` (or set `lam` in the knobs cell and re-run from there): the distance to
+# the reward-to-go drops to 0 — $A_t$ is the plain reward-to-go.
+#
+# *Try*: `--set lam=0.0`: the distance to $r_t$ drops to 0 — each token is credited only with its
+# own step (the reward model's score reaches the last token alone).
+
+# %%
+advantages, returns = gae(rewards, old_values, mask, cfg.gamma, knobs.lam)
+print(f"row 0 advantages (λ = {knobs.lam}):", advantages[0][batch.mask[0]])
+to_go = rewards.flip(1).cumsum(1).flip(1) * mask  # Σ_{t' ≥ t} r_t' (γ = 1), 0 outside the response
+from_to_go, from_own = (advantages - to_go).abs().max().item(), (advantages - rewards).abs().max().item()
+print(f"max |A_t − reward-to-go| = {from_to_go:.2e}; max |A_t − r_t| = {from_own:.2e}")
+white = whiten(advantages, mask)
+print(f"whitened: mean {white[batch.mask].mean():+.2e}, std {white[batch.mask].std():.3f}")
+
+# %% [markdown]
+# ## Step 5: the clipped surrogate and the clipped value loss
+# $$L^{clip} = \mathbb{E}_t\big[\max(-A_t\rho_t,\; -A_t\,\mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon))\big],
+# \qquad \rho_t = \pi_\theta(y_t)/\pi_{old}(y_t)$$
+# On the first minibatch π_θ = π_old, so ρ = 1 and the loss is the plain policy gradient −mean(A):
+# the clip only matters from the second minibatch on, once the policy has moved. The **clip
+# fraction** PPO logs is the share of response tokens where the clipped term is the larger loss:
+# ρ has left [1 − ε, 1 + ε] on the side the advantage pushes towards (ρ > 1 + ε with A > 0, or
+# ρ < 1 − ε with A < 0), so that token's gradient is cut. A ratio outside the range on the other
+# side is not clipped: the max keeps the unclipped term, and its gradient pulls the ratio back.
+
+# %%
+new = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask)
+pg_loss, clip_frac = clipped_policy_loss(new.token_logps, old.token_logps, white, mask, cfg.clip)
+vf_loss = clipped_value_loss(value(batch.rows_ids), old_values, returns, mask, cfg.clip_value)
+print(f"policy loss {pg_loss.item():+.4f} (−mean A over tokens = {-(white * mask).sum().item() / mask.sum().item():+.4f}), "
+      f"clip fraction {clip_frac.item():.2f}, value loss {vf_loss.item():.4f}")
+
+# %% [markdown]
+# One deliberately large update (plain SGD at 500 times PPO's learning rate, so that the ratios move
+# far in one step), then the same batch again: the clip fraction by hand, next to the share of
+# tokens whose ratio merely left the range.
+
+# %%
+optimizer = torch.optim.SGD(loop.policy.parameters(), lr=500 * cfg.lr)
+optimizer.zero_grad()
+pg_loss.backward()
+optimizer.step()
+with torch.no_grad():
+    moved = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask)
+ratio = torch.exp(moved.token_logps - old.token_logps)
+at = batch.mask                                           # response tokens
+cut = ((ratio > 1 + cfg.clip) & (white > 0)) | ((ratio < 1 - cfg.clip) & (white < 0))
+outside = (ratio > 1 + cfg.clip) | (ratio < 1 - cfg.clip)
+clip_by_hand, outside_frac = cut[at].float().mean().item(), outside[at].float().mean().item()
+_, clip_library = clipped_policy_loss(moved.token_logps, old.token_logps, white, mask, cfg.clip)
+print(f"after the update: ratios from {ratio[at].min():.3f} to {ratio[at].max():.3f}; clip fraction by hand "
+      f"{clip_by_hand:.3f}, the library's {clip_library.item():.3f}; ratio outside [1 − ε, 1 + ε]: {outside_frac:.3f}")
+
+# %% [markdown]
+# ## Training, next to REINFORCE
+# Now both algorithms train from the same SFT model against the same reward model, β = 0.05 each,
+# on the same budget: the same number of steps, each drawing the same number of samples. PPO makes
+# `epochs × minibatches` updates per batch of samples; REINFORCE one. (These are units of
+# `studies/sweep.py`, trained once into `sweeps/`; the pipeline's own, longer PPO run is
+# `python -m minidpo ppo`.) Watch three PPO diagnostics:
+# - **clip fraction**: the share of tokens whose gradient the clip cut (above) — a few percent
+#   means the learning rate leaves room for several updates per batch;
+# - **approx KL** between the sampling policy and the updated one — how far one batch moved it;
+# - **value explained variance** 1 − Var(R − V)/Var(R) — how much of the return the value model
+#   predicts (it starts at 0 and should rise).
+#
+# *Predict before running*: which reaches a higher gold reward per sample drawn? Which per minute of training?
+
+# %%
+STEPS = 8 if run.fast else 40
+units = {name: sweep.trained(run, method, cfg.beta, steps=STEPS) for name, method in (("REINFORCE", "rlhf"), ("PPO", "ppo"))}
+reinforce, ppo = (read_json(units[n].with_name(units[n].stem + "_metrics.json")) for n in ("REINFORCE", "PPO"))
+for name, m in (("REINFORCE", reinforce), ("PPO", ppo)):
+    h = m["history"]
+    print(f"{name:9s}: {m['steps']} steps, {m['samples_generated']} samples, {m['seconds']:.0f}s "
+          f"(sampling {m['time_split']['sampling']:.0f}s, scoring {m['time_split']['scoring']:.0f}s, "
+          f"update {m['time_split']['update']:.0f}s); last-{len(h[-10:])}-logged-step gold {sum(r['gold_reward'] for r in h[-10:]) / len(h[-10:]):+.3f}")
+h = ppo["history"]
+for r in h[:: max(1, len(h) // 6)] + [h[-1]]:
+    print(f"PPO step {r['step']:3d} | gold {r['gold_reward']:+.3f} | KL {r['kl_k1']:.2f} | clip frac {r['clip_frac']:.3f} "
+          f"| approx KL {r['approx_kl']:.4f} | value EV {r['value_ev']:+.2f}")
+show(plots.ppo_figure(ppo["history"], reinforce["history"], run.path("ppo_vs_reinforce.png")))
+print("figure:", run.path("ppo_vs_reinforce.png"))
+
+# %% [markdown]
+# ## On the held-out films
+# The same evaluation as every other method: samples of every held-out film at temperature 1, gold
+# reward, win rate against the SFT model's samples of the same prompts, KL to the reference.
+
+# %%
+sft_eval = P.stage_eval_sft(run)
+evals = {name: sweep.evaluate(run, checkpoint) for name, checkpoint in units.items()}
+print(f"{run.eval_config()['samples_per_film']} samples per held-out film; SFT gold {sft_eval['gold_reward']:+.3f}")
+for name, ev in evals.items():
+    print(f"{name:9s}: gold {ev['gold_reward']:+.3f}, win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
+          f"KL {ev['kl_to_ref']:.2f}, fluency {ev['fluency']:.3f}")
+
+# %% [markdown]
+# ## Answers
+# *Predict before running* — gold per sample drawn, and per minute of training: the held-out gold gained over
+# the SFT model, divided by the samples each algorithm drew in training and by its training time.
+
+# %%
+gain = {}
+for name, m in (("REINFORCE", reinforce), ("PPO", ppo)):
+    g = evals[name]["gold_reward"] - sft_eval["gold_reward"]
+    gain[name] = {"per_1k_samples": 1000 * g / m["samples_generated"], "per_minute": 60 * g / m["seconds"]}
+    print(f"{name:9s}: gold {g:+.3f} over SFT; {gain[name]['per_1k_samples']:+.3f} per 1000 samples, "
+          f"{gain[name]['per_minute']:+.3f} per minute of training")
+for unit, words in (("per_1k_samples", "per sample drawn"), ("per_minute", "per minute of training")):
+    best = max(gain, key=lambda n: gain[n][unit])
+    print(f"higher gold gain {words}: {best}")
+print(f"this lesson took {time.perf_counter() - started:.0f}s")
+
+# %% [markdown]
+# ## What to remember
+# - PPO = REINFORCE's rollouts + a value model (credit per token, through GAE) + a clipped ratio
+#   (several updates per batch of samples without running away from the sampling policy).
+# - The clip fraction counts the tokens whose gradient the clip cut, not every ratio outside 1 ± ε.
+# - Compare RL algorithms on equal budgets: per sample drawn and per unit of time can tell different
+#   stories (compare the two lines of the answer).
+# - **Exercises**: write them yourself and have them graded — `python -m minidpo grade gae`, `python -m minidpo grade ppo-clipped-loss`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

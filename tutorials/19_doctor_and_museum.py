@@ -1,0 +1,236 @@
+# %% [markdown]
+# # 19 · "Why is my DPO not working?" — reading a run, the doctor and the museum of classic bugs
+# **You need** lessons 09 and 10 (one DPO step; reading a run). **You will see** what goes wrong in
+# real DPO code, and how to tell from the curves — or not.
+# The questions people file most often against DPO code are not about the math but about runs that
+# silently go wrong: a loss stuck at ln 2, a chosen log-prob that falls, dropout left on, a
+# reference that is not frozen, the end token masked as padding, a BPE merge across the
+# prompt/response boundary, empty completions after truncation, mean log-probs with a β tuned for
+# sums. This lesson first reads a healthy run's curves, then breaks one thing by hand and watches
+# the symptom appear, then trains a few of the classic bugs and sets their curves beside the
+# healthy ones, diagnosed and priced in gold reward — which only a world with a known reward can do.
+# Run: `python tutorials/19_doctor_and_museum.py` (`--fast`: seconds). By default it trains three
+# of the bugs; `--set museum=true` trains all of them (the museum), and when the museum has run in
+# this folder (`python -m minidpo museum --out runs/tutorial`, or `run --all`) its table is read.
+
+# %%
+import math
+
+import torch
+
+from minidpo.checkpoint import read_json
+from minidpo.dpo import DPOConfig, batch_loss, pair_logps
+from minidpo.harness import plots
+from minidpo.harness.stages import STAGES, ensure
+from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
+from minidpo.studies.doctor import build, diagnose, read_curves
+from minidpo.studies.museum import FAULTS, inject, museum_unit, print_museum, run_museum
+from minidpo.training import make_optimizer
+
+run = tutorial_run("19: the doctor and the bug museum")
+ensure(run, "eval_sft", "prefs", "dpo", "eval_dpo")
+torch.set_printoptions(precision=4, sci_mode=False, linewidth=120)
+LN2 = math.log(2)
+
+# %% [markdown]
+# The knob of this lesson's *Try* (at the museum, below): train every bug, not three.
+
+# %%
+knobs = lesson_knobs(museum=False)
+
+# %% [markdown]
+# ## Reading a healthy run
+# The pipeline's DPO run (lessons 09 and 10), measured on the held-out pairs at step 0, along training and
+# at the end: the same pairs every time, so the curves are smooth. What each does in a healthy run:
+# - **`loss`** starts at ln 2 ≈ 0.6931 — the policy *is* the reference, every log-ratio is 0 and
+#   −log σ(0) = ln 2 — and falls.
+# - **`rewards/accuracies`** (the share of pairs with r̂_w > r̂_l) starts at **0**, not ½: at step 0
+#   every implicit reward is exactly 0, each pair is a tie, and a tie is not "r̂_w > r̂_l" (the reward
+#   model's accuracy in lesson 05 counts a tie as ½). Then it rises above ½ — not to 1, since the
+#   labels are noisy (lesson 04's oracle accuracy is the ceiling to compare with).
+# - **`rewards/margins`** = mean(r̂_w − r̂_l) starts at 0 and grows: that is what the loss buys.
+# - **`rewards/chosen`**, **`rewards/rejected`** (β·log π/π_ref of each side): rejected falls
+#   clearly; chosen moves much less, and often falls too.
+# - **`logps/chosen`**, **`logps/rejected`**: both often fall. The loss sees only the *difference*
+#   of the two log-ratios, and chosen and rejected responses share most of their words, so the step
+#   that pushes y_l down drags y_w along; the probability goes to responses no pair contains
+#   (lessons 15 and 20 measure where). Healthy if the margin grows and the gold reward rises.
+
+# %%
+dpo = read_json(run.path("dpo_metrics.json"))
+healthy = dpo["history"]
+held_out = [r for r in healthy if "eval/loss" in r]
+print(f"{'step':>4s} | loss   | rewards/chosen | rewards/rejected | margins | accuracies | logps/chosen | logps/rejected")
+for r in held_out:
+    print(f"{r['step']:4d} | {r['eval/loss']:.4f} | {r['eval/rewards/chosen']:+14.3f} | {r['eval/rewards/rejected']:+16.3f} | "
+          f"{r['eval/rewards/margins']:+7.3f} | {r['eval/rewards/accuracies']:10.3f} | {r['eval/logps/chosen']:+12.2f} | "
+          f"{r['eval/logps/rejected']:+14.2f}")
+oracle = read_json(run.path("prefs_report.json"))["val"]["oracle_accuracy"]
+first, last = held_out[0], held_out[-1]
+print(f"step 0: loss − ln 2 = {first['eval/loss'] - LN2:+.1e}, accuracy {first['eval/rewards/accuracies']:.2f} (all ties); "
+      f"end: accuracy {last['eval/rewards/accuracies']:.3f} against the labels' oracle accuracy {oracle:.3f}")
+print(f"log π fell on both sides: chosen {last['eval/logps/chosen'] - first['eval/logps/chosen']:+.2f} nats, "
+      f"rejected {last['eval/logps/rejected'] - first['eval/logps/rejected']:+.2f} nats; margin "
+      f"{last['eval/rewards/margins']:+.3f}")
+print("\nthe curves, checked (doctor.read_curves):")
+for c in read_curves(healthy):
+    print(" ", c.line())
+
+# %% [markdown]
+# ## The doctor on a clean setup
+# The doctor looks at what training *would* use, before any step. The first check is the one to
+# remember: at step 0
+# $$\mathcal{L}_0 = -\log\sigma(0) = \ln 2 \approx 0.6931, \qquad \hat r_w = \hat r_l = 0,$$
+# yet the gradient $-\tfrac{\beta}{2}[\nabla\log\pi(y_w) - \nabla\log\pi(y_l)]$ is not zero.
+# A loss that is not ln 2 at step 0 means the policy does not score like the reference.
+
+# %%
+cfg = run.settings(DPOConfig)
+setup = build(run.tok, run.path("sft.pt"), run.path("prefs_train.jsonl"), cfg, max_pairs=256)
+clean = diagnose(setup)
+for c in clean:
+    print(c.line())
+
+# %% [markdown]
+# ## One bug by hand: the reference is the policy itself
+# The classic "my loss is stuck at ln 2". Eight pairs, one optimizer step, and the loss measured
+# again in two ways: against the frozen reference (its log-probs computed once, before the step, as
+# our training does), and against "the reference" when it is the very model being trained — a
+# reference that was never copied. The log-ratio is then log π/π = 0 for every response, after any
+# number of steps: the loss stays ln 2 and every reward 0, while the policy's log-probs move.
+
+# %%
+batch = setup.encoded[:8]
+frozen_ref = pair_logps(setup.reference, batch, run.tok.end_id, cfg.average_logps)  # (8, 2), once
+policy = setup.policy
+loss, record, _ = batch_loss(policy, batch, frozen_ref, cfg, run.tok.end_id)
+before = record.chosen_logps.detach()
+print(f"step 0: loss {loss.item():.6f} (ln 2 = {LN2:.6f})")
+opt = make_optimizer(policy, cfg.lr)
+for _ in range(3):  # three steps of ordinary DPO
+    loss, record, _ = batch_loss(policy, batch, frozen_ref, cfg, run.tok.end_id)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+with torch.no_grad():
+    clean_loss, record, m_clean = batch_loss(policy, batch, frozen_ref, cfg, run.tok.end_id)
+    shared_ref = pair_logps(policy, batch, run.tok.end_id, cfg.average_logps)  # "reference" = policy now
+    shared_loss, _, m_shared = batch_loss(policy, batch, shared_ref, cfg, run.tok.end_id)
+moved = record.chosen_logps - before
+print("change of log π(y_w) after 3 steps:", moved)
+print(f"against the frozen reference: loss {clean_loss.item():.6f}, rewards/margins {m_clean['rewards/margins']:+.4f}")
+print(f"against the policy itself:    loss {shared_loss.item():.6f}, rewards/margins {m_shared['rewards/margins']:+.4f}"
+      f"  <- ln 2 and 0, whatever the policy did")
+bug = inject(setup, "shared-reference")
+print("the doctor on that setup:", next(c.line() for c in diagnose(bug) if c.name == "reference-frozen"))
+
+# %% [markdown]
+# ## The museum
+# Each bug as it happens in real code, what a learner sees, and where people met it:
+
+# %%
+for name, fault in FAULTS.items():
+    print(f"{name:24s} {fault.what}\n{'':24s} symptom: {fault.symptom}\n{'':24s} see {fault.thread}")
+
+# %% [markdown]
+# ## Bugs switched on, trained, diagnosed and priced
+# The same DPO run with one bug on (`python -m minidpo dpo --inject NAME` does one of them): the
+# metrics at the first and the last logged step, the held-out samples' gold reward (and its cost
+# against the clean run), fluency, length, and the doctor's checks that fail. By default three bugs
+# are trained here — the classic ln 2 (shared-reference), the one that looks perfect (swap-labels)
+# and dropout left on; each is cached, so the full museum reuses them.
+#
+# *Try*: `--set museum=true` (or set `museum` in the knobs cell and re-run from there): the whole
+# museum, every bug of the list above (a few minutes); the table and the curves below get a row
+# for each, and the answers at the end are taken over all of them.
+#
+# *Predict before reading*: which bug leaves the logged loss at ln 2 for the whole run? Which one
+# costs the most gold reward while its curves look healthiest?
+
+# %%
+LESSON_FAULTS = ("shared-reference", "swap-labels", "dropout-on")
+saved = run.path(STAGES["museum"].outputs[0])  # museum/museum.json
+if knobs.museum:
+    rows = run_museum(run)["rows"]  # prints its table
+    print(f"the full museum: {saved}")
+elif saved.is_file() and run.is_current("museum", {}, run.inputs("museum")):  # same inputs and code
+    rows = read_json(saved)["rows"]
+    print(f"the full museum, read from {saved} (it ran in this folder before):")
+    print_museum(rows)
+else:
+    rows = {}
+    for fault in (None, *LESSON_FAULTS):
+        rows[fault or "clean"], seconds = museum_unit(run, fault)
+        print(f"{fault or 'clean':18s}: " + ("reused" if seconds is None else f"trained and evaluated in {seconds:.0f}s"))
+    for r in rows.values():
+        r["gold_cost"] = rows["clean"]["eval"]["gold_reward"] - r["eval"]["gold_reward"]
+    print(f"\n{len(LESSON_FAULTS)} of the {len(FAULTS)} bugs (`--set museum=true` for all; no full museum in {saved.parent} yet):")
+    print_museum(rows)
+
+# %% [markdown]
+# ## The curves of the sick runs, beside the healthy one
+# The same six curves for each run (held-out pairs: dots; the training batch: faint), and the
+# curve checks of the healthy run for each. Look for: a training loss flat at ln 2 (the policy is
+# its own reference: the held-out curves, measured against a reference computed once, show where
+# it really went); a healthy-looking run whose gold reward fell (swapped labels); noise in the
+# training batch's curves (dropout).
+
+# %%
+curves = {name: r["history"] for name, r in rows.items()}
+show(plots.run_curves_figure(curves, run.path("museum_curves.png")))
+print("figure:", run.path("museum_curves.png"))
+verdicts = {name: read_curves(h) for name, h in curves.items()}
+names = [c.name for c in verdicts["clean"]]
+print(f"{'run':24s} | " + " | ".join(f"{n:16s}" for n in names) + " | gold cost")
+for name, checks in verdicts.items():
+    print(f"{name:24s} | " + " | ".join(f"{'ok' if c.ok else 'FAIL':16s}" for c in checks)
+          + f" | {rows[name]['gold_cost']:+.2f}")
+
+# %% [markdown]
+# ## Reading the symptoms
+# - **shared-reference**: the training loss *is* ln 2 at every step and every reward 0 — the
+#   log-ratios are measured against the policy itself — while the policy moves, with no KL leash.
+# - **dropout-on**: the training policy does not score like the reference at step 0, and the
+#   training batch's rewards are noise before learning (the held-out curves, scored in eval mode,
+#   hide it).
+# - **swap-labels**: the training and the held-out metrics look perfect (accuracy up, margins up:
+#   the same reader swapped both files); only the gold reward, which a real run does not have,
+#   shows the model learned the opposite.
+# - **truncate-to-empty** (in the full museum): nothing crashes here (our log-prob sum over zero
+#   tokens is 0), the affected pairs just train nothing. TRL, averaging over zero tokens, got NaN.
+#
+# *Question*: the doctor catches every one of these before training. Which of them would the
+# training curves alone never reveal?
+
+# %% [markdown]
+# ## Answers
+# *Predict*, first half — the runs whose logged training loss stays at ln 2 (within 10⁻³) at every
+# logged step:
+
+# %%
+stuck = [name for name, r in rows.items() if all(abs(h["loss"] - LN2) < 1e-3 for h in r["history"] if "loss" in h)]
+print("loss at ln 2 for the whole run:", ", ".join(stuck) or "none")
+
+# %% [markdown]
+# *Predict*, second half, and the *Question*: the runs whose curves pass every check of the healthy
+# run, and what each cost in gold. A cost above `NOISE` (one seed: differences below it are noise)
+# is a bug the curves alone never reveal; the doctor's check that names it is beside it.
+
+# %%
+NOISE = 0.1  # gold reward: the spread of one seed's evaluation (docs/doctor-museum-microscope.md, the museum's table)
+looks_fine = {name: rows[name]["gold_cost"] for name, checks in verdicts.items() if name != "clean" and all(c.ok for c in checks)}
+hidden = {name: cost for name, cost in looks_fine.items() if cost > NOISE}
+for name, cost in sorted(looks_fine.items(), key=lambda kv: -kv[1]):
+    print(f"  {name:24s} curves look healthy; gold cost {cost:+.2f}; the doctor: {', '.join(rows[name]['failed_checks'])}")
+worst = max(hidden, key=hidden.get) if hidden else None
+print("costs the most gold while looking healthiest:", worst or "none of these")
+print("never revealed by the curves alone:", ", ".join(hidden) or "none of these")
+
+# %% [markdown]
+# ## What to remember
+# - A healthy run: loss from ln 2 down, accuracy from 0 (ties) up, margins growing, both log-probs
+#   usually falling.
+# - Some classic bugs show in the curves (a loss stuck at ln 2); others look healthy and cost gold —
+#   run the doctor's checks before trusting a run.
+# - **Exercise**: a run with a planted bug, to diagnose from its curves — `python -m minidpo grade bug-hunt`
+#   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).
