@@ -1,5 +1,9 @@
 # %% [markdown]
 # # 21 · Your own model and your own pairs
+# **You need** lessons 03 (SFT), 09 (a DPO run) and 10 (reading a run); nothing else: the files are
+# shipped. **You will see** a GPT-2 folder and HH-RLHF-style pairs taken from import to export: the
+# layouts and the chat template, SFT on the chosen replies, DPO, a verdict without a gold reward,
+# transformers, and what a real GPT-2 small costs on this CPU.
 # Off the toy there is no gold reward: nobody can score a reply to a real question in three lines
 # of Python. What is left is what a practitioner has: a GPT-2 folder, a file of pairs as it ships
 # (here in Anthropic HH-RLHF's layout, the data of the DPO paper's dialogue experiment), the DPO
@@ -230,10 +234,21 @@ print(f"this lesson took {seconds:.0f} s")
 #    replies are likely; the paper fine-tunes on them first. Here SFT's own log-probs already rank
 #    the held-out pairs (the first accuracy above), and DPO moves from there.
 # 2. *Did the chosen log-probs fall?* Read the sign printed in section 5: DPO widens the margin,
-#    and may do it by pushing both replies down (lesson 13); the held-out means say which it did here.
+#    and may do it by pushing both replies down (lesson 15); the held-out means say which it did here.
 # 3. *When do TRL's split and ours differ?* Exactly on the lines where both replies begin with the
 #    same words; section 1 counts them in this file.
 
 # %%
 print(f"answers: SFT's own ranking {sft_acc:.3f}, DPO's implicit reward {dpo_acc:.3f}; chosen {change[0]:+.2f}, "
       f"rejected {change[1]:+.2f}; lines where the splits differ: {len(lines) - sum(same)}")
+
+# %% [markdown]
+# ## What to remember
+# - Real files come in layouts: HH's implicit prompt ends at the last `\n\nAssistant:` (TRL's
+#   character split agrees only where the replies start differently); conversations become text
+#   through one template that keeps every role, and the exported folder carries it.
+# - The paper's recipe off the toy: SFT on the chosen replies, then DPO with that model as the start
+#   and the reference (`sft --data`, then `dpo --data`).
+# - Without a gold reward, judge on held-out pairs: the implicit reward's accuracy against what the
+#   SFT model's own log-probs already rank right, the margin, whether the chosen log-probs fell —
+#   and read the replies.
