@@ -99,6 +99,7 @@ def test_ppo_on_the_gold_reward_beats_ppo_on_the_learned_one_at_matched_kl(fast_
         assert F.at_kl(curves["gold"], kl)[0] >= F.at_kl(curves["learned"], kl)[0]
 
 
+@pytest.mark.slow  # the tiny Figure 2 and ablation, end to end (the slow tier)
 def test_frontier_fast_has_every_method_seed_and_condition(fast_studies):
     run = fast_studies
     result = F.read_json(run.out / "frontier" / "frontier.json")
@@ -127,6 +128,7 @@ def _units(points):
     return units
 
 
+@pytest.mark.slow  # the tiny Figure 2 and ablation, end to end (the slow tier)
 def test_every_rl_unit_of_the_fast_studies_samples_the_same_budget(fast_studies):
     """Fix of PPO's half budget: every RL unit of the frontier and of the ablation draws the same
     number of responses (steps adapt to each method's batch shape); the pair learners sample none."""
@@ -147,6 +149,7 @@ def test_every_rl_unit_of_the_fast_studies_samples_the_same_budget(fast_studies)
         assert row["samples"] == {"dpo": [0], row["rl_method"]: [F.FAST_RL_SAMPLES]}
 
 
+@pytest.mark.slow  # the tiny Figure 2 and ablation, end to end (the slow tier)
 def test_every_row_of_the_ablation_gives_each_method_the_same_grid(fast_studies):
     ablation = F.read_json(fast_studies.out / "frontier" / "ablation.json")
     grids = {}

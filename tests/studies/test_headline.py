@@ -13,6 +13,7 @@ from minidpo.harness import headline
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # the tiny Figure 2 and ablation, end to end (the slow tier)
 def test_the_headline_keeps_the_fast_studies_numbers_and_renders_the_readme_tables(fast_studies):
     out = fast_studies.out
     h = headline.extract(out)
