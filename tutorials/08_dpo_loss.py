@@ -197,9 +197,10 @@ cdpo = dpo_loss(z, torch.zeros(4), torch.zeros(4), torch.zeros(4), beta=1.0, lab
 cdpo_weight = -torch.autograd.grad(cdpo.sum(), z)[0]
 stop_margin = math.log((1 - eps) / eps)
 for zi, wi in zip(z.tolist(), cdpo_weight.tolist()):
+    wi = wi if abs(wi) >= 5e-4 else 0.0  # rounding at the stopping margin prints as 0, not −0
     print(f"β·h = {zi:+.3f}: conservative DPO's weight {wi:+.3f} (plain DPO's {torch.sigmoid(torch.tensor(-zi)).item():.3f})")
 print(f"ε = {eps}: the weight is 0 at β·h = log((1−ε)/ε) = {stop_margin:.3f}; a mislabelled pair at β·h = −4 still "
-      f"pulls with {cdpo_weight[0].item():.3f} ≈ 1 − ε")
+      f"pulls with σ(4) − ε = {cdpo_weight[0].item():.3f}, near 1 − ε = {1 - eps:g}")
 
 # %% [markdown]
 # ## What to remember
