@@ -261,14 +261,14 @@ def long_study_sections(run) -> list[str]:
                 "model); '-' where no seed's frontier reaches it. PPO-GT learns from the gold reward: one row for "
                 "both conditions.", "", *headline.frontier_table(f), "",
                 "DPO against each method, paired by seed: the difference of the two frontiers in each seed that both "
-                "reach, mean ± std over those seeds; bold = beyond 2 standard errors.", "",
+                "reach, mean ± std over those seeds; bold = its 95 % interval (Student t over the seeds) excludes 0.", "",
                 *headline.paired_table(f), "", "![frontier](frontier/frontier.png)"]
     if "ablation" in h:
         a = h["ablation"]
         out += ["", "## 13. Why: from this setting to the paper's, one factor at a time", "",
                 (f"At KL = {a['primary_kl']} nats" if a["primary_kl"] is not None else
                  "No matched KL is reached by both methods in every row")
-                + "; gap = DPO − RL paired by seed, mean ± std; 'beyond the spread' = |mean| > 2 standard errors. "
+                + "; gap = DPO − RL paired by seed, mean ± std; 'beyond the spread' = its 95 % interval (Student t over the seeds) excludes 0. "
                 "Every row gives each method the same grid and budget:", "",
                 *headline.budgets_table(a["budgets"]), "", *headline.ablation_table(a)]
     if "losses" in h:

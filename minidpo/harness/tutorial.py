@@ -10,6 +10,12 @@
   in the cell and re-run the lesson from there, or pass `--set beta=0.05` to the script; the tests
   run every *Try* this way.
 - `show(fig)`: the figure as an image in a notebook (it is saved as a PNG in both cases).
+- `claim("DPO's margin grows", margin_end > margin_start, start=..., end=...)`: a sentence about this
+  run's numbers, printed with the numbers it rests on and ✓, or ✗ and "does not hold with these
+  settings". A learner who turns a knob sees which sentences their run no longer supports; the
+  tests run every lesson at its defaults and fail on any ✗. `claim_paired` does the same for a
+  comparison of two methods paired by seed (`harness.compare`: "above", "below" or "no measurable
+  difference", from the 95 % interval of the paired difference).
 - `saved_study(run, "frontier/frontier.json")`: a long study's saved result, which a lesson shows
   instead of running the study (in the lesson's folder, or in `runs/default`); `study_result`
   runs the study or reads that, as the lesson's `full_study` knob says.
@@ -25,6 +31,7 @@ from types import SimpleNamespace
 
 import torch
 
+from .compare import Difference, paired
 from .runfolder import Run
 
 
@@ -55,10 +62,51 @@ def tutorial_run(description: str):
     if not threads.isdigit() or int(threads) < 1:
         raise SystemExit(f"error: MINIDPO_THREADS={threads}: expected a whole number ≥ 1")
     torch.set_num_threads(int(threads))
+    CLAIMS.clear()
     out = args.out or ("runs/tutorial-fast" if args.fast else "runs/tutorial")
     run = Run.create(out, seed=args.seed, fast=args.fast, device=args.device)
     run.claim_folder()
     return run
+
+
+# --- claims: sentences about this run's numbers, checked by the run -------------------------------
+HOLDS, FAILS = "✓", "✗"
+CLAIMS: list[dict] = []  # this lesson's claims, in order: {"text", "holds", "numbers"}
+
+
+def _number(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    return f"{value:.4g}" if value == value else "nan"
+
+
+def claim(text: str, holds, **numbers) -> bool:
+    """Print `text`, a sentence about this run's numbers, with `numbers` (the values it rests on) and ✓
+    when `holds`, else ✗ and "does not hold with these settings". Never raises: a knob that turns a
+    sentence false shows it. Returns whether it held."""
+    holds = bool(holds)
+    shown = ", ".join(f"{k} = {_number(v)}" for k, v in numbers.items())
+    print(f"{HOLDS if holds else FAILS} {text}" + (f"  [{shown}]" if shown else "")
+          + ("" if holds else "  — does not hold with these settings"))
+    CLAIMS.append({"text": text, "holds": holds, "numbers": dict(numbers)})
+    return holds
+
+
+EXPECT = {">": "above", "<": "below", "=": "no measurable difference"}
+
+
+def claim_paired(what: str, a_name: str, a, b_name: str, b, expect: str, unit: str = "") -> Difference:
+    """A claim comparing two methods seed by seed (`a` and `b`: one value per seed, the same seeds in
+    the same order): `expect` is ">" (a above b), "<" (a below b) or "=" (no measurable difference).
+    The sentence is built from the expectation and `what` (e.g. "gold reward at KL 1"); it holds when
+    the 95 % interval of the paired difference says so, and never on one seed. Returns the
+    Difference."""
+    d = paired(a, b)
+    said = {">": f"{a_name} is above {b_name}", "<": f"{a_name} is below {b_name}",
+            "=": f"no measurable difference between {a_name} and {b_name}"}[expect]
+    claim(f"{what}: {said} — {a_name} − {b_name} = {d.describe(unit)}", d.verdict == EXPECT[expect],
+          seeds=d.n)
+    return d
 
 
 def _parse_value(name: str, text: str, default):

@@ -13,12 +13,12 @@ DPO in each row learns from that row's pairs; the RL method from a reward model 
 the gold reward). Every unit is the frontier study's (`frontier.collect`), so rows shared with the
 frontier are reused, not retrained, and every RL unit spends the frontier's sample budget
 (`frontier.RL_SAMPLES`). Each method runs on ONE grid point in every row (ONE_BETA; --fast: its
-fast grid, one point too): an envelope over more runs is higher, so a row that gave a method more
+fast grid, one point too): a frontier over more runs is higher, so a row that gave a method more
 grid points than another row would move the gap by itself. Rows 0–1 therefore read only those
-units of the frontier, and may differ from the frontier's table, which envelopes both β.
+units of the frontier, and may differ from the frontier's table, which takes the hull over both β.
 For each seed, each method's gold reward is read off its frontier at the matched KL; the gap
 DPO − RL is paired by seed (same pairs, same reward model). A gap counts as larger than the spread
-when |mean| > 2 standard errors of the paired gaps. Each row records the grid and the samples per
+when its 95 % interval (Student t over the seeds, `harness.compare.paired`) excludes 0. Each row records the grid and the samples per
 unit that its points actually came from ("grids", "samples").
 """
 from __future__ import annotations

@@ -25,15 +25,15 @@ responses, RL_SAMPLES (--fast: FAST_RL_SAMPLES), whatever its batch shape: its s
 over its samples per step (`unit_config`). The methods that learn from pairs spend theirs in epochs
 over the pairs. Each method's grid and budget are in `frontier.json` ("budgets") and printed.
 
-Summaries: a method's frontier in one seed is the upper (Pareto) envelope of its points and the SFT
-point (KL 0): each point that has a higher gold reward than every point at lower KL, joined by
-straight lines. `frontier.json` gives, per condition and method, the gold reward (and fluency) of
-that envelope at matched KL ∈ {0.5, 1, 2, 3} nats, mean and standard deviation over the seeds that
-reach that KL ("matched"; a KL beyond a seed's last point is not extrapolated, and n says how many
-seeds count); and DPO against every other method paired by seed: the difference of the two
-envelopes in each seed where both reach the KL (same pairs, same reward model), mean and spread of
-those differences ("paired"). Compare methods with "paired": two "matched" means may come from
-different seeds.
+Summaries: a method's frontier in one seed is the upper concave hull of its points and the SFT point
+(KL 0), non-decreasing (`harness.compare.frontier`: mixing two policies reaches every point of the
+chord between them, so adding a run can raise the frontier, never lower it). `frontier.json` gives,
+per condition and method, the gold reward (and fluency) of that hull at matched KL ∈ {0.5, 1, 2, 3}
+nats, mean and standard deviation over the seeds that reach that KL ("matched"; a KL beyond a
+seed's last point is not extrapolated, and n says how many seeds count); and DPO against every
+other method paired by seed: the difference of the two hulls in each seed where both reach the KL
+(same pairs, same reward model), its mean, spread and 95 % Student-t interval, and the verdict
+("paired"). Compare methods with "paired": two "matched" means may come from different seeds.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..harness import headline, plots, provenance
+from ..harness import compare as C, headline, plots, provenance
 from ..checkpoint import read_json, write_json
 from ..evaluate import summary_row
 from ..harness.stages import ensure
@@ -338,40 +338,25 @@ def points_of(points: list[dict], method: str, labels: str, seed: int, repeats: 
             p["labels"] == labels and (repeats is None or p["repeats"] == repeats)))]
 
 
-def envelope(points: list[dict], sft: dict, key: str = "gold_reward") -> list[tuple[float, float, float]]:
-    """The upper (Pareto) envelope, as (kl, gold, fluency) from the SFT point at KL 0: each point
-    with a higher gold reward than every point at lower KL."""
-    out = [(0.0, sft["gold_reward"], sft["fluency"])]
-    for p in sorted(points, key=lambda p: p["kl_to_ref"]):
-        if p[key] > out[-1][1] and p["kl_to_ref"] > 0:
-            out.append((p["kl_to_ref"], p[key], p["fluency"]))
-    return out
+def hull(points: list[dict], sft: dict) -> list[tuple[float, float, float]]:
+    """A method's frontier in one seed: the upper concave hull of its points and the SFT point (KL 0),
+    non-decreasing, as (kl, gold, fluency) vertices (`harness.compare.frontier`: why a hull)."""
+    return C.frontier(points, (0.0, sft["gold_reward"], sft["fluency"]))
 
 
-def at_kl(env: list[tuple[float, float, float]], kl: float) -> tuple[float, float] | None:
-    """(gold, fluency) on the envelope at `kl`, by linear interpolation; None beyond its last point."""
-    for (k0, g0, f0), (k1, g1, f1) in zip(env, env[1:]):
-        if k0 <= kl <= k1:
-            w = (kl - k0) / (k1 - k0)
-            return g0 + w * (g1 - g0), f0 + w * (f1 - f0)
-    return None
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return mean, std
+at_kl = C.at_kl
+mean_std = C.mean_std
 
 
 def matched_table(points: list[dict], labels: str, sft: dict, repeats: int | None = None,
                   methods=None) -> dict:
-    """{method: {kl: {gold_mean, gold_std, fluency_mean, n, values}}}: each seed's envelope read at
+    """{method: {kl: {gold_mean, gold_std, fluency_mean, n, values}}}: each seed's hull read at
     each matched KL, then mean and spread over the seeds that reach that KL."""
     table = {}
     for method in methods or sorted({p["method"] for p in points}):
         row = {}
         for kl in KL_TARGETS:
-            found = [at_kl(envelope(points_of(points, method, labels, s, repeats), sft), kl)
+            found = [at_kl(hull(points_of(points, method, labels, s, repeats), sft), kl)
                      for s in sorted({p["seed"] for p in points})]
             found = [f for f in found if f is not None]
             if found:
@@ -384,22 +369,21 @@ def matched_table(points: list[dict], labels: str, sft: dict, repeats: int | Non
 
 def paired_gaps(points: list[dict], a: str, b: str, labels: str, kl: float, sft: dict,
                 repeats: int | None = None) -> list[float]:
-    """Gold reward of method `a` minus method `b` at `kl`, one per seed where both envelopes reach
+    """Gold reward of method `a` minus method `b` at `kl`, one per seed where both hulls reach
     it: the same seed means the same pairs and reward model, so seed-to-seed noise cancels."""
     gaps = []
     for seed in sorted({p["seed"] for p in points}):
-        x = at_kl(envelope(points_of(points, a, labels, seed, repeats), sft), kl)
-        y = at_kl(envelope(points_of(points, b, labels, seed, repeats), sft), kl)
+        x = at_kl(hull(points_of(points, a, labels, seed, repeats), sft), kl)
+        y = at_kl(hull(points_of(points, b, labels, seed, repeats), sft), kl)
         if x is not None and y is not None:
             gaps.append(x[0] - y[0])
     return gaps
 
 
 def gap_summary(gaps: list[float]) -> dict:
-    """Mean and spread of paired differences; beyond the spread when |mean| > 2 standard errors."""
-    mean, std = mean_std(gaps)
-    return {"gap_mean": mean, "gap_std": std, "n": len(gaps), "gaps": gaps,
-            "beyond_spread": len(gaps) > 1 and abs(mean) > 2 * std / len(gaps) ** 0.5}
+    """Mean and spread of paired differences, their 95 % interval and verdict (`compare.paired`);
+    beyond the spread when the interval excludes 0."""
+    return C.paired(gaps, [0.0] * len(gaps)).as_dict()
 
 
 def paired_table(points: list[dict], labels: str, sft: dict, base: str = "dpo", repeats: int | None = None) -> dict:
@@ -417,11 +401,11 @@ def paired_table(points: list[dict], labels: str, sft: dict, base: str = "dpo", 
 
 def seed_curves(points: list[dict], labels: str, sft: dict, repeats: int | None = None, step: float = 0.1,
                 max_kl: float = 10.0) -> dict:
-    """{method: {"kl", "mean", "std"}}: each seed's envelope on a KL grid, mean and spread over the
+    """{method: {"kl", "mean", "std"}}: each seed's hull on a KL grid, mean and spread over the
     seeds, where at least two seeds reach that KL (for the figure's band)."""
     out = {}
     for method in sorted({p["method"] for p in points}):
-        envs = [envelope(points_of(points, method, labels, s, repeats), sft) for s in sorted({p["seed"] for p in points})]
+        envs = [hull(points_of(points, method, labels, s, repeats), sft) for s in sorted({p["seed"] for p in points})]
         curve = {"kl": [], "mean": [], "std": []}
         for i in range(int(max_kl / step) + 1):
             found = [g for g in (at_kl(e, i * step) for e in envs) if g is not None]
@@ -449,7 +433,7 @@ def print_matched(result: dict) -> None:
             print(f"  {result['methods'][method]:14s}{cells}")
         paired = result.get("paired", {}).get(labels)
         if paired:
-            print("  DPO − method, paired by seed (mean ± std of the per-seed differences; * = beyond 2 SE):")
+            print("  DPO − method, paired by seed (mean ± std of the per-seed differences; * = the 95 % interval excludes 0):")
             for method, row in paired.items():
                 cells = "".join(f"| {row[str(kl)]['gap_mean']:+.2f} ± {row[str(kl)]['gap_std']:.2f}"
                                 + ("*" if row[str(kl)]["beyond_spread"] else " ")

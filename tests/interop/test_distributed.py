@@ -34,8 +34,10 @@ def test_gradient_accumulation_gives_the_weights_of_the_whole_batch(fast_run, tm
     for accum in (1, 4):
         train_dpo(DPOConfig.fast(epochs=1, lr=2e-4, grad_accum=accum), run.tok, run.path("sft.pt"), tmp_path / "train.jsonl",
                   tmp_path / "val.jsonl", tmp_path / f"a{accum}", quiet=True)
-    # micro-batches pad to their own longest row: the same sums, rounded differently (Adam amplifies it a little)
-    assert max_difference(tmp_path / "a1" / "dpo.pt", tmp_path / "a4" / "dpo.pt") < 1e-5
+    # micro-batches pad to their own longest row: the same sums, rounded differently; Adam divides each
+    # component by its own running size, so on components with |g| near its eps the rounding grows to
+    # ~1e-5 in the weights (1.2e-5 measured here); counting only the first micro-batch moves them by 2.4e-4
+    assert max_difference(tmp_path / "a1" / "dpo.pt", tmp_path / "a4" / "dpo.pt") < 5e-5
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The Figure 2 study: its envelope arithmetic, the label switch, PPO-GT against PPO, and the
+"""The Figure 2 study: its hull arithmetic, the label switch, PPO-GT against PPO, and the
 --fast study end to end (every method and seed present)."""
 import math
 
@@ -15,13 +15,16 @@ def pt(method, kl, gold, seed=0, labels="bt", repeats=8, fluency=0.9):
             "labels": labels, "repeats": repeats}
 
 
-def test_envelope_keeps_only_points_that_beat_everything_at_lower_kl():
-    points = [pt("dpo", 1.0, 0.5), pt("dpo", 0.5, 0.6), pt("dpo", 2.0, 0.4), pt("dpo", 3.0, 1.0)]
-    env = F.envelope(points, SFT)
-    assert [(k, g) for k, g, _ in env] == [(0.0, 0.0), (0.5, 0.6), (3.0, 1.0)]
-    assert F.at_kl(env, 0.25) == pytest.approx((0.3, 0.9))                   # on the line from SFT
-    assert F.at_kl(env, 1.75)[0] == pytest.approx(0.6 + (1.25 / 2.5) * 0.4)  # between two points
-    assert F.at_kl(env, 3.5) is None                                         # never extrapolated
+def test_the_frontier_is_the_upper_concave_hull_made_flat_past_its_best_point():
+    points = [pt("dpo", 1.0, 0.5), pt("dpo", 0.5, 0.6), pt("dpo", 2.0, 0.4), pt("dpo", 3.0, 1.0), pt("dpo", 4.0, 0.2)]
+    hull = F.hull(points, SFT)
+    # (0.5, 0.6) lies under the chord from SFT to (3, 1.0)? 0.5/3 of the way: 0.167 < 0.6, so it stays a vertex;
+    # (1, 0.5) and (2, 0.4) lie under the chord from (0.5, 0.6) to (3, 1.0); past the best point the frontier is flat
+    assert [(k, g) for k, g, _ in hull] == [(0.0, 0.0), (0.5, 0.6), (3.0, 1.0), (4.0, 1.0)]
+    assert F.at_kl(hull, 0.25) == pytest.approx((0.3, 0.9))                   # on the chord from SFT
+    assert F.at_kl(hull, 1.75)[0] == pytest.approx(0.6 + (1.25 / 2.5) * 0.4)  # between two vertices
+    assert F.at_kl(hull, 3.5)[0] == pytest.approx(1.0)                       # a budget need not be spent
+    assert F.at_kl(hull, 4.5) is None                                         # never extrapolated
 
 
 def test_matched_table_averages_only_the_seeds_that_reach_a_kl():
@@ -45,8 +48,11 @@ def test_ablation_gaps_are_paired_by_seed():
     assert gaps == pytest.approx([0.25, -0.05, 0.4])  # each read at KL 1 on the line from SFT
     summary = F.gap_summary(gaps)
     assert summary["n"] == 3 and summary["gap_mean"] == pytest.approx(0.2)
-    assert summary["beyond_spread"] == (0.2 > 2 * summary["gap_std"] / 3 ** 0.5)
-    # a seed that one method's envelope does not reach drops out of the pair, not out of one side
+    # the 95 % Student-t interval over 3 seeds: mean ± 4.303·std/√3 covers 0 here
+    half = 4.302653 * summary["gap_std"] / 3 ** 0.5
+    assert summary["low"] == pytest.approx(0.2 - half, abs=1e-5) and summary["high"] == pytest.approx(0.2 + half, abs=1e-5)
+    assert summary["verdict"] == "no measurable difference" and not summary["beyond_spread"]
+    # a seed that one method's hull does not reach drops out of the pair, not out of one side
     points.append(pt("ppo", 0.5, 0.1, seed=0, repeats=32))
     points += [pt("ppo", 2.0, 1.0, seed=s, repeats=32) for s in (1, 2)]
     assert F.paired_gaps(points, "dpo", "ppo", "bt", 1.0, SFT, repeats=32) == pytest.approx([-0.1, 0.1])  # seeds 1, 2
@@ -81,7 +87,7 @@ def test_deterministic_labels_always_choose_the_better_response(fast_run):
 
 def test_ppo_on_the_gold_reward_beats_ppo_on_the_learned_one_at_matched_kl(fast_run, tmp_path):
     """The sanity check of the learned reward: PPO-GT's samples reach at least PPO's gold reward
-    at the same KL (each method's envelope over its training steps, 5-step means)."""
+    at the same KL (each method's hull over its training steps, 5-step means)."""
     from minidpo.ppo import PPOConfig, train_ppo
     run, _ = fast_run
     curves = {}
@@ -92,7 +98,7 @@ def test_ppo_on_the_gold_reward_beats_ppo_on_the_learned_one_at_matched_kl(fast_
         smooth = [{k: sum(r[k] for r in h[i - 5:i]) / 5 for k in ("kl_k1", "gold_reward", "fluency")}
                   for i in range(5, len(h) + 1)]
         sft = {"gold_reward": h[0]["gold_reward"], "fluency": h[0]["fluency"]}
-        curves[reward] = F.envelope([{"kl_to_ref": r["kl_k1"], **r} for r in smooth], sft)
+        curves[reward] = F.hull([{"kl_to_ref": r["kl_k1"], **r} for r in smooth], sft)
     reached = min(curves["learned"][-1][0], curves["gold"][-1][0])
     assert reached > 0.3
     for kl in (reached / 2, reached):
