@@ -141,33 +141,53 @@ def lesson_knobs(**defaults) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
+SHIPPED_STUDIES = "studies"  # data/studies/: the full studies' results, committed (a wheel ships them too)
+
+
+def shipped_study(name: str) -> Path | None:
+    """The committed result of a full study, by the name the study writes ("frontier/frontier.json"
+    is data/studies/frontier.json), or None when minidpo ships none."""
+    from ..tokenizer import shipped_file
+    found = shipped_file(SHIPPED_STUDIES) / Path(name).name
+    return found if found.is_file() else None
+
+
 def saved_study(run, name: str):
     """The saved result `name` of a long study (e.g. "frontier/frontier.json"): in the lesson's own
     folder, else in `runs/default` (the CLI's folder) when that holds the same configuration (fast,
-    seed, dtype); None when neither has it. A lesson shows it instead of running the study."""
+    seed, dtype), else the committed full study (`shipped_study`); None when none has it. A lesson
+    shows it instead of running the study."""
     from ..checkpoint import CheckpointError, read_json
     own, default = run.path(name), Path("runs/default")
     if own.is_file():
         return own
-    if not (default / name).is_file() or default.resolve() == run.out.resolve():
-        return None
-    try:
-        config = read_json(default / "run_config.json")
-    except CheckpointError:  # not a run folder (or unreadable): nothing to trust there
-        return None
-    same = all(config.get(k) == v for k, v in run.folder_config().items())
-    return default / name if same else None
+    if (default / name).is_file() and default.resolve() != run.out.resolve():
+        try:
+            config = read_json(default / "run_config.json")
+        except CheckpointError:  # not a run folder (or unreadable): nothing to trust there
+            config = None
+        if config is not None and all(config.get(k) == v for k, v in run.folder_config().items()):
+            return default / name
+    return shipped_study(name)
+
+
+def where_from(run, found: Path) -> str:
+    """Where a saved study came from, in words a learner can act on."""
+    if found == shipped_study(found.name):
+        return (f"the full study committed with minidpo (data/{SHIPPED_STUDIES}/{found.name}: its default "
+                "settings, seed 0, a 2-core CPU; your own run of the study takes its place)")
+    return f"saved in {found.parent}"
 
 
 def study_result(run, compute_now: bool, name: str, compute, what: str = "the full study"):
     """A long study's result for a lesson, and where it came from in words: `compute()` when
-    `compute_now` (the lesson's `full_study` knob), else its saved result (`saved_study`), else
-    (None, None)."""
+    `compute_now` (the lesson's `full_study` knob), else its saved result (`saved_study`: the
+    lesson's folder, runs/default, or the committed study), else (None, None)."""
     from ..checkpoint import read_json
     if compute_now:
         return compute(), f"{what}, run in {run.out}"
     found = saved_study(run, name)
-    return (read_json(found), f"{what} saved in {found.parent}") if found else (None, None)
+    return (read_json(found), f"{what} {where_from(run, found)}") if found else (None, None)
 
 
 def show(fig):

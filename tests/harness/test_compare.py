@@ -82,3 +82,26 @@ def test_a_claim_prints_its_numbers_and_a_mark_and_never_raises(capsys):
     assert CLAIMS[-1]["holds"] is True and [c["holds"] for c in CLAIMS] == [True, False, False, True]
     assert not claim_paired("gold", "DPO", [1.0], "PPO", [0.0], ">").verdict == "above"  # one seed never holds
     assert CLAIMS[-1]["holds"] is False
+
+
+def test_a_lesson_finds_a_study_in_its_folder_then_runs_default_then_the_committed_one(tmp_path, monkeypatch):
+    import json
+    from minidpo import tokenizer
+    from minidpo.harness import tutorial as T
+    from minidpo.harness.runfolder import Run
+    shipped = tmp_path / "data"
+    (shipped / "studies").mkdir(parents=True)
+    monkeypatch.setattr(tokenizer, "shipped_file", lambda name: shipped / name)
+    monkeypatch.chdir(tmp_path)
+    run = Run.create(tmp_path / "lesson", seed=0, fast=True, device="cpu")
+    assert T.saved_study(run, "overoptimisation/overoptimisation.json") is None
+    (shipped / "studies" / "overoptimisation.json").write_text(json.dumps({"from": "committed"}))
+    found = T.saved_study(run, "overoptimisation/overoptimisation.json")
+    assert found == shipped / "studies" / "overoptimisation.json" and "committed with minidpo" in T.where_from(run, found)
+    result, said = T.study_result(run, False, "overoptimisation/overoptimisation.json", lambda: None)
+    assert result == {"from": "committed"} and "data/studies/overoptimisation.json" in said
+    own = run.path("overoptimisation/overoptimisation.json")
+    own.parent.mkdir(parents=True)
+    own.write_text(json.dumps({"from": "own"}))
+    assert T.saved_study(run, "overoptimisation/overoptimisation.json") == own  # the lesson's own run first
+    assert T.study_result(run, False, "overoptimisation/overoptimisation.json", lambda: None)[0] == {"from": "own"}

@@ -1,0 +1,42 @@
+"""Every lesson at its defaults, in order, in one fresh folder, as a learner runs them: each exits 0
+and every sentence it states about its run's numbers holds (a `claim` printed ✓, none ✗). The
+lessons' own --fast runs (test_tutorials.py) check their mechanics; only the defaults carry the
+readings. The slow tier (about 17 minutes on 2 cores)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minidpo.harness.tutorial import FAILS, HOLDS
+
+ROOT = Path(__file__).resolve().parents[2]
+LESSONS = sorted(ROOT.glob("tutorials/[0-9][0-9]_*.py"))
+
+
+def failed_claims(out: str) -> list[str]:
+    """The claims a lesson's output marks ✗."""
+    return [line for line in out.splitlines() if line.startswith(FAILS + " ")]
+
+
+def test_a_failed_claim_is_seen():
+    out = f"{HOLDS} the loss falls  [a = 1]\nsome number 3\n{FAILS} the margin grows  [m = -1]  — does not hold"
+    assert failed_claims(out) == [f"{FAILS} the margin grows  [m = -1]  — does not hold"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("lessons_at_defaults") / "run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", LESSONS, ids=lambda p: p.stem)
+def test_the_lesson_at_its_defaults_holds_every_claim(script, folder):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MINIDPO_FAST", None)
+    done = subprocess.run([sys.executable, str(script), "--out", str(folder)], capture_output=True, text=True,
+                          cwd=folder.parent, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert HOLDS in done.stdout, f"{script.name}: no claim about its run's numbers"
+    assert failed_claims(done.stdout) == [], f"{script.name}: claims that do not hold at the defaults"
