@@ -22,7 +22,9 @@ transformers' `apply_chat_template`; an export carries it in tokenizer_config.js
 TRL cuts an implicit string prompt at the first character where chosen and rejected differ (stepping
 back over one space). Where that falls at the assistant marker the two splits are the same strings;
 where both replies begin alike ("The acting was superb" / "The acting was dull") TRL's prompt takes
-"The acting was" out of both replies, and trains on " superb" / " dull": here the replies stay whole.
+"The acting was" out of both replies, and trains on " superb" / " dull"; a cut can fall inside a word
+("The s" + "core" / "ongs"), and where the chosen string is the start of the rejected one TRL's loop
+stops on its last character, which is then the whole chosen completion. Here the replies stay whole.
 """
 from __future__ import annotations
 

@@ -3,12 +3,13 @@
 Prints, measured now on this machine: the fp32 matmul peak; SFT training throughput and its
 fraction of that peak; the time of one DPO step over one SFT step on the same sequences; the KV
 cache's generation speed-up; the split of one RLHF step; and, from a finished run folder, the wall
-time each road needed. `--gpt2-small` only times one DPO step of a GPT-2-small-shaped model (what a
-real GPT-2 costs here). Run it on an idle machine: another process on the cores skews everything.
+time each road needed. `--gpt2-small` only times a DPO step and the reference's forward pass of a
+GPT-2-small-shaped model, 5 times each (what a real GPT-2 costs here: min, median, max). Run it on an idle machine: another process on the cores skews everything.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -45,25 +46,55 @@ def seconds_per_call(fn, reps: int, device, warmup: bool = True) -> float:
 GPT2_SMALL = dict(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)  # 124 M parameters
 
 
+def timed(fn, reps: int, device) -> list[float]:
+    """The wall time of each of `reps` calls of `fn()`, the GPU synchronised around each call so its
+    queued kernels are counted in it."""
+    out = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def spread(times: list[float]) -> dict:
+    """min, median and max of repeated timings (one number hides a machine's slow spells)."""
+    return {"min": min(times), "median": statistics.median(times), "max": max(times), "n": len(times)}
+
+
 def dpo_step_cost(shape: dict, pairs: int, tokens: int, prompt_tokens: int, device=torch.device("cpu"),
-                  dtype=None, checkpointing: bool = False, reps: int = 1, seed: int = 0) -> dict:
-    """One DPO step as training takes it (`dpo.batch_loss`: chosen and rejected rows in one forward
-    pass, reference log-probs cached once; backward; AdamW) on a random GPT of `shape` and `pairs`
-    random pairs of `tokens` tokens each row (`prompt_tokens` of them a shared prompt), timed after a
-    warm-up step. Returns seconds per step, tokens per second, the parameters, the warm-up step's
-    loss (ln 2: the policy is its reference) and, on CUDA, the peak memory."""
+                  dtype=None, checkpointing: bool = False, reps: int = 5, seed: int = 0,
+                  shortest: int | None = None) -> dict:
+    """What DPO costs on a random GPT of `shape` and `pairs` random pairs: each row is a shared
+    prompt of `prompt_tokens` and a reply; rows are `tokens` long, or (with `shortest`) of random
+    lengths in [shortest, tokens] with the first at `tokens`, padded to the batch's longest row as
+    minidpo pads them (`data.collate`), so the step computes on padding as training does.
+    Timed, each `reps` times (after one warm-up step): the reference's forward pass over the batch
+    (`dpo.pair_logps`, no gradient: what caching the reference costs, once per pair of a run) and one
+    training step as `dpo.batch_loss` takes it (chosen and rejected rows in one forward pass,
+    backward, AdamW). Returns both spreads ("step", "reference"), "seconds" (the step's median), the
+    real and padded tokens, the parameters, the warm-up step's loss (ln 2: the policy is its
+    reference) and, on CUDA, the peak memory."""
     from ..data import row
     from ..dpo import DPOConfig, batch_loss, pair_logps
     g = torch.Generator().manual_seed(seed)
     rand = lambda n: torch.randint(0, shape["vocab_size"] - 1, (n,), generator=g).tolist()
+    length = lambda first: tokens if shortest is None or first else int(torch.randint(shortest, tokens + 1, (1,), generator=g))
     encoded = []
-    for _ in range(pairs):
+    for i in range(pairs):
         prompt = rand(prompt_tokens)
-        encoded.append((row(prompt, rand(tokens - prompt_tokens)), row(prompt, rand(tokens - prompt_tokens))))
+        encoded.append(tuple(row(prompt, rand(length(i == 0 and k == 0) - prompt_tokens)) for k in range(2)))
+    real = sum(len(ids) for pair in encoded for ids, _ in pair)
+    padded = 2 * pairs * max(len(ids) for pair in encoded for ids, _ in pair)
     pad = shape["vocab_size"] - 1
     torch.manual_seed(seed)
     model = GPT(GPTConfig(**shape, gelu="tanh", checkpointing=checkpointing)).to(device)
     ref = pair_logps(model, encoded, pad, average=False, dtype=dtype)  # cached once, as in a run
+    reference = timed(lambda: pair_logps(model, encoded, pad, average=False, dtype=dtype), reps, device)
     model.train()
     opt = make_optimizer(model, 1e-5)
 
@@ -78,27 +109,39 @@ def dpo_step_cost(shape: dict, pairs: int, tokens: int, prompt_tokens: int, devi
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     first = step()  # (warm-up: kernels chosen, optimizer state allocated)
-    seconds = seconds_per_call(step, reps, device, warmup=False)
-    return {"seconds": seconds, "tokens_per_s": 2 * pairs * tokens / seconds, "params": model.num_params(),
-            "first_loss": first["loss"], "rows": 2 * pairs, "tokens": tokens,
+    steps = timed(step, reps, device)
+    seconds = statistics.median(steps)
+    return {"step": spread(steps), "reference": spread(reference), "seconds": seconds,
+            "tokens_per_s": real / seconds, "params": model.num_params(), "first_loss": first["loss"],
+            "rows": 2 * pairs, "tokens": tokens, "real_tokens": real, "padded_tokens": padded,
             "peak_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None}
+
+
+def describe_spread(s: dict, unit: str = "s") -> str:
+    return f"median {s['median']:.2f} {unit} (min {s['min']:.2f}, max {s['max']:.2f}, {s['n']} runs)"
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 20; 5 with --gpt2-small)")
     p.add_argument("--run", default="runs/default", help="a finished run folder for the wall-time comparison")
     p.add_argument("--gpt2-small", action="store_true",
-                   help="only: one DPO step of a GPT-2-small-shaped model (random weights), 1 pair x 256 tokens")
+                   help="only: a DPO step and the reference's pass of a GPT-2-small-shaped model (random weights), "
+                        "one pair of rows padded to 256 tokens, timed --reps times")
     args = p.parse_args(argv)
+    if args.reps is not None and args.reps < 1:
+        raise SystemExit(f"error: --reps {args.reps}: expected a whole number ≥ 1")
+    args.reps = args.reps or (5 if args.gpt2_small else 20)
     device = pick_device(args.device)
     if args.gpt2_small:
-        cost = dpo_step_cost(GPT2_SMALL, pairs=1, tokens=256, prompt_tokens=64, device=device, reps=2)
-        print(f"GPT-2 small ({cost['params'] / 1e6:.1f} M), one DPO step of {cost['rows']} x {cost['tokens']} tokens "
-              f"on {device.type} ({torch.get_num_threads()} threads): {cost['seconds']:.2f} s, "
-              f"{cost['tokens_per_s']:.0f} tokens/s; scaled by tokens, 8 pairs x 512: "
-              f"{cost['seconds'] * 16 * 512 / (cost['rows'] * cost['tokens']):.0f} s")
+        cost = dpo_step_cost(GPT2_SMALL, pairs=1, tokens=256, prompt_tokens=64, device=device, reps=args.reps,
+                             shortest=128)
+        print(f"GPT-2 small ({cost['params'] / 1e6:.1f} M), one pair: rows of {cost['real_tokens']} tokens padded to "
+              f"{cost['padded_tokens']}, on {device.type} ({torch.get_num_threads()} threads, load average "
+              f"{os.getloadavg()[0]:.2f})")
+        print(f"  DPO step (forward, backward, AdamW): {describe_spread(cost['step'])}")
+        print(f"  the reference's forward pass (cached once a run): {describe_spread(cost['reference'])}")
         return cost
     torch.manual_seed(0)
     tok = Tokenizer.load()
