@@ -2,7 +2,8 @@
 # # 21 · Your own model and your own pairs
 # **You need** lessons 03 (SFT), 09 (a DPO run) and 10 (reading a run); nothing else: the files are
 # shipped. **You will see** a GPT-2 folder and HH-RLHF-style pairs taken from import to export: the
-# layouts and the chat template, SFT on the chosen replies, DPO, a verdict without a gold reward,
+# layouts and the chat template, SFT on the chosen replies, DPO, a verdict without a gold reward
+# (held-out accuracy beside its baselines, with standard errors, the KL and a degeneration check),
 # transformers, and what a real GPT-2 small costs on this CPU.
 # Off the toy there is no gold reward: nobody can score a reply to a real question in three lines
 # of Python. What is left is what a practitioner has: a GPT-2 folder, a file of pairs as it ships
@@ -11,31 +12,48 @@
 # gold: held-out preference accuracy, margins, the log-probs of chosen and rejected, and replies
 # to held-out prompts read side by side. At the end the tuned model leaves as a folder that
 # transformers loads.
-# Run: `python tutorials/21_your_own_model.py` (`--fast`: a smoke run). It works on a tiny
-# GPT-2-shaped folder and a small HH-format file shipped in data/ (our own sentences:
-# `python -m minidpo.tools.own_data` makes them); the same commands take a real GPT-2 and real data.
+#
+# **The shipped files** (`python -m minidpo.tools.own_data` makes them again, byte for byte from seed
+# 0, and a test holds that). `data/tiny_gpt2/` is a 2-layer GPT-2-shaped model that we *pretrained*
+# on film text: 3,000 dialogues about films in which every assistant turn helps, and 1,000 of the toy
+# world's reviews. That text was drawn apart from the pair files: **none of its assistant turns is a
+# reply of either file**, chosen or rejected, and it holds no worse reply of any kind (section 2
+# checks it). Like a real pretrained model, the base knows the kind of talk the pairs come from and
+# has read neither side of any pair. In `data/hh_train.jsonl`
+# (400 pairs) and `data/hh_val.jsonl` (200, films never trained on, no reply of the training file)
+# the chosen reply answers the question asked, about the film asked; the rejected one is one of seven
+# kinds of worse reply, each composed from parts, so that almost no two are alike: a good answer to
+# *another* question, a good answer about *another film*, the film's title with a word dropped,
+# hedges, a brush-off, one clause said three times, or the chosen reply's opening that then turns
+# away. Each line names its kind in a key HH does not have, `rejected_kind` (readers ignore it; this
+# lesson reads it to say *which* pairs a model gets right).
+# Run: `python tutorials/21_your_own_model.py` (`--fast`: a smoke run). The same commands take a real
+# GPT-2 and real data.
 
 # %%
 import importlib.util
 import json
 import math
+import re
 import time
+from collections import Counter
 
 import torch
 
-from minidpo import chat
-from minidpo.checkpoint import read_json
+from minidpo import chat, world
 from minidpo.data import collate, sft_targets
 from minidpo.dpo import pair_logps
+from minidpo.evaluate import response_logps
 from minidpo.harness import pipeline as P
+from minidpo.harness.compare import paired
 from minidpo.harness.runfolder import Run
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import claim, tutorial_run
 from minidpo.interop.gpt2 import export_run, folder_tokenizer, import_gpt2, import_into_run
 from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.sampling import make_generator, sample
-from minidpo.sft import PairsSFTConfig
 from minidpo.tokenizer import shipped_file
-from minidpo.tools.bench import GPT2_SMALL, dpo_step_cost
+from minidpo.tools import own_data
+from minidpo.tools.bench import GPT2_SMALL, describe_spread, dpo_step_cost
 
 start = time.perf_counter()
 lesson = tutorial_run("21: your own model and your own pairs")
@@ -45,17 +63,24 @@ FOLDER, TRAIN, VAL = shipped_file("tiny_gpt2"), shipped_file("hh_train.jsonl"), 
 # ## 1. The pairs as they ship
 # An HH line holds two whole dialogues and no prompt: the prompt is implicit, the conversation both
 # share. minidpo cuts it after the **last** `\n\nAssistant:` marker, so each reply stays whole.
-# TRL cuts at the first character where the two strings differ (stepping back over one space).
+# TRL cuts at the first *character* where the two strings differ (stepping back over one space).
 # Both rules written out, on the file's lines:
 
 # %%
 lines = [json.loads(line) for line in TRAIN.read_text(encoding="utf-8").splitlines()]
+val_lines = [json.loads(line) for line in VAL.read_text(encoding="utf-8").splitlines()]
 
 
 def trl_split(chosen, rejected):
-    """TRL's rule for an implicit string prompt: the longest common prefix, less a trailing space."""
-    i = next((i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b), min(len(chosen), len(rejected)))
-    if i > 0 and chosen[i - 1] == " ":
+    """TRL's rule for an implicit string prompt (`extract_prompt`), written out: walk both strings to
+    the first character that differs and step back over one space before it; when one string is the
+    start of the other, the walk ends on the shorter one's LAST character (the loop's variable is
+    left there), so that character becomes the whole chosen completion."""
+    n = min(len(chosen), len(rejected))
+    i = next((i for i in range(n) if chosen[i] != rejected[i]), None)
+    if i is None:
+        i = n - 1
+    elif chosen[i - 1] == " ":
         i -= 1
     return chosen[:i], chosen[i:], rejected[i:]
 
@@ -68,13 +93,48 @@ def marker_split(chosen, rejected):
 
 
 ours = [marker_split(x["chosen"], x["rejected"]) for x in lines]
-same = [trl_split(x["chosen"], x["rejected"]) == o for x, o in zip(lines, ours)]
+trl = [trl_split(x["chosen"], x["rejected"]) for x in lines]
+same = [t == o for t, o in zip(trl, ours)]
 library = [chat.split_hh(x["chosen"], x["rejected"]) for x in lines]
-print(f"{len(lines)} lines; TRL's split is ours in {sum(same)}, and cuts inside the replies in "
-      f"{len(lines) - sum(same)}; the library's chat.split_hh = ours on all: {library == ours}")
-example = next(x for x, s in zip(lines, same) if not s)
-for name, (prompt, chosen, rejected) in (("TRL", trl_split(**example)), ("minidpo", marker_split(**example))):
-    print(f"{name:8s} prompt ends {prompt[-40:]!r}\n         chosen {chosen!r}\n         rejected {rejected!r}")
+# where TRL's cut falls when it differs: after whole shared words (its completions then start with a
+# space); inside a word, when the first words that differ begin with the same letters ("The s|core" /
+# "The s|ongs"); or before the last character, when the chosen reply is the start of the rejected one
+contained = [not s and x["rejected"].startswith(x["chosen"]) for s, x in zip(same, lines)]
+inside_word = [not s and not c and not t[1].startswith(" ") for s, c, t in zip(same, contained, trl)]
+after_words = [not s and not c and not w for s, c, w in zip(same, contained, inside_word)]
+n_differ = len(lines) - sum(same)
+print(f"{len(lines)} lines; TRL's split is ours in {sum(same)}, and cuts inside the replies in {n_differ}: "
+      f"{sum(after_words)} after whole shared words, {sum(inside_word)} inside a word, {sum(contained)} before the "
+      f"last character (the chosen reply is the start of the rejected one); the library's chat.split_hh = ours on "
+      f"all: {library == ours}")
+for name, where in (("after shared words", after_words), ("inside a word", inside_word),
+                    ("before the last character", contained)):
+    i = next((i for i, w in enumerate(where) if w), None)
+    if i is not None:
+        print(f"TRL, cut {name}: prompt ends {trl[i][0][-30:]!r}\n   chosen {trl[i][1][:50]!r}\n   rejected "
+              f"{trl[i][2][:50]!r}\n   minidpo's chosen {ours[i][1][:50]!r}")
+claim("TRL's character split is not 'where both replies begin with the same words': it also cuts inside a word "
+      "whose first letters both replies share, and where the chosen reply is the start of the rejected one it "
+      "leaves the chosen completion one character", sum(inside_word) > 0 and sum(contained) > 0,
+      inside_a_word=sum(inside_word), chosen_one_character=sum(contained), lines_split_differently=n_differ)
+
+# %% [markdown]
+# What the file holds: the kinds of rejected reply, how many replies are distinct, and whether any
+# held-out reply was already in the training file.
+
+# %%
+replies = [own_data.replies(x) for x in lines]
+val_replies = [own_data.replies(x) for x in val_lines]
+kinds = Counter(x["rejected_kind"] for x in lines)
+print("kinds of rejected reply (training file):", dict(kinds.most_common()))
+distinct = {side: len({r[k] for r in replies}) for k, side in enumerate(("chosen", "rejected"))}
+seen = {r for pair in replies for r in pair}
+print(f"distinct replies: chosen {distinct['chosen']} of {len(lines)}, rejected {distinct['rejected']} of {len(lines)}")
+claim("the rejected replies are varied: at least 3 in 4 are distinct, of 7 kinds",
+      distinct["rejected"] >= 0.75 * len(lines) and len(kinds) == len(own_data.REJECTED_KINDS),
+      distinct_rejected=distinct["rejected"], kinds=len(kinds))
+claim("no held-out reply (chosen or rejected) is a reply of the training file",
+      all(r not in seen for pair in val_replies for r in pair), held_out_pairs=len(val_lines))
 
 # %% [markdown]
 # Conversations (TRL's message lists, UltraFeedback's) become text through ONE chat template, HH's
@@ -92,10 +152,24 @@ print(f"the library renders the same: {chat.render_prompt(messages) == rendered}
 # ## 2. Import the GPT-2 folder
 # The folder's `config.json`, weights and tokenizer files become the run's `sft.pt` and
 # tokenizer (lesson 02's GPT, with GPT-2's tanh GELU); the same call takes a real GPT-2.
+# `pretraining.json` says what the model read; the pretraining text is made again here from its
+# seed and checked against the folder's record and against every reply of the pair files.
 
 # %%
 config = json.loads((FOLDER / "config.json").read_text())
 print({k: config[k] for k in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "activation_function")})
+record = json.loads((FOLDER / "pretraining.json").read_text())
+text = own_data.make_files(record["seed"])["text"]
+answered = {turn.split("\n\nHuman:")[0][1:] for doc in text for turn in doc.split(chat.GENERATION_PROMPT)[1:]}
+file_replies = {r for pair in replies + val_replies for r in pair}
+print(f"pretrained on {record['pretraining_text']['documents']} documents of film text "
+      f"({record['settings']['steps']} steps; its last loss {record['loss_last_50_steps']:.3f} nats a token), "
+      f"{len(answered)} distinct assistant turns")
+claim("the base model read none of the pair files' replies: the pretraining text made again from its seed is the "
+      "one the folder records, none of its assistant turns is a reply of either file, and it holds no hedge or "
+      "brush-off", own_data.sha256("\n".join(text).encode()) == record["pretraining_text"]["sha256"]
+      and not answered & file_replies and not any(s in doc for doc in text for s in own_data.HEDGES + own_data.BRUSH_OFFS),
+      file_replies=len(file_replies), shared=len(answered & file_replies))
 run = Run.create(lesson.out / "own_model", seed=lesson.seed, fast=lesson.fast, device=lesson.device.type)
 run.tok = folder_tokenizer(FOLDER, run.path("tokenizer.tiktoken"))
 run.quiet = True
@@ -122,9 +196,9 @@ prompt_tokens = len(run.tok.encode_prompt(pairs[0]["prompt"]))
 masked = bool((y[0, :prompt_tokens - 1] == -100).all() and y[0, prompt_tokens - 1] != -100)
 print(f"row 0: {prompt_tokens} prompt tokens, all targets -100 but the last (it predicts the reply's first "
       f"token): {masked}; {int(mask[0].sum())} reply tokens; loss on the 8 chosen replies before SFT: {first_loss.item():.3f}")
-sft_settings = dict(epochs=3, lr=1e-3) if not run.fast else dict(steps=20, lr=1e-3, max_pairs=160)
+sft_settings = dict(epochs=3, lr=1e-3) if not run.fast else dict(steps=20, lr=3e-4, max_pairs=160)
 sft_metrics = P.stage_sft_on_pairs(run, TRAIN, VAL, **sft_settings)
-print(f"SFT: {sft_metrics['steps']} steps, held-out loss {sft_metrics['val_loss_init']:.3f} -> "
+print(f"SFT: {sft_metrics['steps']} steps, held-out loss (nats a reply token) {sft_metrics['val_loss_init']:.3f} -> "
       f"{sft_metrics['val_loss']:.3f}; the imported model is kept as base.pt")
 
 # %% [markdown]
@@ -141,50 +215,167 @@ print(f"DPO: {m['steps']} steps, held-out loss {first['eval/loss']:.4f} (ln 2 = 
 
 # %% [markdown]
 # ## 5. Judging without a gold reward
-# Three numbers on the held-out pairs (films never trained on). The implicit reward
-# r̂ = β·log π/π_ref ranks chosen above rejected how often (ties count as wrong, TRL's way)? Compared
-# with the SFT model's own ranking, log π_sft(chosen) > log π_sft(rejected) — which is what SFT alone
-# would give — and with the SFT model's implicit reward against the imported one.
+# On the held-out pairs (films never trained on), how often does a score rank the chosen reply
+# above the rejected one? (Ties count as wrong, TRL's way.) Compared like for like — each model's
+# raw log-prob log π(y), and each implicit reward β·log π/π_ref against the model it moved from:
+# the SFT model against the imported base, DPO against its own reference (the SFT model, the one
+# its loss saw), and DPO against the base (the whole recipe). And a score that needs no model: the
+# longer reply, and the base's log-prob per reply token (a summed log-prob favours short replies:
+# does length explain it?). Each accuracy p on n pairs has a binomial standard error √(p(1 − p)/n);
+# two scores are compared pair by pair (the same pairs), with the 95 % interval of the difference.
 
 # %%
 sft, dpo = run.load_policy("sft.pt"), run.load_policy("dpo.pt")
 val_pairs, _ = read_preferences(VAL)
 val_enc, _ = encode_pairs(run.tok, val_pairs, sft.config.block_size)
-print(f"{len(val_pairs)} held-out pairs")
+n_val = len(val_pairs)
 logps = {name: pair_logps(model, val_enc, run.tok.end_id, average=False)
          for name, model in (("base", base), ("sft", sft), ("dpo", dpo))}
-ranks_right = lambda scores: (scores[:, 0] > scores[:, 1]).float().mean().item()  # a tie is wrong
-accuracy = {"SFT log-probs (chosen > rejected)": ranks_right(logps["sft"]),
-            "SFT's implicit reward vs the import": ranks_right(logps["sft"] - logps["base"]),
-            "DPO's implicit reward vs SFT": ranks_right(logps["dpo"] - logps["sft"])}
-sft_acc, dpo_acc = accuracy["SFT log-probs (chosen > rejected)"], accuracy["DPO's implicit reward vs SFT"]
-for name, a in accuracy.items():
-    print(f"held-out preference accuracy, {name}: {a:.3f}")
-rewards = dpo_settings["beta"] * (logps["dpo"] - logps["sft"])
-margin = (rewards[:, 0] - rewards[:, 1]).mean().item()
-change = (logps["dpo"] - logps["sft"]).mean(0)
-print(f"margin (rewards/chosen − rewards/rejected): {margin:+.3f}; = the run's eval/rewards/margins "
-      f"{last['eval/rewards/margins']:+.3f}")
-print(f"log-probs from SFT to DPO, held-out means: chosen {change[0]:+.2f} ({'went up' if change[0] > 0 else 'went DOWN'}), "
-      f"rejected {change[1]:+.2f}")
+reply_tokens = torch.tensor([[int(sum(c[1])), int(sum(r[1]))] for c, r in val_enc], dtype=torch.float)
+beta = dpo_settings["beta"]
+scores = {"longer reply (tokens)": reply_tokens,
+          "base log-prob": logps["base"], "base log-prob per reply token": logps["base"] / reply_tokens,
+          "SFT log-prob": logps["sft"], "DPO log-prob": logps["dpo"],
+          "SFT's implicit reward (vs base)": beta * (logps["sft"] - logps["base"]),
+          "DPO's implicit reward (vs SFT, its reference)": beta * (logps["dpo"] - logps["sft"]),
+          "DPO's implicit reward (vs base)": beta * (logps["dpo"] - logps["base"])}
+right = {name: (s[:, 0] > s[:, 1]).float() for name, s in scores.items()}  # a tie is wrong
+se = lambda p: math.sqrt(p * (1 - p) / n_val)
+kind_names = sorted(own_data.REJECTED_KINDS)
+val_kinds = [p["rejected_kind"] for p in val_pairs]
+print(f"{n_val} held-out pairs. accuracy ± its standard error, then by kind of rejected reply "
+      f"({', '.join(f'{k} {val_kinds.count(k)}' for k in kind_names)})")
+print(f"{'':47s} {'all':>12s} " + " ".join(f"{k[:10]:>10s}" for k in kind_names))
+for name, r in right.items():
+    p = r.mean().item()
+    by_kind = [sum(x for x, k in zip(r.tolist(), val_kinds) if k == kind) / max(1, val_kinds.count(kind)) for kind in kind_names]
+    print(f"{name:47s} {p:.3f} ± {se(p):.3f} " + " ".join(f"{b:10.2f}" for b in by_kind))
+acc = {name: r.mean().item() for name, r in right.items()}
+dpo_key, sft_key, base_key = "DPO's implicit reward (vs SFT, its reference)", "SFT's implicit reward (vs base)", "base log-prob"
+
+
+def versus(a: str, b: str):
+    """a − b pair by pair: the Difference, and how many pairs only a (only b) ranks right."""
+    d = paired(right[a].tolist(), right[b].tolist())
+    only_a, only_b = int(((right[a] == 1) & (right[b] == 0)).sum()), int(((right[a] == 0) & (right[b] == 1)).sum())
+    print(f"{a} − {b}: {d.mean:+.3f} (95 % interval {d.low:+.3f} … {d.high:+.3f}, {n_val} pairs, one training seed): "
+          f"{only_a} pairs right only for the first, {only_b} only for the second")
+    return d, only_a, only_b
+
+
+gain, only_dpo, only_sft = versus(dpo_key, sft_key)
+behind, only_dpo_vs_base, only_base = versus(dpo_key, base_key)
+claim("a model that never read a rejected reply already ranks at least 9 held-out pairs in 10 by its raw log-prob, "
+      "and not by length: per reply token it ranks about as many, while the longer reply is the chosen one in under "
+      "half the pairs", acc[base_key] >= 0.9 and acc["base log-prob per reply token"] >= 0.9
+      and acc["longer reply (tokens)"] < 0.5, base=acc[base_key], per_token=acc["base log-prob per reply token"],
+      longer=acc["longer reply (tokens)"])
+claim("DPO's implicit reward ranks more held-out pairs right than SFT's (its 95 % interval is above 0)",
+      gain.verdict == "above", dpo=acc[dpo_key], sft=acc[sft_key], pairs_only_dpo=only_dpo, pairs_only_sft=only_sft)
+claim("but fewer than the base's raw log-prob: the score DPO trained is not the best ranking of these pairs",
+      behind.verdict == "below", dpo=acc[dpo_key], base=acc[base_key], pairs_only_base=only_base)
+kind_count = lambda name, kind: (sum(x for x, k in zip(right[name].tolist(), val_kinds) if k == kind), val_kinds.count(kind))
+(cut_right, cut_n), (cut_base, _) = kind_count(dpo_key, "title_cut"), kind_count(base_key, "title_cut")
+claim("one kind goes the wrong way: on the pairs whose rejected reply cuts the film's title, DPO's implicit reward "
+      "prefers the cut title more often than not", cut_right < cut_n / 2 and cut_right < cut_base,
+      right=cut_right, of=cut_n, base_right=cut_base)
 
 # %% [markdown]
-# And read the replies: the SFT model and the DPO model, greedy, on held-out prompts.
+# The margin DPO trained (`rewards/margins`, β·h with h = log π/π_ref(chosen) − log π/π_ref(rejected))
+# and where it came from: the chosen and the rejected log-probs, each against the reference. A
+# margin is not a score to maximise: σ(β·h) near 1 means the loss stopped pushing that pair, and a
+# large h says how far the policy has moved from its reference on these replies. So the KL beside
+# it: KL(π‖π_ref) = E over the policy's own replies (temperature 1, 2 per held-out prompt) of
+# Σ_t log π/π_ref, in nats.
 
 # %%
-prompts = [p["prompt"] for p in val_pairs[:3]]
-replies = {name: [run.tok.decode_response(r) for r in sample(model, run.tok, prompts, make_generator(0, run.device),
-                                                                 temperature=0, max_new_tokens=40)]
-           for name, model in (("SFT", sft), ("DPO", dpo))}
-for i, prompt in enumerate(prompts):
-    turns = chat.parse_prompt(prompt)
-    print(f"[{len(turns)} turns] Human: {turns[-1]['content']}\n   SFT:{replies['SFT'][i]}\n   DPO:{replies['DPO'][i]}")
+change = (logps["dpo"] - logps["sft"]).mean(0)
+h = (logps["dpo"] - logps["sft"])[:, 0] - (logps["dpo"] - logps["sft"])[:, 1]
+margin = beta * h.mean().item()
+print(f"margin (rewards/chosen − rewards/rejected): {margin:+.3f}; = the run's eval/rewards/margins "
+      f"{last['eval/rewards/margins']:+.3f}; median h {h.median().item():.2f} nats; σ(β·h) > 0.9 on "
+      f"{(torch.sigmoid(beta * h) > 0.9).float().mean().item():.2f} of the pairs")
+print(f"log-probs from SFT to DPO, held-out means (nats a reply): chosen {change[0]:+.2f}, rejected {change[1]:+.2f}")
+claim("DPO widened the margin by pushing both replies down, the rejected ones much further: the held-out chosen "
+      "replies lost log-prob too (the loss only asks the gap to grow)", change[0] < 0 and change[1] < change[0], chosen_change=change[0].item(), rejected_change=change[1].item())
+prompts_all = [p["prompt"] for p in val_pairs]
+kl_prompts = prompts_all * 2
+gen = make_generator(lesson.seed, run.device)
+kl = {}
+for name, model, ref in (("SFT vs base", sft, base), ("DPO vs SFT", dpo, sft)):
+    drawn = sample(model, run.tok, kl_prompts, gen, temperature=1.0, max_new_tokens=64)
+    per_reply = (response_logps(model, run.tok, kl_prompts, drawn).logps
+                 - response_logps(ref, run.tok, kl_prompts, drawn).logps)
+    kl[name] = (per_reply.mean().item(), per_reply.std().item() / math.sqrt(len(per_reply)))
+    print(f"KL({name}) = {kl[name][0]:.2f} ± {kl[name][1]:.2f} nats a reply ({len(per_reply)} replies)")
+saturated = (torch.sigmoid(beta * h) > 0.9).float().mean().item()
+claim("the margin is a warning, not a success: on a third or more of the held-out pairs σ(β·h) > 0.9 (the loss "
+      "has all but stopped pushing them), and DPO moved further from its reference than SFT moved from the base",
+      saturated >= 1 / 3 and kl["DPO vs SFT"][0] - kl["SFT vs base"][0] > 2 * math.hypot(kl["DPO vs SFT"][1], kl["SFT vs base"][1]),
+      median_h=h.median().item(), saturated=saturated, kl_dpo=kl["DPO vs SFT"][0], kl_sft=kl["SFT vs base"][0])
+
+# %% [markdown]
+# A degeneration check on greedy replies to all the held-out prompts, SFT against DPO, counted from
+# the text alone: a repeated word 3-gram (a loop); a reply cut at the token limit (no end); and the
+# film's title — when the question names the film, does the reply name it whole, name another film,
+# or drop a word of it ("The Golden" for "The Golden Engine")? Then read some of the replies.
+
+# %%
+TITLE = re.compile(r"The (?:" + "|".join(world.TITLE_ADJ) + r")(?: (?:" + "|".join(world.TITLE_NOUN) + r"))?"
+                   r"|The (?:" + "|".join(world.TITLE_NOUN) + r")\b")
+
+
+def film_named(question: str) -> str | None:
+    return next((t for t in world.TITLES if t in question), None)
+
+
+def degeneration(prompts: list[str], texts: list[str], ended: list[bool]) -> dict:
+    """Fractions of replies with a repeated word 3-gram, cut at the token limit, and, where the last
+    question names a film, naming it whole / naming another film / a cut title."""
+    def loops(t):
+        w = t.split()
+        grams = list(zip(w, w[1:], w[2:]))
+        return len(grams) != len(set(grams))
+    asked = [(film_named(chat.parse_prompt(p)[-1]["content"]), t) for p, t in zip(prompts, texts)]
+    named = [(film, TITLE.findall(t)) for film, t in asked if film is not None]
+    return {"repeated 3-gram": sum(map(loops, texts)) / len(texts), "no end": 1 - sum(ended) / len(ended),
+            "film named whole": sum(film in found for film, found in named) / len(named),
+            "another film": sum(any(f in world.TITLES and f != film for f in found) for film, found in named) / len(named),
+            "title cut": sum(any(f not in world.TITLES for f in found) for film, found in named) / len(named),
+            "distinct": len(set(texts)) / len(texts), "asked about a film": len(named)}
+
+
+greedy, checks = {}, {}
+for name, model in (("SFT", sft), ("DPO", dpo)):
+    drawn = sample(model, run.tok, prompts_all, make_generator(0, run.device), temperature=0, max_new_tokens=64)
+    greedy[name] = [run.tok.decode_response(r) for r in drawn]
+    checks[name] = degeneration(prompts_all, greedy[name], [r[-1] == run.tok.end_id for r in drawn])
+print(f"{'greedy replies':16s} " + " ".join(f"{k:>18s}" for k in checks["SFT"]))
+for name, c in checks.items():
+    print(f"{name:16s} " + " ".join(f"{v:18.3f}" if isinstance(v, float) else f"{v:18d}" for v in c.values()))
+named = checks["DPO"]["asked about a film"]
+whole = {k: round(c["film named whole"] * named) for k, c in checks.items()}
+cut = {k: round(c["title cut"] * named) for k, c in checks.items()}
+claim("DPO's greedy replies name the asked film whole less often than SFT's, and cut its title more often: the "
+      "kind of pair its implicit reward gets wrong shows in its own replies",
+      whole["DPO"] < whole["SFT"] and cut["DPO"] > cut["SFT"], questions_naming_a_film=named,
+      whole_sft=whole["SFT"], whole_dpo=whole["DPO"], cut_sft=cut["SFT"], cut_dpo=cut["DPO"])
+for i in range(4):
+    turns = chat.parse_prompt(prompts_all[i])
+    print(f"[question {sum(t['role'] == 'user' for t in turns)}] Human: {turns[-1]['content']}\n   SFT:{greedy['SFT'][i]}"
+          f"\n   DPO:{greedy['DPO'][i]}")
+
+# %% [markdown]
+# Read the replies with the counts: a reply that names another film, or a title with a word missing,
+# is what the table counts; a broken sentence is what no count here catches, and only reading finds.
+# They are greedy replies to four prompts of one run: examples, not evidence.
 
 # %% [markdown]
 # ## 6. Out, to transformers
-# `export` writes a Hugging Face GPT-2 folder; its tokenizer_config.json carries the chat template,
-# so `apply_chat_template` renders a conversation as minidpo does. Imported back, it is the same
-# model bit for bit.
+# `export` writes a Hugging Face GPT-2 folder; its tokenizer_config.json carries the chat template.
+# Imported back, it is the same model bit for bit. This run renders the carried template with jinja2
+# (the engine `apply_chat_template` runs it in); when transformers is installed it also loads the
+# folder, renders the prompt with `apply_chat_template` and generates.
 
 # %%
 to = run.path("exported")
@@ -195,60 +386,100 @@ bit_for_bit = all(torch.equal(a, b) for a, b in zip(again.state_dict().values(),
 template = json.loads((to / "tokenizer_config.json").read_text())["chat_template"]
 print(f"{sorted(f.name for f in to.iterdir())}\nre-imported bit for bit: {bit_for_bit}; "
       f"chat template carried: {template == chat.CHAT_TEMPLATE}")
+if importlib.util.find_spec("jinja2"):
+    import jinja2
+    jinja = jinja2.Environment().from_string(template).render(messages=messages, add_generation_prompt=True)
+    print(f"the carried template rendered by jinja2 = chat.render_prompt: {jinja == chat.render_prompt(messages)}")
 if importlib.util.find_spec("transformers"):
-    from transformers import AutoTokenizer, GPT2LMHeadModel
+    from transformers import AutoTokenizer, GPT2LMHeadModel, __version__
     hf_tok, hf_model = AutoTokenizer.from_pretrained(to), GPT2LMHeadModel.from_pretrained(to)
-    hf_prompt = hf_tok.apply_chat_template(chat.parse_prompt(prompts[0]), tokenize=False, add_generation_prompt=True)
-    generated = hf_model.generate(**hf_tok(hf_prompt, return_tensors="pt"), max_new_tokens=40, do_sample=False,
+    hf_prompt = hf_tok.apply_chat_template(chat.parse_prompt(prompts_all[0]), tokenize=False, add_generation_prompt=True)
+    generated = hf_model.generate(**hf_tok(hf_prompt, return_tensors="pt"), max_new_tokens=64, do_sample=False,
                                   eos_token_id=run.tok.end_id, pad_token_id=run.tok.end_id)
     hf_reply = hf_tok.decode(generated[0, len(hf_tok(hf_prompt)["input_ids"]):], skip_special_tokens=True)
-    print(f"transformers: same prompt {hf_prompt == prompts[0]}; greedy reply {hf_reply!r}, ours "
-          f"{replies['DPO'][0]!r}: same {hf_reply == replies['DPO'][0]}")
+    print(f"transformers {__version__}: apply_chat_template gives our prompt {hf_prompt == prompts_all[0]}; greedy "
+          f"reply {hf_reply!r}, ours {greedy['DPO'][0]!r}: same {hf_reply == greedy['DPO'][0]}")
 else:
-    print("(transformers is not installed here: `pip install transformers` and this cell generates with the "
-          "exported folder)")
+    print("(transformers is not installed here, so this run did not run it: `pip install transformers` and this "
+          "cell renders with apply_chat_template and generates with the exported folder)")
 
 # %% [markdown]
 # ## 7. What a real GPT-2 small costs here
-# One DPO step of a GPT-2-small-shaped model (random weights, 124 M parameters) on this machine:
-# one pair of 256-token rows, timed; a real step (8 pairs × 512 tokens, as scripts/gpu_check.sh
-# times on a GPU) scaled from it by its tokens. `--fast` times a tiny model instead.
+# A GPT-2-small-shaped model (random weights, 124 M parameters) on this machine: one pair, its two
+# rows of different lengths padded to the longer (as minidpo pads a batch: to its longest row),
+# timed 5 times after a warm-up: the DPO step (forward, backward, AdamW) and the reference's forward
+# pass (minidpo caches it once a run, one pass per pair). `--fast` times a tiny model instead.
+# Everything after the measurement is arithmetic from it.
 
 # %%
 shape = dict(vocab_size=300, block_size=64, n_layer=2, n_head=2, n_embd=32) if run.fast else GPT2_SMALL
-cost = dpo_step_cost(shape, pairs=1, tokens=64 if run.fast else 256, prompt_tokens=16 if run.fast else 64)
-step_8x512 = cost["seconds"] * (16 * 512) / (cost["rows"] * cost["tokens"])
-hh_epoch_days = 160_000 / 8 * step_8x512 / 86400
-gpu_step = 6 * cost["params"] * 16 * 512 / 50e12  # the README's arithmetic: 6N FLOPs a token at 50 TFLOP/s
-print(f"{cost['params'] / 1e6:.1f} M parameters: {cost['seconds']:.2f} s per DPO step of {cost['rows']} x "
-      f"{cost['tokens']} tokens ({cost['tokens_per_s']:.0f} tokens/s, {torch.get_num_threads()} threads); "
-      f"first loss {cost['first_loss']:.4f}")
-print(f"a step of 8 pairs x 512 tokens ≈ {step_8x512:.0f} s here; HH's 160,000 pairs once ≈ {hh_epoch_days:.1f} days; "
-      f"at 50 TFLOP/s on a GPU ≈ {gpu_step:.2f} s a step")
+rows_at = (64, 16, 32) if run.fast else (256, 64, 128)  # longest row, prompt, shortest row
+cost = dpo_step_cost(shape, pairs=1, tokens=rows_at[0], prompt_tokens=rows_at[1], shortest=rows_at[2], reps=5)
+print(f"{cost['params'] / 1e6:.1f} M parameters, {torch.get_num_threads()} threads; rows of {cost['real_tokens']} "
+      f"tokens padded to {cost['padded_tokens']}; first loss {cost['first_loss']:.4f}\n"
+      f"  DPO step: {describe_spread(cost['step'])}\n  reference's pass: {describe_spread(cost['reference'])}")
+claim("the reference's forward pass costs well under a step (no backward pass, no optimizer): under half of "
+      "the step's median", cost["reference"]["median"] < 0.5 * cost["step"]["median"],
+      reference_s=cost["reference"]["median"], step_s=cost["step"]["median"])
+scale = 16 * 512 / cost["padded_tokens"]  # 8 pairs whose longest row is 512 tokens, padded as measured
+hh_steps = 160_000 // 8
+days = {k: hh_steps * scale * (cost["step"][k] + cost["reference"][k]) / 86400 for k in ("min", "median", "max")}
+gpu = (6 + 2) * cost["params"] * 16 * 512 / 50e12  # 6N FLOPs a token to train, 2N for the reference's pass
+print(f"arithmetic from that, scaled by padded tokens: a step of 8 pairs whose longest row is 512 tokens, with its "
+      f"reference pass, ≈ {scale * (cost['step']['median'] + cost['reference']['median']):.0f} s here; HH's 160,000 "
+      f"pairs once ≈ {days['median']:.1f} days (from the fastest and slowest runs: {days['min']:.1f} to "
+      f"{days['max']:.1f})")
+print(f"arithmetic, not measured (no GPU ran this): at an assumed 50 TFLOP/s a GPU would take ≈ {gpu:.2f} s for "
+      f"that step; scripts/gpu_check.sh measures a step of this shape on a real GPU")
 seconds = time.perf_counter() - start
 print(f"this lesson took {seconds:.0f} s")
 
 # %% [markdown]
+# ## What this file cannot show
+# One training seed, and 200 held-out pairs: an accuracy's standard error is at most √(0.25/200) ≈ 0.035,
+# and a difference of 0.05 between two scores is 10 pairs; the intervals above are over pairs, not
+# over training runs, so they do not say how another seed would land. The pairs are ours: a grammar of film
+# talk, labels without noise (HH's annotators agree with each other far less often), and seven kinds
+# of worse reply — held-out accuracy says which of *those* kinds a score separates, not how good a
+# reply is. The replies are read by counting what their text shows (loops, titles), never by a
+# reward of their quality. And the model is a 0.15 M-parameter toy: what holds here is a way of
+# reading a run, not a forecast of GPT-2's numbers.
+#
 # ## Questions
-# 1. *Why does SFT come before DPO?* DPO's reference should be a model under which the chosen
-#    replies are likely; the paper fine-tunes on them first. Here SFT's own log-probs already rank
-#    the held-out pairs (the first accuracy above), and DPO moves from there.
-# 2. *Did the chosen log-probs fall?* Read the sign printed in section 5: DPO widens the margin,
-#    and may do it by pushing both replies down (lesson 15); the held-out means say which it did here.
-# 3. *When do TRL's split and ours differ?* Exactly on the lines where both replies begin with the
-#    same words; section 1 counts them in this file.
+# 1. *Why does SFT come before DPO?* The paper's reason (§4): its pairs were sampled from an SFT
+#    model, and DPO's reference should be the policy that produced them; when that model is not
+#    available, fine-tuning on the chosen replies brings π_ref close to it, which mitigates the
+#    distribution shift between the policy that made the pairs and the reference DPO uses. Here
+#    nobody sampled the pairs (we wrote them), and the base already read talk of their kind: the claim
+#    below says how far SFT had to move it, against how far DPO moved after.
+# 2. *Did the chosen log-probs fall?* Section 5's claim reads the signs: DPO widens the margin,
+#    and may do it by pushing both replies down (lesson 15); the held-out pairs here got no push of
+#    their own, so their log-probs moved with the shared parameters.
+# 3. *When do TRL's split and ours differ?* Wherever the two replies begin with the same
+#    *characters*: after whole shared words, inside a word whose first letters both share
+#    ("The s|core" / "The s|ongs"), and, when the chosen reply is the start of the rejected one, before
+#    its last character; section 1 counts each in this file.
 
 # %%
-print(f"answers: SFT's own ranking {sft_acc:.3f}, DPO's implicit reward {dpo_acc:.3f}; chosen {change[0]:+.2f}, "
-      f"rejected {change[1]:+.2f}; lines where the splits differ: {len(lines) - sum(same)}")
+shift = (logps["sft"] - logps["base"]).mean(0)
+loss_moved = 1 - sft_metrics["val_loss"] / sft_metrics["val_loss_init"]
+claim("here SFT moved the base little: the held-out loss on the chosen replies fell by under a tenth, and SFT's KL "
+      "from the base is a fraction of DPO's from SFT", 0 < loss_moved < 0.1 and kl["SFT vs base"][0] < 0.5 * kl["DPO vs SFT"][0],
+      loss_fell_by=loss_moved, chosen_gain=shift[0].item(), rejected_gain=shift[1].item(),
+      kl_sft_vs_base=kl["SFT vs base"][0], kl_dpo_vs_sft=kl["DPO vs SFT"][0])
+print(f"answers: chosen {change[0]:+.2f}, rejected {change[1]:+.2f} nats from SFT to DPO; lines split differently: "
+      f"{n_differ} ({sum(inside_word)} inside a word, {sum(contained)} with a one-character chosen completion)")
 
 # %% [markdown]
 # ## What to remember
-# - Real files come in layouts: HH's implicit prompt ends at the last `\n\nAssistant:` (TRL's
-#   character split agrees only where the replies start differently); conversations become text
-#   through one template that keeps every role, and the exported folder carries it.
+# - Real files come in layouts: HH's implicit prompt ends at the last `\n\nAssistant:`; TRL's
+#   character split cuts wherever the replies' first *characters* agree, whole words or not (and
+#   leaves one character when the chosen reply is the start of the rejected one);
+#   conversations become text through one template that keeps every role, and the exported folder
+#   carries it.
 # - The paper's recipe off the toy: SFT on the chosen replies, then DPO with that model as the start
 #   and the reference (`sft --data`, then `dpo --data`).
-# - Without a gold reward, judge on held-out pairs: the implicit reward's accuracy against what the
-#   SFT model's own log-probs already rank right, the margin, whether the chosen log-probs fell —
-#   and read the replies.
+# - Without a gold reward, judge on held-out pairs like for like: every model's raw log-prob and
+#   every implicit reward against the model it moved from, with standard errors and the difference
+#   in pairs; the margin read with the KL (a huge h is a warning); a degeneration check; the replies
+#   read. And say what the file cannot show.

@@ -255,7 +255,7 @@ def import_into_run(run, folder) -> None:
         save_checkpoint(run.path("sft.pt"), model.state_dict(), {"stage": "import-gpt2", "model": vars(model.config),
                                                                  "source": str(folder)})
         write_json(run.path("sft_metrics.json"), {"imported_from": str(folder), "params": model.num_params()})
-        print(f"imported {folder}: {model.config.n_layer} layers, {model.num_params() / 1e6:.1f} M parameters")
+        print(f"imported {folder.name}/: {model.config.n_layer} layers, {model.num_params() / 1e6:.1f} M parameters")
     digest = hashlib.sha256("".join(file_hash(f) for f in [*files, folder / "config.json"]).encode()).hexdigest()
     run.cached("sft", {"import_gpt2": True}, {"weights": digest}, go, code="interop.gpt2")
 

@@ -32,7 +32,7 @@ def test_sft_on_a_file_then_dpo_from_it(tmp_path, capsys):
     code, out, err = cli(capsys, *sft)
     assert code == 0 and err == "", err
     m = read_json(run / "sft_metrics.json")
-    assert m["steps"] == 4 and m["train_data"]["read"] == 64 and m["val_data"]["pairs"] == 80
+    assert m["steps"] == 4 and m["train_data"]["read"] == 64 and m["val_data"]["pairs"] == 200
     assert f"held-out loss {m['val_loss_init']:.3f} -> {m['val_loss']:.3f} in 4 steps" in out
     assert digest(run / "base.pt") == imported != digest(run / "sft.pt")
     tuned = digest(run / "sft.pt")

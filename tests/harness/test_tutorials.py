@@ -295,20 +295,42 @@ def check_20(g, out):
 def check_21(g, out):
     n_lines, n_same = len(g["lines"]), sum(g["same"])
     assert g["library"] == g["ours"] and 0 < n_same < n_lines  # both kinds of line are in the shipped file
-    trl, ours = g["trl_split"](**g["example"]), g["marker_split"](**g["example"])
-    assert trl[0].startswith(ours[0]) and len(trl[0]) > len(ours[0]) and ours[1].endswith(trl[1])  # TRL cut inside
+    for i, (trl, ours) in enumerate(zip(g["trl"], g["ours"])):  # TRL's prompt runs into the replies, or is ours
+        assert trl == ours or (trl[0].startswith(ours[0]) and len(trl[0]) > len(ours[0]) and ours[1].endswith(trl[1]))
+        assert trl[0] + trl[1] == g["lines"][i]["chosen"] and trl[0] + trl[2] == g["lines"][i]["rejected"]
+        if g["inside_word"][i]:  # cut inside a word: the first differing words begin alike
+            assert trl[0][-1].isalpha() and trl[1][0].isalpha() and trl[1][0] != trl[2][:1]
+        if g["contained"][i]:  # the chosen reply starts the rejected one: TRL keeps its last character
+            assert len(trl[1]) == 1 and trl[2].startswith(trl[1]) and len(trl[2]) > 1
+    assert sum(g["inside_word"]) > 0 and sum(g["contained"]) > 0 and sum(g["after_words"]) > 0
+    assert sum(g["inside_word"]) + sum(g["contained"]) + sum(g["after_words"]) == g["n_differ"] == n_lines - n_same
     assert "the library renders the same: True" in out and "roles read back from the tokens: True" in out
+    assert not g["answered"] & g["file_replies"] and len(g["answered"]) > 3000  # the base read no reply
     assert g["masked"] and g["sft_metrics"]["val_loss"] < g["sft_metrics"]["val_loss_init"]  # import, SFT ...
     assert g["run"].path("base.pt").is_file() and g["sft_metrics"]["train_data"]["read"] == 160  # (--max-pairs)
     assert abs(g["first"]["eval/loss"] - LN2) < 1e-6 and g["last"]["eval/loss"] < LN2  # ... DPO from ln 2 ...
     assert g["m"]["train_data"]["sampled"] == "64 of 400 (seed 0)"
-    # ... judged without gold: the margin by hand is the run's, and so is its accuracy (ties wrong)
+    # ... judged without gold, like for like: the margin by hand is the run's, and so is the accuracy of
+    # DPO's implicit reward against its reference (ties wrong); every row's SE is binomial
     assert g["margin"] == pytest.approx(g["last"]["eval/rewards/margins"], abs=1e-4)
-    assert g["dpo_acc"] == pytest.approx(g["last"]["eval/rewards/accuracies"], abs=1e-6)
-    assert ("went up" if g["change"][0] > 0 else "went DOWN") in out and len(g["replies"]["DPO"]) == 3
+    assert g["acc"][g["dpo_key"]] == pytest.approx(g["last"]["eval/rewards/accuracies"], abs=1e-6)
+    assert len(g["acc"]) == 8 and g["n_val"] == 200
+    for name, p in g["acc"].items():
+        assert f"{name:47s} {p:.3f} ± {math.sqrt(p * (1 - p) / 200):.3f}" in out
+    assert g["only_dpo"] - g["only_sft"] == round(200 * g["gain"].mean)  # the difference, in pairs
+    assert g["only_dpo_vs_base"] - g["only_base"] == round(200 * g["behind"].mean)
+    assert set(g["kl"]) == {"SFT vs base", "DPO vs SFT"} and all(se > 0 for _, se in g["kl"].values())
+    assert set(g["checks"]) == {"SFT", "DPO"} and all(0 <= c["repeated 3-gram"] <= 1 for c in g["checks"].values())
+    assert g["checks"]["DPO"]["asked about a film"] == sum(g["film_named"](g["chat"].parse_prompt(p)[-1]["content"])
+                                                          is not None for p in g["prompts_all"]) > 0
     assert g["bit_for_bit"] and "chat template carried: True" in out  # export, re-import bit for bit
-    assert "transformers: same prompt True" in out or "transformers is not installed here" in out
-    assert abs(g["cost"]["first_loss"] - LN2) < 1e-3 and g["cost"]["seconds"] > 0 and "this lesson took" in out
+    assert "rendered by jinja2 = chat.render_prompt: True" in out
+    assert "apply_chat_template gives our prompt True" in out or "transformers is not installed here" in out
+    step, ref = g["cost"]["step"], g["cost"]["reference"]
+    assert step["n"] == ref["n"] == 5 and step["min"] <= step["median"] <= step["max"]  # a spread over 5 runs
+    assert g["cost"]["real_tokens"] < g["cost"]["padded_tokens"] == 2 * 64  # rows of two lengths, padded
+    assert abs(g["cost"]["first_loss"] - LN2) < 1e-3 and "this lesson took" in out
+    assert "arithmetic, not measured" in out and "days" in out
 
 
 def run_cells(script: Path, g: dict) -> list:
