@@ -17,8 +17,9 @@
 # 0, and a test holds that). `data/tiny_gpt2/` is a 2-layer GPT-2-shaped model that we *pretrained*
 # on film text: 3,000 dialogues about films in which every assistant turn helps, and 1,000 of the toy
 # world's reviews. That text was drawn apart from the pair files: **none of its assistant turns is a
-# reply of either file**, chosen or rejected, and it holds no worse reply of any kind (section 2
-# checks it). Like a real pretrained model, the base knows the kind of talk the pairs come from and
+# reply of either file**, chosen or rejected, and each answers the question asked about the film
+# asked, so it holds no worse reply of any kind (section 2 checks the first, and that it holds no
+# hedge or brush-off). Like a real pretrained model, the base knows the kind of talk the pairs come from and
 # has read neither side of any pair. In `data/hh_train.jsonl`
 # (400 pairs) and `data/hh_val.jsonl` (200, films never trained on, no reply of the training file)
 # the chosen reply answers the question asked, about the film asked; the rejected one is one of seven
@@ -318,7 +319,9 @@ claim("the margin is a warning, not a success: on a third or more of the held-ou
 # A degeneration check on greedy replies to all the held-out prompts, SFT against DPO, counted from
 # the text alone: a repeated word 3-gram (a loop); a reply cut at the token limit (no end); and the
 # film's title — when the question names the film, does the reply name it whole, name another film,
-# or drop a word of it ("The Golden" for "The Golden Engine")? Then read some of the replies.
+# or drop a word of it ("The Golden" for "The Golden Engine")? Each is a fraction of the replies (of
+# those whose question names a film, for the three title columns); "distinct" is the fraction of
+# different replies, and the last column counts the questions that name a film. Then read some.
 
 # %%
 TITLE = re.compile(r"The (?:" + "|".join(world.TITLE_ADJ) + r")(?: (?:" + "|".join(world.TITLE_NOUN) + r"))?"
@@ -425,7 +428,7 @@ scale = 16 * 512 / cost["padded_tokens"]  # 8 pairs whose longest row is 512 tok
 hh_steps = 160_000 // 8
 days = {k: hh_steps * scale * (cost["step"][k] + cost["reference"][k]) / 86400 for k in ("min", "median", "max")}
 gpu = (6 + 2) * cost["params"] * 16 * 512 / 50e12  # 6N FLOPs a token to train, 2N for the reference's pass
-print(f"arithmetic from that, scaled by padded tokens: a step of 8 pairs whose longest row is 512 tokens, with its "
+print(f"arithmetic from that, scaled by padded tokens (attention's T² share ignored): a step of 8 pairs whose longest row is 512 tokens, with its "
       f"reference pass, ≈ {scale * (cost['step']['median'] + cost['reference']['median']):.0f} s here; HH's 160,000 "
       f"pairs once ≈ {days['median']:.1f} days (from the fastest and slowest runs: {days['min']:.1f} to "
       f"{days['max']:.1f})")
