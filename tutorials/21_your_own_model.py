@@ -403,8 +403,9 @@ if importlib.util.find_spec("transformers"):
     print(f"transformers {__version__}: apply_chat_template gives our prompt {hf_prompt == prompts_all[0]}; greedy "
           f"reply {hf_reply!r}, ours {greedy['DPO'][0]!r}: same {hf_reply == greedy['DPO'][0]}")
 else:
-    print("(transformers is not installed here, so this run did not run it: `pip install transformers` and this "
-          "cell renders with apply_chat_template and generates with the exported folder)")
+    print("(transformers is not installed here, so this run did not run it; docs/your-own-data.md records a check "
+          "by hand with transformers 5.25.0. `pip install transformers` and this cell renders with "
+          "apply_chat_template and generates with the exported folder)")
 
 # %% [markdown]
 # ## 7. What a real GPT-2 small costs here
