@@ -282,6 +282,17 @@ claim("one kind goes the wrong way: on the pairs whose rejected reply cuts the f
       right=cut_right, of=cut_n, base_right=cut_base)
 
 # %% [markdown]
+# How to read the table. A raw log-prob asks "is this likely text here?"; an implicit reward asks
+# "how much did tuning raise this reply against that one?". A model that read only helpful film
+# talk finds a hedge, a brush-off or a loop unlikely whatever it is asked, so raw log-probs rank
+# most of these pairs without any preference training — the score to beat is the best of the rows,
+# never the weakest. An implicit reward sees only what its training changed, which is why it can be
+# near a coin flip for SFT (SFT on the chosen replies raises both sides alike) and still rank well
+# for DPO, which was trained on the contrast. A kind where DPO goes the wrong way is read as a
+# warning; one guess the table allows (a guess, not shown): the many wrong-film pairs teach DPO to
+# push down replies that name a film in full, and a cut title names less of one.
+
+# %% [markdown]
 # The margin DPO trained (`rewards/margins`, β·h with h = log π/π_ref(chosen) − log π/π_ref(rejected))
 # and where it came from: the chosen and the rejected log-probs, each against the reference. A
 # margin is not a score to maximise: σ(β·h) near 1 means the loss stopped pushing that pair, and a
