@@ -73,7 +73,7 @@ def dpo_step_cost(shape: dict, pairs: int, tokens: int, prompt_tokens: int, devi
     prompt of `prompt_tokens` and a reply; rows are `tokens` long, or (with `shortest`) of random
     lengths in [shortest, tokens] with the first at `tokens`, padded to the batch's longest row as
     minidpo pads them (`data.collate`), so the step computes on padding as training does.
-    Timed, each `reps` times (after one warm-up step): the reference's forward pass over the batch
+    Timed, each `reps` times, interleaved (after one warm-up step): the reference's forward pass over the batch
     (`dpo.pair_logps`, no gradient: what caching the reference costs, once per pair of a run) and one
     training step as `dpo.batch_loss` takes it (chosen and rejected rows in one forward pass,
     backward, AdamW). Returns both spreads ("step", "reference"), "seconds" (the step's median), the
@@ -94,7 +94,6 @@ def dpo_step_cost(shape: dict, pairs: int, tokens: int, prompt_tokens: int, devi
     torch.manual_seed(seed)
     model = GPT(GPTConfig(**shape, gelu="tanh", checkpointing=checkpointing)).to(device)
     ref = pair_logps(model, encoded, pad, average=False, dtype=dtype)  # cached once, as in a run
-    reference = timed(lambda: pair_logps(model, encoded, pad, average=False, dtype=dtype), reps, device)
     model.train()
     opt = make_optimizer(model, 1e-5)
 
@@ -109,7 +108,10 @@ def dpo_step_cost(shape: dict, pairs: int, tokens: int, prompt_tokens: int, devi
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     first = step()  # (warm-up: kernels chosen, optimizer state allocated)
-    steps = timed(step, reps, device)
+    reference, steps = [], []
+    for _ in range(reps):  # interleaved: a slow spell of the machine hits both the same way
+        reference += timed(lambda: pair_logps(model, encoded, pad, average=False, dtype=dtype), 1, device)
+        steps += timed(step, 1, device)
     seconds = statistics.median(steps)
     return {"step": spread(steps), "reference": spread(reference), "seconds": seconds,
             "tokens_per_s": real / seconds, "params": model.num_params(), "first_loss": first["loss"],
