@@ -1,6 +1,7 @@
 """`grade NAME --train`: the learner's function enters the real stage through its extension point, and
-the library's own function there reproduces the reference run exactly. The bug hunt's run keeps no
-file that names its bug."""
+the library's own function there reproduces the reference run exactly. The run happens in a child
+process; a learner's function that raises or turns NaN there is one message naming that function.
+The bug hunt's run keeps no file that names its bug."""
 import contextlib
 import io
 import shutil
@@ -89,6 +90,33 @@ def test_a_function_that_raises_inside_training_is_one_message(run_copy, tmp_pat
     assert text.startswith("sequence-logps: right on all 5 cases")
     assert text.splitlines()[-1] == (f"sequence-logps: your sequence_logps raised ValueError at {mine}:{line} during "
                                      "training: only small batches")
+
+
+@pytest.mark.slow
+def test_a_loss_that_turns_nan_in_training_is_named_not_the_runs_settings(run_copy, tmp_path, own):
+    """At step 0 the policy is the reference: h = 0, and h / h is 0/0."""
+    run, _ = run_copy
+    mine = tmp_path / "mine.py"
+    mine.write_text(own["dpo-loss"].replace("-F.logsigmoid(chosen - rejected)",
+                                            "-F.logsigmoid(chosen - rejected) * (chosen - rejected) / (chosen - rejected)"))
+    code, text, err = cli("dpo-loss", "--file", mine, "--train", "--out", run.out)
+    assert (code, err) == (1, ""), text + err
+    assert text.startswith("dpo-loss: wrong on case 1 of 5") and "--beta" not in text and "--lr" not in text
+    last = text.splitlines()[-1]
+    assert last.startswith("dpo-loss: training stopped inside your dpo_loss: it returned nan in losses at ["), last
+    assert "the library's dpo_loss gives 0.6931 there, on the same inputs" in last, last
+
+
+def test_the_non_finite_watch_names_the_element_and_the_librarys_value():
+    ex = find("dpo-loss")
+    watched = train.watched(lambda pc, pr, rc, rr, b: ex.solution(pc, pr, rc, rr, b) if b < 1
+                            else (pc / 0 * 0, pc, pr), ex)
+    args = (torch.tensor([-1.0, -2.0]), torch.tensor([-1.0, -3.0]), torch.tensor([-1.0, -2.0]), torch.tensor([-1.0, -3.0]))
+    assert torch.equal(watched(*args, 0.5)[0], ex.solution(*args, 0.5)[0])
+    with pytest.raises(train.NonFinite) as caught:
+        watched(*args, 2.0)
+    assert str(caught.value).startswith("it returned nan in losses at [0] (its first non-finite output, of 2 values; "
+                                        "in shape (2,)); the library's dpo_loss gives 0.6931 there, on the same inputs")
 
 
 @pytest.mark.slow
