@@ -230,7 +230,8 @@ def serve(mode: str) -> None:
 # --- the parent's end -------------------------------------------------------------------------------
 @dataclass
 class Reply:
-    kind: str                 # "result", "time" (over the limit), "died" (the child ended), "start" (never started)
+    kind: str                 # "result", "time" (over the limit), "died" (the child ended), "start" (it never
+                              # started), "garbled" (the pipe carried what is not a frame of ours)
     case: int | None = None   # the case it was on (-1: loading the file; None: before)
     result: dict | None = None
     returncode: int | None = None
@@ -291,8 +292,12 @@ class Child:
                 output = self._printed(start)
                 self.close()
                 return Reply("time", case, output=output)
-            if frame is None or frame[0] == "garbled":
+            if frame is None:
                 return self._ended(case, start)
+            if frame[0] == "garbled":
+                output = self._printed(start)
+                self.close()
+                return Reply("garbled", case, {"why": frame[1]}, output=output)
             if frame[0] == "case":
                 case = frame[1]
             elif frame[0] == "result":

@@ -133,7 +133,7 @@ def grade_all(folder: Path, as_json: bool, time_limit: float, hunt: int = 0) -> 
         print(json.dumps({"folder": str(folder), "right": right, "total": len(rows), "exercises": rows}, indent=1,
                          ensure_ascii=False))
     else:
-        print(f"{'exercise':22s} {'tier':8s} {'status':12s} classic mistake named")
+        print(f"{'exercise':22s} {'tier':8s} {'status':12s} mistakes named (or the error's cause)")
         for r in rows:
             print(f"{r['exercise']:22s} {r['tier']:8s} {r['status']:12s} "
                   f"{', '.join(r['mistakes'] + r['flags']) or r['cause'] or '-'}")

@@ -1,24 +1,27 @@
 """`python -m minidpo grade class ROOT`: a class graded in one command.
 
 ROOT holds one folder per student, with their files named as `grade --start` names them (in the
-folder itself, or in its exercises/ folder). Each student's files run in one child process; the
-next student's child starts while the current one is graded (its `import torch` overlaps). The
-gradebook is written into ROOT: gradebook.csv and gradebook.md, one row a student, one column an
-exercise (right / wrong (the mistakes named) / error (its cause) / not written / missing, and
-", uses-library" when the file imports the library's solution), and the number right. `--json`
-prints the same as JSON. One line of progress a student. Exit code 0 when every student is right
-on every exercise graded.
+folder itself, or in its exercises/ folder). Each student's files run in one child process of their
+own; the next students' children start while the current one is graded (their `import torch`, the
+bulk of a child's cost, overlaps). The gradebook is written into ROOT: gradebook.csv and
+gradebook.md, one row a student, one column an exercise (right / wrong (the mistakes named) / error
+(its cause) / not written / missing, and ", uses-library" when the file imports the library's
+solution), and the number right. `--json` prints the same as JSON. One line of progress a student.
+Exit code 0 when every student is right on every exercise graded.
 """
 from __future__ import annotations
 
 import csv
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 from .catalogue import EXERCISES, file_name
 from .child import Child
 from .grader import UsageError, Verdict, grade_files
+
+AHEAD = 2  # children started ahead of the student they will grade: their `import torch` runs meanwhile
 
 
 def cell(v: Verdict) -> str:
@@ -57,10 +60,12 @@ def grade_class(root: Path, exercises: list, time_limit: float, as_json: bool, h
         raise UsageError(f"grade class: {root} holds no student folders (one folder per student, their files in it)")
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if as_json else (lambda line: print(line, flush=True))
     t0, book = time.perf_counter(), []
-    upcoming = Child()
+    upcoming = deque(Child() for _ in range(min(AHEAD, len(roster))))
     try:
         for n, (name, folder) in enumerate(roster):
-            child, upcoming = upcoming, (Child() if n + 1 < len(roster) else None)
+            child = upcoming.popleft()
+            if n + AHEAD < len(roster):
+                upcoming.append(Child())
             began = time.perf_counter()
             files = [(ex, folder / file_name(ex)) for ex in exercises]
             rows = [row(ex, path, v) for (ex, path), v in zip(files, grade_files(files, time_limit, child, hunt=hunt))]
@@ -73,8 +78,8 @@ def grade_class(root: Path, exercises: list, time_limit: float, as_json: bool, h
                 + "".join(f", {k} {v}" for k, v in others.items()) + f" ({time.perf_counter() - began:.1f} s)")
             book.append({"student": name, "folder": str(folder), "right": right, "total": len(rows), "exercises": rows})
     finally:
-        if upcoming is not None:
-            upcoming.close()
+        for child in upcoming:
+            child.close()
     names = [ex.name for ex in exercises]
     csv_path, md_path = write(root, names, book)
     passed = sum(s["right"] == s["total"] for s in book)

@@ -110,8 +110,9 @@ def grade_files(files, time_limit: float = TIME_LIMIT, child: Child | None = Non
             child = child or Child()
             reply = child.run(_job(ex, path), time_limit)
             if reply.kind == "start":
-                raise UsageError(f"grade: the grader's child process did not start (python -m minidpo.exercises.child): "
-                                 f"{reply.output.strip().splitlines()[-1:] or 'no message'}")
+                said = reply.output.strip().splitlines()
+                raise UsageError("grade: the grader's child process did not start (python -m minidpo.exercises.child): "
+                                 + (said[-1] if said else "no message"))
             if reply.kind != "result":
                 child = None  # it was ended: the next exercise gets a new one
             verdict = from_reply(ex, path, reply, time_limit, **options)
@@ -131,8 +132,11 @@ def _job(ex: Exercise, path: Path) -> dict:
 def from_reply(ex: Exercise, path: Path, reply: Reply, time_limit: float, **options) -> Verdict:
     """The verdict on what the child sent back (or on how it ended)."""
     cases = reference(ex).cases
-    if reply.kind in ("time", "died"):
+    if reply.kind in ("time", "died", "garbled"):
         on = _on_case(ex, reply.case, path)
+        if reply.kind == "garbled":
+            return _error(ex, f"the process running your {ex.function} {on} wrote into the grader's pipe "
+                              f"({reply.result['why']})", "garbled pipe")
         if reply.kind == "time":
             return _error(ex, f"your {ex.function} did not finish within the time limit of {time_limit:g} s, {on}: "
                               "an endless loop? (--time-limit sets the limit)", "time limit")
@@ -156,8 +160,8 @@ def from_reply(ex: Exercise, path: Path, reply: Reply, time_limit: float, **opti
         used.append(result["module"])
     if used:
         verdict.flags.append("uses-library")
-        verdict.report += (f"\nFlagged uses-library: {path} takes {ex.function} from {', '.join(used)}, the library's "
-                           "own solution; this grade is the library's, not yours.")
+        verdict.report += (f"\nFlagged uses-library: {path} uses {', '.join(used)}, where the library's own solution "
+                           "lives: this grade may be the library's, not yours.")
     return verdict
 
 

@@ -116,3 +116,22 @@ def test_input_reads_nothing_and_the_learner_cannot_reach_the_graders_stdin(tmp_
     path.write_text("def reinforce_loss(seq_logps, advantages):\n    return float(input())\n")
     code, out, _ = cli("reinforce-loss", "--file", path)
     assert code == 1 and out.startswith(f"reinforce-loss: your reinforce_loss raised EOFError at {path}:2 on case 1")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the pipe through /proc")
+def test_a_function_that_writes_into_the_graders_pipe_is_an_error(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("""import os
+
+def reinforce_loss(seq_logps, advantages):
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd > 2 and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+            try:
+                os.write(fd, b"not a frame of the grader's, at all")
+            except OSError:
+                pass
+    return -(advantages.detach() * seq_logps).mean()
+""")
+    code, out, _ = cli("reinforce-loss", "--file", path)
+    assert code == 1 and out.startswith("reinforce-loss: the process running your reinforce_loss on case 1 of 4"), out
+    assert "wrote into the grader's pipe" in out

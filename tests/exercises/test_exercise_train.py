@@ -4,6 +4,7 @@ process; a learner's function that raises or turns NaN there is one message nami
 The bug hunt's run keeps no file that names its bug."""
 import contextlib
 import io
+import re
 import shutil
 
 import pytest
@@ -75,6 +76,17 @@ def test_train_with_the_librarys_function_reproduces_the_reference_run(run_copy,
     ex = find(name)
     (_, reference), (_, yours) = ex.train(run, train.learner(load_module(answers / file_name(ex)), ex.function))
     assert {k: yours[k] for k in SHOWN} == {k: reference[k] for k in SHOWN}
+
+
+@pytest.mark.slow
+def test_the_cli_trains_in_a_child_and_prints_the_same_row_as_the_librarys(run_copy):
+    """The whole command: grading, then --train in a child process whose progress is relayed."""
+    run, answers = run_copy
+    code, text, err = cli("dpo-loss", "--dir", answers, "--train", "--out", run.out)
+    assert (code, err) == (0, ""), text + err
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in text.splitlines() if line.startswith("DPO, "))
+    assert rows["DPO, the library's dpo_loss"] == rows["DPO, your dpo_loss"], text
+    assert "-- DPO --fast with your dpo_loss" in text  # the child's own progress line, relayed
 
 
 @pytest.mark.slow
