@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..training import one_thread
-from .child import Child, Foreign, Outcome, Raised, Reply, call, kind, load_module  # noqa: F401 (load_module: --train's tests)
+from .child import Child, Foreign, Outcome, Raised, Reply, call, kind
 from .spec import CELLS, Exercise
 
 NOT_WRITTEN = "not written yet"
@@ -364,7 +364,8 @@ def _wrong_report(ex, case, i, n, expected: Outcome, got: Outcome, mistakes) -> 
     if got.outputs is not None and len(got.outputs) == len(ex.outputs):
         for name, e, g in zip(ex.outputs, expected.outputs, got.outputs):
             digits = _digits(e, g)
-            lines.append(f"  {name}:\n    expected {_indent(show(e, digits), 13)}\n    got      {_indent(show(g, digits), 13)}")
+            lines.append(f"  {name}:\n    expected {_indent(show(e, digits), 13)}"
+                         f"\n    got      {_indent(show(g, digits), 13)}")
     if expected.grads is not None and got.grads is not None:
         for name, g, e in _gradients(expected, got):
             if not _close(g, e, ex.tolerance):

@@ -78,7 +78,8 @@ def test_grade_name_gives_a_verdict_that_names_the_cause(tmp_path, name):
 
 def test_grade_all_marks_each_error_and_grades_the_others(tmp_path, own):
     for ex in EXERCISES:
-        text = MISBEHAVING[ex.name][0] if ex.name in MISBEHAVING else PRINTS if ex.name == "optimal-policy" else own[ex.name]
+        text = (MISBEHAVING[ex.name][0] if ex.name in MISBEHAVING else PRINTS if ex.name == "optimal-policy"
+                else own[ex.name])
         (tmp_path / file_name(ex)).write_text(text)
     code, out, err = cli("all", "--dir", tmp_path, "--json", "--time-limit", 1)
     table = json.loads(out)  # nothing the learner printed is mixed in

@@ -14,7 +14,7 @@ from minidpo.data import row
 from minidpo.dpo import pair_record
 from minidpo.exercises import bug_hunt, train
 from minidpo.exercises.catalogue import file_name, find
-from minidpo.exercises.grader import load_module
+from minidpo.exercises.child import load_module
 from minidpo.exercises.preference_losses import logps_solution, plugged_logps
 from minidpo.harness.cli import main
 from minidpo.harness.runfolder import Run
@@ -109,8 +109,8 @@ def test_a_loss_that_turns_nan_in_training_is_named_not_the_runs_settings(run_co
     """At step 0 the policy is the reference: h = 0, and h / h is 0/0."""
     run, _ = run_copy
     mine = tmp_path / "mine.py"
-    mine.write_text(own["dpo-loss"].replace("-F.logsigmoid(chosen - rejected)",
-                                            "-F.logsigmoid(chosen - rejected) * (chosen - rejected) / (chosen - rejected)"))
+    h = "(chosen - rejected)"
+    mine.write_text(own["dpo-loss"].replace(f"-F.logsigmoid{h}", f"-F.logsigmoid{h} * {h} / {h}"))
     code, text, err = cli("dpo-loss", "--file", mine, "--train", "--out", run.out)
     assert (code, err) == (1, ""), text + err
     assert text.startswith("dpo-loss: wrong on case 1 of 5") and "--beta" not in text and "--lr" not in text
@@ -123,7 +123,7 @@ def test_the_non_finite_watch_names_the_element_and_the_librarys_value():
     ex = find("dpo-loss")
     watched = train.watched(lambda pc, pr, rc, rr, b: ex.solution(pc, pr, rc, rr, b) if b < 1
                             else (pc / 0 * 0, pc, pr), ex)
-    args = (torch.tensor([-1.0, -2.0]), torch.tensor([-1.0, -3.0]), torch.tensor([-1.0, -2.0]), torch.tensor([-1.0, -3.0]))
+    args = tuple(torch.tensor(x) for x in ([-1.0, -2.0], [-1.0, -3.0], [-1.0, -2.0], [-1.0, -3.0]))
     assert torch.equal(watched(*args, 0.5)[0], ex.solution(*args, 0.5)[0])
     with pytest.raises(train.NonFinite) as caught:
         watched(*args, 2.0)
