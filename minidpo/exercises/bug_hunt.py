@@ -16,8 +16,8 @@ from ..evaluate import summary_row
 from ..studies.doctor import build, diagnose
 from ..studies.museum import FAULTS, inject, train_with_fault
 from . import train
-from .grader import Verdict, raised
-from .spec import Exercise
+from .grader import Verdict
+from .spec import Case, Exercise
 
 
 def planted(hunt: int) -> str:
@@ -26,11 +26,8 @@ def planted(hunt: int) -> str:
     return names[random.Random(f"minidpo bug hunt {hunt}").randrange(len(names))]
 
 
-def grade(ex: Exercise, fn, path=None, hunt: int = 0, **_) -> Verdict:
-    try:
-        name = fn()
-    except Exception as e:
-        return raised(ex, e, path, "when called")
+def grade(ex: Exercise, name, hunt: int = 0, **_) -> Verdict:
+    """The verdict on the name `planted_bug()` returned."""
     if not isinstance(name, str):
         return Verdict(ex.name, "wrong", f"{ex.name}: {ex.function}() returns {name!r}; return the bug's name, a string")
     name = name.strip()
@@ -122,4 +119,4 @@ Return one of the museum's names (minidpo/studies/museum.py, FAULTS):
 What to read first: the loss at step 0 (ln 2 = 0.693?), whether it leaves ln 2, the held-out
 accuracy and margins, both log-probs, and gold against fluency and length on the held-out films.""",
     None, "the museum, minidpo/studies/museum.py (and the doctor, minidpo/studies/doctor.py)",
-    train=train_hunt, train_note="trains the hunt's DPO run --fast and prints its curves", grade=grade)
+    cases=lambda: [Case("planted_bug() called with no arguments", ())], train=train_hunt, train_note="trains the hunt's DPO run --fast and prints its curves", grade=grade)

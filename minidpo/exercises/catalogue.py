@@ -1,6 +1,8 @@
 """The exercises, in the order of the lessons that teach them (`grade --list`)."""
 from __future__ import annotations
 
+import difflib
+
 from . import bug_hunt, closed_form, preference_losses as pl, rl
 from .grader import UsageError
 from .spec import CELLS, Exercise
@@ -21,11 +23,15 @@ EXERCISES: tuple[Exercise, ...] = (
 
 
 def find(name: str) -> Exercise:
+    """An exercise by its name or its function's (dpo-loss, dpo_loss); else a usage error that
+    suggests the closest name."""
     for ex in EXERCISES:
-        if ex.name == name:
+        if name in (ex.name, ex.function) or name.replace("_", "-") == ex.name:
             return ex
-    raise UsageError(f"grade: no exercise {name!r}; the exercises: {', '.join(e.name for e in EXERCISES)} "
-                     "(python -m minidpo grade --list)")
+    names = [e.name for e in EXERCISES]
+    close = difflib.get_close_matches(name.replace("_", "-"), names, n=1, cutoff=0.6)
+    raise UsageError(f"grade: no exercise {name!r}" + (f"; did you mean {close[0]}?" if close else
+                     f"; the exercises: {', '.join(names)}") + " (python -m minidpo grade --list)")
 
 
 def number(ex: Exercise) -> int:

@@ -114,6 +114,8 @@ Output
 def _loss_cases():
     return [
         Case("two samples", (_t([-3.0, -5.0]), _t([1.0, -1.0])), (0, 1)),
+        Case("two samples whose advantages do not sum to 0 (A = [1, 1]: push both up)",
+             (_t([-3.0, -5.0]), _t([1.0, 1.0])), (0, 1)),
         Case("float64, three samples", (_t([-4.0, -1.0, -2.5], F64), _t([-0.2, 0.4, -0.2], F64)), (0, 1)),
         Case("four samples, one advantage 0", (_t([-2.0, -0.5, -7.0, -1.0]), _t([0.5, 0.0, -1.5, 1.0])), (0, 1)),
     ]
@@ -128,6 +130,10 @@ LOSS_MISTAKES = (
             "reinforce-loss", lambda lp, a: -(a.detach() * lp).sum()),
     Mistake("probabilities-not-log-probs", "the policy gradient is E[A·∇log π]: the loss multiplies A by the "
             "LOG-probability, not the probability.", "reinforce-loss", lambda lp, a: -(a.detach() * lp.exp()).mean()),
+    Mistake("advantages-recentred", "the loss takes the advantages as the baseline made them: subtracting their mean "
+            "again (a second baseline, or PPO-style whitening) changes the estimate; with A = [1, 1] both samples "
+            "should be pushed up, and the re-centred loss pushes neither.", "reinforce-loss",
+            lambda lp, a: -((a - a.mean()).detach() * lp).mean()),
 )
 
 REINFORCE_LOSS = Exercise(

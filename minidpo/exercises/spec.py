@@ -72,7 +72,8 @@ class Exercise:
     train_note: str = ""              # what --train runs (or why there is nothing to run)
     train_table: Callable | None = None  # rows -> text (default: train.table, the runs side by side)
     tolerance: dict = field(default_factory=lambda: {"float64": (1e-7, 1e-9), "float32": (1e-5, 1e-6)})
-    grade: Callable | None = None     # a grader of its own (the bug hunt: a name, not a tensor)
+    grade: Callable | None = None     # a judge of its own, (ex, the value returned, **options) -> Verdict
+                                      # (the bug hunt: a name, not a tensor)
 
     def cell_where(self) -> str:
         return CELLS[self.cell].where()

@@ -8,22 +8,32 @@ key holds the hash of the learner's file), so grading again with an unchanged fi
 function enters training through the stage's own extension point (a function passed in, or the
 loss registry), whose default is the library's function: passing the library's reproduces the
 reference run bit for bit.
+
+The training runs in a child process (`train_job`, the child's end; child.py says why), which sends
+back the rows of the table, or what stopped the run. The learner's function is watched there: its
+first NaN or ±inf output stops the run with a message naming the function and that output (not the
+pipeline's hyper-parameters, whose advice would send the learner to the wrong place).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
+import torch
+
 from .. import losses
-from ..checkpoint import read_json, write_json
+from ..checkpoint import CheckpointError, WriteError, read_json, write_json
 from ..evaluate import summary_row
-from ..harness.runfolder import Run
+from ..harness.runfolder import Run, RunFolderError
 from ..harness.stages import ensure
+from ..preferences import PreferenceFileError
+from .child import load_module, where
 
 
 @dataclass
@@ -34,9 +44,42 @@ class Learner:
     digest: str           # sha256 of the file's bytes: what the units are keyed by
 
 
-def learner(module: ModuleType, function: str) -> Learner:
+def learner(module: ModuleType, function: str, watch=None) -> Learner:
+    """The learner's function of `module`; with `watch` (its Exercise), checked for NaN and ±inf."""
     path = Path(module.__file__)
-    return Learner(getattr(module, function), path, module, hashlib.sha256(path.read_bytes()).hexdigest()[:16])
+    fn = getattr(module, function)
+    return Learner(watched(fn, watch) if watch else fn, path, module, hashlib.sha256(path.read_bytes()).hexdigest()[:16])
+
+
+class NonFinite(Exception):
+    """The learner's function returned NaN or ±inf inside training (the message says where)."""
+
+
+def watched(fn: Callable, ex) -> Callable:
+    """`fn`, stopping at its first non-finite output with the element, its index, and what the
+    library's function gives on the same inputs."""
+    def checked(*args):
+        out = fn(*args)
+        for i, (name, x) in enumerate(zip(ex.outputs, out if len(ex.outputs) > 1 else (out,))):
+            if torch.is_tensor(x) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise NonFinite(_non_finite(ex, args, i, name, x))
+        return out
+    return checked
+
+
+def _non_finite(ex, args, i: int, name: str, x) -> str:
+    at = tuple((~torch.isfinite(x.detach())).nonzero()[0].tolist())
+    text = (f"it returned {x.detach()[at].item()} in {name}" + (f" at {list(at)}" if at else "")
+            + f" (its first non-finite output, of {x.numel()} values; in shape {tuple(x.shape)})")
+    try:
+        with torch.no_grad():
+            theirs = ex.solution(*(a.detach() if torch.is_tensor(a) else a for a in args))
+        ref = theirs if len(ex.outputs) == 1 else theirs[i]
+        text += f"; the library's {ex.function} gives {ref[at].item():.4f} there, on the same inputs"
+    except Exception:  # a shape the library's function does not take: the message stands without it
+        pass
+    return text + (". The run's settings are not the cause: grade it (python -m minidpo grade "
+                   f"{ex.name}) and look for the case whose output is not finite.")
 
 
 def open_run(out, seed: int, device: str = "auto", dtype: str = "auto") -> Run:
@@ -108,3 +151,27 @@ def table(rows: list[tuple[str, dict]]) -> str:
         lines.append(f"{label:{width}}  " + "  ".join(f"{fmt.format(row[key]):>10}" for key, _, fmt in COLUMNS))
     lines += [f"{label}: {row['note']}" for label, row in rows if row.get("note")]
     return "\n".join(lines)
+
+
+def train_job(job: dict) -> dict:
+    """The child's end of --train: the learner's file loaded here and run inside the stage. Returns
+    {"rows": the table's rows}, {"failed": the message} or {"usage": the run folder's trouble}."""
+    from .catalogue import find  # the catalogue imports this module
+    ex, path, shown = find(job["exercise"]), Path(job["path"]), job["shown"]
+    fn = ex.function
+    try:
+        run = open_run(job["out"], job["seed"], job["device"], job["dtype"])
+        rows = ex.train(run, learner(load_module(path), fn, watch=ex), hunt=job["hunt"])
+    except (RunFolderError, CheckpointError, WriteError, PreferenceFileError) as e:
+        return {"usage": str(e)}  # the run folder's trouble, not the learner's: one `error:` line from the CLI
+    except NonFinite as e:
+        return {"failed": f"{ex.name}: training stopped inside your {fn}: {e}"}
+    except BaseException as e:  # noqa: B036 - the learner's function failed (or exited) inside training
+        mine = where(e, shown) != shown
+        if isinstance(e, FloatingPointError) and not mine:
+            return {"failed": f"{ex.name}: training with your {fn} stopped: {e}"}
+        if mine:
+            return {"failed": f"{ex.name}: your {fn} raised {type(e).__name__} at {where(e, shown)} during training: {e}"}
+        return {"failed": f"{ex.name}: training with your {fn} failed: {type(e).__name__}: {e} (grade it first: its "
+                          "outputs' shapes and dtypes must be the library's)"}
+    return {"rows": json.loads(json.dumps(rows, default=float))}  # plain data for the pipe

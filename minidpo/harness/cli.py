@@ -163,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _grade_parser(sub) -> None:
     p = sub.add_parser("grade", help="exercises: write a piece yourself, graded against the library's "
                                      "(--list; --start DIR writes the stubs)")
-    p.add_argument("name", nargs="?", metavar="NAME", help="an exercise (see --list), or all: every file of --dir")
+    p.add_argument("name", nargs="?", metavar="NAME", help="an exercise (see --list), or all: every file of --dir, "
+                                                           "or class: every student's folder of ROOT")
+    p.add_argument("root", nargs="?", metavar="ROOT", help="with class: the folder of the students' folders "
+                                                           "(writes ROOT/gradebook.csv and gradebook.md)")
     p.add_argument("--list", action="store_true", help="the exercises: name, function, tier, lesson cell")
     p.add_argument("--start", nargs="?", const="exercises", metavar="DIR",
                    help="write the stubs into DIR (default: exercises); existing files are kept")
@@ -171,7 +174,12 @@ def _grade_parser(sub) -> None:
     p.add_argument("--file", help="grade the function in this file instead of DIR's")
     p.add_argument("--train", action="store_true", help="then run your function in the real --fast stage that "
                                                         "uses it, beside the library's run of the same seed")
-    p.add_argument("--json", action="store_true", help="with all: one JSON table")
+    p.add_argument("--json", action="store_true", help="with all or class: one JSON table")
+    p.add_argument("--exercises", metavar="A,B,C", help="with class: grade these exercises only")
+    from ..exercises.grader import TIME_LIMIT
+    p.add_argument("--time-limit", type=POSITIVE, default=TIME_LIMIT, metavar="SECONDS",
+                   help=f"the time an exercise's cases may take in the child process that runs your code "
+                        f"(default {TIME_LIMIT:g}; the child's start, Python and torch, is not counted)")
     p.add_argument("--hunt", type=int, default=0, help="bug-hunt: which hunt (default 0)")
     p.add_argument("--doctor", action="store_true", help="bug-hunt: the doctor's checks on the hunt's setup")
     p.add_argument("--out", default="runs/fast", help="with --train: the --fast run folder (default: runs/fast)")

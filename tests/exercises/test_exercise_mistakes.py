@@ -1,5 +1,7 @@
 """Every classic mistake of the catalogue, written here the way a learner writes it (not the grader's
-own copy): the grader must call the answer wrong and name exactly that mistake."""
+own copy): the grader must call the answer wrong and name exactly that mistake. Then the same
+mistakes in disguise (other code, the same numbers), and functions that change their inputs in
+place, which the grader names `modifies-its-inputs` on every exercise."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -111,6 +113,11 @@ def rl_sum_not_mean(seq_logps, advantages):
 
 def rl_probabilities(seq_logps, advantages):
     return -(advantages.detach() * torch.exp(seq_logps)).mean()
+
+
+def rl_recentred(seq_logps, advantages):
+    centred = advantages.detach() - advantages.detach().mean()  # "a baseline can't hurt"
+    return -(centred * seq_logps).mean()
 
 
 # --- group-advantages ----------------------------------------------------------------------------------
@@ -300,6 +307,7 @@ WRONG = {  # (exercise, the mistake it must be named as) -> the learner's wrong 
     ("reinforce-loss", "advantages-not-detached"): rl_advantages_not_detached,
     ("reinforce-loss", "sum-not-mean"): rl_sum_not_mean,
     ("reinforce-loss", "probabilities-not-log-probs"): rl_probabilities,
+    ("reinforce-loss", "advantages-recentred"): rl_recentred,
     ("group-advantages", "zero-variance-divides-by-zero"): grp_no_eps,
     ("group-advantages", "population-std"): grp_population_std,
     ("group-advantages", "normalised-over-batch"): grp_over_batch,
@@ -353,3 +361,134 @@ def test_two_mistakes_at_once_are_both_named():
         return -torch.sigmoid(chosen - rejected).log(), chosen, rejected
     verdict = grade_function(find("dpo-loss"), dpo_two_mistakes)
     assert verdict.status == "wrong" and verdict.mistakes == ["rewards-not-detached", "log-of-sigmoid"]
+
+
+# --- the same mistakes in disguise: other code, the same numbers --------------------------------------
+def bt_swapped_softplus(chosen_scores, rejected_scores):
+    return F.softplus(chosen_scores - rejected_scores)  # softplus(x) = −log σ(−x): the margin reversed
+
+
+def bt_mean_through_bce(chosen_scores, rejected_scores):
+    return F.binary_cross_entropy_with_logits(chosen_scores - rejected_scores, torch.ones_like(chosen_scores))
+
+
+def dpo_sigmoid_by_hand(pc, pr, rc, rr, beta):
+    h = (pc - rc) - (pr - rr)
+    return -torch.log(1 / (1 + torch.exp(-beta * h))), (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
+
+
+def dpo_beta_outside_softplus(pc, pr, rc, rr, beta):
+    h = (pc - rc) - (pr - rr)
+    return beta * F.softplus(-h), (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
+
+
+def dpo_margin_of_policy_only(pc, pr, rc, rr, beta):
+    return -F.logsigmoid(beta * pc - beta * pr), (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
+
+
+def grp_population_var(rewards):
+    centred = rewards - rewards.mean(-1, keepdim=True)
+    return centred / (rewards.var(-1, unbiased=False, keepdim=True).sqrt() + 1e-4)
+
+
+def ppo_min_of_losses(new_logps, old_logps, advantages, mask, clip):
+    r = (new_logps - old_logps).exp()
+    losses = torch.min(-advantages * r, -advantages * r.clamp(1 - clip, 1 + clip))
+    return losses[mask].mean()
+
+
+def gae_returns_are_the_advantages(rewards, values, mask, gamma, lam):
+    adv = _gae(rewards, values, mask, gamma, lam)
+    return adv, adv
+
+
+def opt_beta_through_softmax(ref_logp, reward, beta):
+    scores = ref_logp + beta * reward
+    return torch.log_softmax(scores, -1), torch.logsumexp(scores, -1)
+
+
+def cdpo_plain_softplus(h, beta, label_smoothing):
+    return F.softplus(-beta * h)
+
+
+DISGUISED = {
+    ("bradley-terry-loss", "chosen-rejected-swapped"): bt_swapped_softplus,
+    ("bradley-terry-loss", "batch-mean"): bt_mean_through_bce,
+    ("dpo-loss", "log-of-sigmoid"): dpo_sigmoid_by_hand,
+    ("dpo-loss", "beta-outside-sigmoid"): dpo_beta_outside_softplus,
+    ("dpo-loss", "no-reference"): dpo_margin_of_policy_only,
+    ("group-advantages", "population-std"): grp_population_var,
+    ("ppo-clipped-loss", "min-not-max"): ppo_min_of_losses,
+    ("gae", "returns-without-values"): gae_returns_are_the_advantages,
+    ("optimal-policy", "beta-multiplies"): opt_beta_through_softmax,
+    ("conservative-dpo-loss", "no-smoothing"): cdpo_plain_softplus,
+}
+
+
+@pytest.mark.parametrize("exercise, mistake", sorted(DISGUISED), ids=lambda x: x)
+def test_a_mistake_in_disguise_is_named_too(exercise, mistake):
+    verdict = grade_function(find(exercise), DISGUISED[exercise, mistake])
+    assert (verdict.status, verdict.mistakes) == ("wrong", [mistake]), verdict.report
+
+
+def test_only_advantages_that_do_not_sum_to_zero_reveal_a_recentred_loss():
+    """Every other case's advantages sum to 0, where subtracting their mean changes nothing."""
+    verdict = grade_function(find("reinforce-loss"), rl_recentred)
+    assert verdict.report.splitlines()[0].startswith('reinforce-loss: wrong on case 2 of 4, "two samples whose '
+                                                     'advantages do not sum to 0 (A = [1, 1]'), verdict.report
+    assert "expected tensor(4.)" in verdict.report and "got      tensor(-0.)" in verdict.report
+
+
+# --- inputs changed in place: right values, and still wrong -------------------------------------------
+def adv_rewards_in_place(rewards, policy_token_logps, ref_token_logps, beta):
+    rewards -= beta * (policy_token_logps.detach() - ref_token_logps).sum(-1)  # REINFORCE then logs these
+    K = rewards.shape[1]
+    return rewards - (rewards.sum(1, keepdim=True) - rewards) / (K - 1)
+
+
+def grp_normalised_in_place(rewards):
+    rewards -= rewards.mean(1, keepdim=True)
+    rewards /= rewards.std(1, keepdim=True) + 1e-4
+    return rewards
+
+
+def gae_values_zeroed_in_place(rewards, values, mask, gamma, lam):
+    values[~mask] = 0  # "ignore it there"
+    adv = _gae(rewards, values, mask, gamma, lam)
+    return adv, (adv + values) * mask
+
+
+def ppo_padding_zeroed_in_place(new_logps, old_logps, advantages, mask, clip):
+    advantages[~mask] = 0
+    r = (new_logps - old_logps).exp()
+    objective = torch.min(r * advantages, r.clamp(1 - clip, 1 + clip) * advantages)
+    return -(objective * mask).sum() / mask.sum()
+
+
+IN_PLACE = {"reinforce-advantages": (adv_rewards_in_place, "rewards"),
+            "group-advantages": (grp_normalised_in_place, "rewards"),
+            "gae": (gae_values_zeroed_in_place, "values"),
+            "ppo-clipped-loss": (ppo_padding_zeroed_in_place, "advantages")}
+
+
+@pytest.mark.parametrize("exercise", sorted(IN_PLACE))
+def test_a_function_that_changes_its_inputs_is_wrong_and_says_which(exercise):
+    fn, changed = IN_PLACE[exercise]
+    verdict = grade_function(find(exercise), fn)
+    assert (verdict.status, verdict.mistakes) == ("wrong", ["modifies-its-inputs"]), verdict.report
+    summary = verdict.report.splitlines()[1]
+    assert summary.startswith(f"  - the outputs are right, but {changed} was changed in place: "), summary
+    assert " -> " in summary and "A classic mistake: modifies-its-inputs" in verdict.report
+
+
+def test_the_same_functions_written_out_of_place_are_right():
+    def adv(rewards, policy_token_logps, ref_token_logps, beta):
+        returns = rewards - beta * (policy_token_logps.detach() - ref_token_logps).sum(-1)
+        return returns - (returns.sum(1, keepdim=True) - returns) / (returns.shape[1] - 1)
+
+    def gae(rewards, values, mask, gamma, lam):
+        values = torch.where(mask, values, torch.zeros_like(values))
+        adv = _gae(rewards, values, mask, gamma, lam)
+        return adv, (adv + values) * mask
+    for name, fn in (("reinforce-advantages", adv), ("gae", gae)):
+        assert grade_function(find(name), fn).right

@@ -1,8 +1,10 @@
 """`grade NAME --train`: the learner's function enters the real stage through its extension point, and
-the library's own function there reproduces the reference run exactly. The bug hunt's run keeps no
-file that names its bug."""
+the library's own function there reproduces the reference run exactly. The run happens in a child
+process; a learner's function that raises or turns NaN there is one message naming that function.
+The bug hunt's run keeps no file that names its bug."""
 import contextlib
 import io
+import re
 import shutil
 
 import pytest
@@ -12,7 +14,7 @@ from minidpo.data import row
 from minidpo.dpo import pair_record
 from minidpo.exercises import bug_hunt, train
 from minidpo.exercises.catalogue import file_name, find
-from minidpo.exercises.grader import load_module
+from minidpo.exercises.child import load_module
 from minidpo.exercises.preference_losses import logps_solution, plugged_logps
 from minidpo.harness.cli import main
 from minidpo.harness.runfolder import Run
@@ -77,6 +79,17 @@ def test_train_with_the_librarys_function_reproduces_the_reference_run(run_copy,
 
 
 @pytest.mark.slow
+def test_the_cli_trains_in_a_child_and_prints_the_same_row_as_the_librarys(run_copy):
+    """The whole command: grading, then --train in a child process whose progress is relayed."""
+    run, answers = run_copy
+    code, text, err = cli("dpo-loss", "--dir", answers, "--train", "--out", run.out)
+    assert (code, err) == (0, ""), text + err
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in text.splitlines() if line.startswith("DPO, "))
+    assert rows["DPO, the library's dpo_loss"] == rows["DPO, your dpo_loss"], text
+    assert "-- DPO --fast with your dpo_loss" in text  # the child's own progress line, relayed
+
+
+@pytest.mark.slow
 def test_a_function_that_raises_inside_training_is_one_message(run_copy, tmp_path, solutions):
     run, _ = run_copy
     mine = tmp_path / "mine.py"
@@ -89,6 +102,33 @@ def test_a_function_that_raises_inside_training_is_one_message(run_copy, tmp_pat
     assert text.startswith("sequence-logps: right on all 5 cases")
     assert text.splitlines()[-1] == (f"sequence-logps: your sequence_logps raised ValueError at {mine}:{line} during "
                                      "training: only small batches")
+
+
+@pytest.mark.slow
+def test_a_loss_that_turns_nan_in_training_is_named_not_the_runs_settings(run_copy, tmp_path, own):
+    """At step 0 the policy is the reference: h = 0, and h / h is 0/0."""
+    run, _ = run_copy
+    mine = tmp_path / "mine.py"
+    h = "(chosen - rejected)"
+    mine.write_text(own["dpo-loss"].replace(f"-F.logsigmoid{h}", f"-F.logsigmoid{h} * {h} / {h}"))
+    code, text, err = cli("dpo-loss", "--file", mine, "--train", "--out", run.out)
+    assert (code, err) == (1, ""), text + err
+    assert text.startswith("dpo-loss: wrong on case 1 of 5") and "--beta" not in text and "--lr" not in text
+    last = text.splitlines()[-1]
+    assert last.startswith("dpo-loss: training stopped inside your dpo_loss: it returned nan in losses at ["), last
+    assert "the library's dpo_loss gives 0.6931 there, on the same inputs" in last, last
+
+
+def test_the_non_finite_watch_names_the_element_and_the_librarys_value():
+    ex = find("dpo-loss")
+    watched = train.watched(lambda pc, pr, rc, rr, b: ex.solution(pc, pr, rc, rr, b) if b < 1
+                            else (pc / 0 * 0, pc, pr), ex)
+    args = tuple(torch.tensor(x) for x in ([-1.0, -2.0], [-1.0, -3.0], [-1.0, -2.0], [-1.0, -3.0]))
+    assert torch.equal(watched(*args, 0.5)[0], ex.solution(*args, 0.5)[0])
+    with pytest.raises(train.NonFinite) as caught:
+        watched(*args, 2.0)
+    assert str(caught.value).startswith("it returned nan in losses at [0] (its first non-finite output, of 2 values; "
+                                        "in shape (2,)); the library's dpo_loss gives 0.6931 there, on the same inputs")
 
 
 @pytest.mark.slow
