@@ -89,10 +89,11 @@ claim("the two attention paths agree to 1e-5", (fast - slow).abs().max().item() 
 
 # %%
 prompts = [tok.encode_prompt("Review: The Silent Harbor"), tok.encode_prompt("Review: The Golden Garden")]
-cached = model.generate(prompts, 32, temperature=0)
-full = model.generate(prompts, 32, temperature=0, use_cache=False)
-t_cache = median_seconds(lambda: model.generate(prompts, 32, temperature=0), 3)
-t_full = median_seconds(lambda: model.generate(prompts, 32, temperature=0, use_cache=False), 3)
+NEW = 48  # tokens to generate: the longer the output, the more prefix a cache saves recomputing
+cached = model.generate(prompts, NEW, temperature=0)
+full = model.generate(prompts, NEW, temperature=0, use_cache=False)
+t_cache = median_seconds(lambda: model.generate(prompts, NEW, temperature=0), 3)
+t_full = median_seconds(lambda: model.generate(prompts, NEW, temperature=0, use_cache=False), 3)
 print(f"same tokens: {cached == full}; {t_full * 1e3:.0f} ms without the cache, {t_cache * 1e3:.0f} ms with it "
       f"(median of 3)")
 claim("the cache changes no token", cached == full)

@@ -76,7 +76,9 @@ claim("five updates on the same four rows lower their loss", five_steps < first_
 # two measurements repeats the last one measured (so step 50 shows step 0's value), and the
 # figure's dotted line joins the measured points: it is not a measurement in between (the faint
 # training-batch curve, logged every step, shows how fast the loss really fell). `tok/s` counts
-# every position of the padded batches, padding included.
+# every position of the padded batches, padding included. The matmul peak is timed for a moment at
+# the start: if something else used the cores then, the peak reads low and the percentage of it can
+# pass 100 %.
 
 # %%
 metrics = P.stage_sft(run)

@@ -81,8 +81,8 @@ claim("at step 1 the policy is the reference: every k1 is 0 and R = r_φ", kl_k1
 # A baseline that does not use $R_i$ itself keeps the gradient unbiased; within each prompt the
 # advantages sum to zero, so only *relative* quality counts.
 #
-# **GRPO's group-normalised advantage** (DeepSeekMath eq. 3; `minidpo/grpo.py`, lesson 17 trains it)
-# takes the same group and also divides by its spread:
+# **GRPO's group-normalised advantage** (DeepSeekMath eq. 3; `minidpo/grpo.py`; `python -m minidpo grpo`
+# trains it) takes the same group and also divides by its spread:
 # $$A_i = \frac{R_i - \mathrm{mean}(R_1..R_K)}{\mathrm{std}(R_1..R_K) + \varepsilon}, \qquad \varepsilon = 10^{-4}$$
 # with the *sample* standard deviation (divided by K − 1, `torch.std`'s default) of the sample's own
 # group. ε is there for a group whose rewards are all equal: its std is 0, and (R − mean)/std would be
@@ -194,9 +194,8 @@ show(fig)
 # when the gold reward rises by one SFT std, a proxy with correlation ρ is expected to rise by about
 # ρ (were the two jointly normal) — the proxy lags. But the policy climbs the proxy, so it seeks
 # what the proxy over-rates — the proxy leads, with gains the gold reward does not confirm
-# (over-optimisation). Which wins depends on β, on the reward model, and on the run: reruns of this
-# pipeline on another machine have landed on either side at the default β. The line above says
-# which won here; the *Try* (β = 0) and lesson 13 show the second force winning.
+# (over-optimisation). Which wins depends on β, on the reward model, and on the run itself; the line
+# above says which won here. The *Try* (β = 0) and lesson 13 show the second force winning.
 
 # %% [markdown]
 # ## Before / after on held-out films
@@ -204,7 +203,6 @@ show(fig)
 # evaluation's seed + 200 and seed + 100): one seed for both would couple them, so a policy still
 # near the SFT model would repeat its samples and tie. So each line below is two independent draws
 # for one film, not one sample before and after training.
-# %%
 # The **win rate vs SFT** is P[r\*(x, y_policy) > r\*(x, y_SFT)] over these pairs of independent
 # samples of the same prompts, a tie counted ½ (the DPO paper's measure, with the gold reward as the
 # judge); **KL** is the sequence KL to the reference, the mean of Σ_t log π/π_ref over the policy's

@@ -165,7 +165,7 @@ verdict = lambda sc: ((sc[:, 0] > sc[:, 1]).float() + 0.5 * (sc[:, 0] == sc[:, 1
 vs_labels = paired(verdict(implicit).tolist(), verdict(rm_scores).tolist())
 claim("against the labels the implicit reward and the reward model are level: no measurable difference, "
       f"paired over the {len(val_enc)} held-out pairs (one training seed)", vs_labels.verdict == "no measurable difference",
-      implicit_minus_rm=vs_labels.describe())
+      implicit_minus_rm=vs_labels.describe().replace("seeds", "pairs"))
 
 # %% [markdown]
 # A blunt ruler, though: the labels are noisy, so even the gold reward scores only the oracle's
@@ -181,7 +181,7 @@ by_gold = lambda sc: ((sc[:, 0] - sc[:, 1]) * gold_gap > 0).float()[decided]
 vs_gold = paired(by_gold(implicit).tolist(), by_gold(rm_scores).tolist())
 print(f"agreement with the gold ordering on {int(decided.sum())} held-out pairs: implicit reward "
       f"{by_gold(implicit).mean().item():.3f}, reward model {by_gold(rm_scores).mean().item():.3f}; "
-      f"implicit − reward model = {vs_gold.describe()}: {vs_gold.verdict}")
+      f"implicit − reward model = {vs_gold.describe().replace('seeds', 'pairs')}: {vs_gold.verdict}")
 
 # %% [markdown]
 # And on fresh text: samples of the SFT model on the held-out films (four a film, as lesson 05
