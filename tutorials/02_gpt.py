@@ -55,7 +55,7 @@ claim("the untrained model's loss is within 0.1 nats of ln |V|", abs(loss.item()
 # before). The explicit path (`"math"`: the matrix products and the masked softmax, written out) is
 # the one to read; PyTorch's fused `F.scaled_dot_product_attention` ("SDPA", one kernel that can do
 # the same without storing the T × T matrix of scores) is the one used by default. The timings
-# printed (the median of five passes) are for curiosity: at T = 47 on a CPU they are no benchmark.
+# printed (the median of five passes) are for curiosity: at 48 positions on a CPU they are no benchmark.
 
 # %%
 

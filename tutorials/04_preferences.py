@@ -9,8 +9,8 @@
 # $$P(y_1 \succ y_2 \mid x) = \sigma\big(r^*(x, y_1) - r^*(x, y_2)\big), \qquad \sigma(z) = \frac{1}{1 + e^{-z}}$$
 # σ, the logistic function, turns a reward difference into a probability: ½ at a difference of 0,
 # towards 1 as y_1's reward pulls ahead. The response the labeller picked is the **chosen** one,
-# y_w (w for "wins"); the other is the **rejected** one, y_l ("loses"). Labels are noisy on purpose: two responses of nearly equal reward are a coin toss, as for human
-# raters. (`PrefsConfig(labels="deterministic")` picks the better one always — the paper's IMDb
+# y_w (w for "wins"); the other is the **rejected** one, y_l ("loses"). Labels are noisy on
+# purpose: two responses of nearly equal reward are a coin toss, as for human raters. (`PrefsConfig(labels="deterministic")` picks the better one always — the paper's IMDb
 # setting; lesson 12 compares the two.) Run: `python tutorials/04_preferences.py`.
 
 # %%
