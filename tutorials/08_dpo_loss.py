@@ -101,8 +101,10 @@ claim("the logged rewards are detached", not (mine[1].requires_grad or library[1
 # = -\beta\,\sigma(\hat r_l - \hat r_w)\,\big[\nabla\log\pi(y_w|x) - \nabla\log\pi(y_l|x)\big]$$
 # (the reference's log-probs are constants). The weight $\sigma(\hat r_l - \hat r_w)$ multiplies each
 # pair's gradient: near 1 when the implicit reward ranks the pair wrongly, near 0 once it ranks it
-# right by a wide margin. Its sign says more: a descent step moves along −∇L, which raises
-# log π(y_w) and lowers log π(y_l) of every pair in the batch.
+# right by a wide margin. Its sign says more: in −∇L, the direction a descent step takes, each
+# pair's term points up the gradient of its log π(y_w) and down that of its log π(y_l) — every pair
+# *asks* for its chosen log-prob to rise. Whether it does is another matter: the step is the sum
+# over the batch, and the parameters are shared (lesson 10 measures what happens).
 # *Question*: what does this weight do for a pair whose label is wrong?
 
 # %%

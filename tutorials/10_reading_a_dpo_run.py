@@ -283,8 +283,8 @@ claim("even on the training pairs, whose chosen responses the gradient pushes up
 
 # %% [markdown]
 # Why? Not because nothing asks the chosen log-prob to rise: the §4 gradient (lesson 08) is
-# −β·σ(r̂_l − r̂_w)·[∇log π(y_w) − ∇log π(y_l)], so every training step pushes log π(y_w) *up* on every
-# pair of its batch. What the loss does not do is *stop* it from falling:
+# −β·σ(r̂_l − r̂_w)·[∇log π(y_w) − ∇log π(y_l)], so in every training step each pair's term pushes its
+# log π(y_w) *up*. What the loss does not do is *stop* it from falling:
 # - it reads only the difference of the two log-ratios, so it is blind to any shift both share —
 #   lowering both by the same amount costs nothing;
 # - the parameters are shared: a step for one pair moves the probability of every response,
@@ -292,16 +292,16 @@ claim("even on the training pairs, whose chosen responses the gradient pushes up
 #   leaves free), and the pushes of all the other pairs move this pair's responses too.
 # The held-out pairs above get no push of their own at all: they move only through those shared
 # parameters. The mass both log-probs lost went to other responses (lessons 15 and 20 measure
-# where). The bridge lesson (lesson 12) climbs from the exact lab to the GPT; its rungs 1–2 show
-# when the chosen log-prob can fall while the loss still falls.
+# where). The bridge lesson (lesson 12) climbs from the exact lab to the GPT one condition at a
+# time; its rungs 1–2 show why.
 
 # %% [markdown]
 # ## What to remember
 # - Read the held-out curves, not the training batch's: `eval/loss` falls from ln 2, margins and
 #   accuracies rise; `rewards/accuracies` is 0.0 at step 0 because every pair is a tie.
-# - A margin still growing after the accuracy has stopped is confidence, not skill: read the
+# - A margin that keeps growing while the accuracy barely moves is confidence, not skill: read the
 #   accuracy, the margin and the log-probs together, then the samples.
-# - DPO pushes log π(y_w) up on every training pair, but only the margin is held: shared parameters
+# - Each training pair's term pushes its log π(y_w) up, but only the margin is held: shared parameters
 #   and the shift both log-ratios share let the chosen log-prob fall too, and the freed mass goes to
 #   text no pair labelled — so report fluency beside every win rate (lessons 15 and 20 look closer).
 # - The implicit reward β·log π/π_ref is a reward model you get for free, defined only up to a
