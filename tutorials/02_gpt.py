@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from minidpo.harness.tutorial import tutorial_run
+from minidpo.harness.tutorial import claim, tutorial_run
 from minidpo.data import collate, render
 from minidpo.model import GPT, GPTConfig, sequence_logps
 
@@ -22,7 +22,9 @@ run = tutorial_run("02: the hand-written GPT, checked with numbers")
 tok = run.tok
 torch.manual_seed(run.seed)
 model = GPT(GPTConfig(vocab_size=tok.vocab_size)).eval()
-print(f"{model.num_params() / 1e6:.2f}M parameters (the head is tied to the token embedding)")
+c = model.config
+print(f"{model.num_params() / 1e6:.2f}M parameters (the head is tied to the token embedding): {c.n_layer} blocks, "
+      f"width d = {c.n_embd}, {c.n_head} attention heads of {c.n_embd // c.n_head} dimensions each")
 
 # %% [markdown]
 # *Tied head*: the last layer, which turns a position's hidden vector into one logit per token of
@@ -41,28 +43,44 @@ print("the head's weight is the embedding's:", model.lm_head.weight is model.wte
 x = torch.randint(0, tok.vocab_size, (16, 48))
 _, loss = model(x[:, :-1], x[:, 1:])
 print(f"initial loss {loss.item():.3f} vs ln({tok.vocab_size}) = {math.log(tok.vocab_size):.3f}")
+claim("the untrained model's loss is within 0.1 nats of ln |V|", abs(loss.item() - math.log(tok.vocab_size)) < 0.1,
+      loss=round(loss.item(), 4), ln_V=round(math.log(tok.vocab_size), 4))
 
 # %% [markdown]
 # ## Two attention paths, one result
-# $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\Big(\frac{QK^\top}{\sqrt{d}} + M\Big)V$$
-# with M = −∞ above the diagonal (causal: a position sees only itself and what came before). The
-# explicit path (`"math"`: the matrix products and the masked softmax, written out) is the one to
-# read; PyTorch's fused `F.scaled_dot_product_attention` ("SDPA", one kernel that does the same
-# without storing the T × T matrix) is the fast one; they agree to 1e-5.
+# Each block splits its width d into `n_head` heads (printed above); each head attends on its own:
+# $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\Big(\frac{QK^\top}{\sqrt{d_{head}}} + M\Big)V$$
+# with Q, K, V of shape (T, d_head), d_head = d / n_head (the scale is the head's dimension, not the
+# model's width), and M = −∞ above the diagonal (causal: a position sees only itself and what came
+# before). The explicit path (`"math"`: the matrix products and the masked softmax, written out) is
+# the one to read; PyTorch's fused `F.scaled_dot_product_attention` ("SDPA", one kernel that can do
+# the same without storing the T × T matrix of scores) is the one used by default. The timings
+# printed (the median of five passes) are for curiosity: at 48 positions on a CPU they are no benchmark.
 
 # %%
+
+
+def median_seconds(fn, repeats=5):
+    """The median wall time of `repeats` calls of fn()."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
 fast = model(x)
 for block in model.blocks:
     block.attn.attention = "math"
-t0 = time.perf_counter()
 slow = model(x)
-t_math = time.perf_counter() - t0
+t_math = median_seconds(lambda: model(x))
 for block in model.blocks:
     block.attn.attention = "sdpa"
-t0 = time.perf_counter()
-model(x)
-t_sdpa = time.perf_counter() - t0
+t_sdpa = median_seconds(lambda: model(x))
 print(f"max |math - sdpa| = {(fast - slow).abs().max().item():.2e}; forward {t_math * 1e3:.1f} ms vs {t_sdpa * 1e3:.1f} ms")
+claim("the two attention paths agree to 1e-5", (fast - slow).abs().max().item() < 1e-5,
+      max_difference=(fast - slow).abs().max().item())
 
 # %% [markdown]
 # ## Generation with a KV cache
@@ -71,13 +89,15 @@ print(f"max |math - sdpa| = {(fast - slow).abs().max().item():.2e}; forward {t_m
 
 # %%
 prompts = [tok.encode_prompt("Review: The Silent Harbor"), tok.encode_prompt("Review: The Golden Garden")]
-t0 = time.perf_counter()
-cached = model.generate(prompts, 32, temperature=0)
-t_cache = time.perf_counter() - t0
-t0 = time.perf_counter()
-full = model.generate(prompts, 32, temperature=0, use_cache=False)
-t_full = time.perf_counter() - t0
-print(f"same tokens: {cached == full}; {t_full / t_cache:.1f}x faster with the cache")
+NEW = 48  # tokens to generate: the longer the output, the more prefix a cache saves recomputing
+cached = model.generate(prompts, NEW, temperature=0)
+full = model.generate(prompts, NEW, temperature=0, use_cache=False)
+t_cache = median_seconds(lambda: model.generate(prompts, NEW, temperature=0), 3)
+t_full = median_seconds(lambda: model.generate(prompts, NEW, temperature=0, use_cache=False), 3)
+print(f"same tokens: {cached == full}; {t_full * 1e3:.0f} ms without the cache, {t_cache * 1e3:.0f} ms with it "
+      f"(median of 3)")
+claim("the cache changes no token", cached == full)
+claim("the cache makes generation faster", t_cache < t_full, speedup=round(t_full / t_cache, 2))
 babble = model.generate([prompts[0]], 20, temperature=1.0, generator=torch.Generator().manual_seed(run.seed))[0]
 print("an untrained model babbles (20 sampled tokens):", repr(tok.decode(babble)))
 
@@ -99,10 +119,13 @@ by_hand = (next_logps * mask[:, 1:]).sum(1)                 # the mask shifted l
 out = sequence_logps(model, ids, mask)
 print(f"by hand {[round(v, 4) for v in by_hand.tolist()]}, the library's {[round(v, 4) for v in out.logps.tolist()]}; "
       f"max difference {(by_hand - out.logps).abs().max().item():.1e}")
+claim("by hand and the library give the same log π(y|x)", (by_hand - out.logps).abs().max().item() < 1e-5,
+      max_difference=(by_hand - out.logps).abs().max().item())
 token_logps, seq = out.token_logps, out.logps
-print("response tokens per row:", mask.sum(1).tolist())
+print("response tokens per row (<|end|> included):", mask.sum(1).tolist())
 print("log π(y|x) per row:", [round(v, 3) for v in seq.tolist()], "(sum over response tokens)")
-print("per-token log-probs at prompt positions are exactly 0:", bool((token_logps[~mask[:, 1:]] == 0).all()))
+claim("the per-token log-probs at prompt and padding positions are exactly 0",
+      bool((token_logps[~mask[:, 1:]] == 0).all()))
 
 
 # %% [markdown]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from minidpo import bandit as B
 from minidpo import world as W
 from minidpo.harness import plots
-from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
+from minidpo.harness.tutorial import claim, lesson_knobs, show, tutorial_run
 from minidpo.losses import bradley_terry_loss, dpo_loss
 
 run = tutorial_run("07: the DPO loss derived, in numbers")
@@ -37,8 +37,9 @@ F64 = torch.float64
 # descent below still lands on it.
 #
 # *Try*: `--set n_labels=1000`: the descent sees 1000 sampled Bradley–Terry labels instead of the
-# exact label probabilities, and lands on π*(r̂) of the reward those labels fit, not on π*(r): its
-# distance to π* rises from the descent's own tolerance to the error of learning r from finite data.
+# exact label probabilities, and lands on π*(r_φ) of the reward r_φ those labels fit (a reward
+# model, as in lesson 05, here with one free number per response), not on π*(r): its distance to π*
+# rises from the descent's own tolerance to the error of learning r from finite data.
 
 # %%
 knobs = lesson_knobs(beta=0.5, n_labels=0)
@@ -63,6 +64,16 @@ print("π_ref =", ref_logp.exp(), "\nr     =", reward)
 # becomes $J(\pi) = \beta\log Z(x) - \beta\,\mathrm{KL}(\pi\,\|\,\pi^*)$: largest, and equal to β·log Z,
 # exactly when π = π*. Below, J of π* and of five other policies, and the last column checks that
 # identity for each.
+#
+# **Computing π\* without overflow, for many prompts at once.** Written as above, e^{r/β} overflows
+# for a small β (e^{1000} is `inf` even in float64). Take logs instead:
+# $$\log\pi^*(y|x) = \log\pi_{ref}(y|x) + r(x,y)/\beta - \log Z(x), \qquad
+# \log Z(x) = \operatorname{logsumexp}_y\big(\log\pi_{ref}(y|x) + r(x,y)/\beta\big)$$
+# `torch.logsumexp` subtracts the largest term before exponentiating, so nothing overflows. With X
+# prompts and Y responses each, `ref_logp` and `reward` are (X, Y): the sum runs over the responses of
+# *one* prompt (the last dimension), so log Z has shape (X,) — one normaliser per prompt — and each
+# row of π\* sums to 1 on its own. That is `bandit.optimal_logp` / `bandit.log_partition`, and the
+# `optimal-policy` exercise.
 
 # %%
 Z = (ref_logp.exp() * torch.exp(reward / beta)).sum()
@@ -72,6 +83,21 @@ lab_star = B.optimal_logp(ref_logp, reward, beta)     # the library's log_softma
 open_vs_lab = (pi_star_logp - lab_star).abs().max().item()
 print(f"Z(x) = {Z:.6f}, β·log Z = {beta * Z.log():.6f}\nπ*    = {pi_star}")
 print(f"π* here vs bandit.optimal_logp: max |Δ log π| = {open_vs_lab:.1e}")
+# in log space, for two prompts at once, (X, Y) = (2, 5): this prompt, and the same responses under a
+# flatter reference with the rewards reversed
+refs = torch.stack([ref_logp, torch.full((5,), 0.2, dtype=F64).log()])   # (X, Y)
+rewards = torch.stack([reward, reward.flip(0)])                          # (X, Y)
+log_z = torch.logsumexp(refs + rewards / beta, dim=-1)                   # (X,): one Z per prompt
+log_star = refs + rewards / beta - log_z[:, None]                        # (X, Y)
+print(f"two prompts: log Z {tuple(log_z.shape)} = {log_z}, each row of π* sums to {log_star.exp().sum(-1)}")
+claim("the log-space π* of the first prompt is the one written out above", (log_star[0] - pi_star_logp).abs().max().item() < 1e-12,
+      difference=(log_star[0] - pi_star_logp).abs().max().item())
+tiny = 1e-3
+naive = (ref_logp.exp() * torch.exp(reward / tiny)).sum().log()
+safe = torch.logsumexp(ref_logp + reward / tiny, -1)
+print(f"β = {tiny}: log Z written with exp gives {naive.item()}, with logsumexp {safe.item():.3f}")
+claim("at a small β, exp overflows and logsumexp does not", not math.isfinite(naive.item()) and math.isfinite(safe.item()),
+      logsumexp=round(safe.item(), 3))
 
 
 def objective(p):
@@ -94,9 +120,12 @@ for name, p in candidates.items():
           f"{J[name] + beta * kl_to(p, pi_star):15.12f}")
 J_star, beta_logZ = J["π*"], beta * Z.log().item()
 kl_star = kl_to(pi_star, ref_logp.exp()).item()
-print(f"J(π*) − β·log Z = {J_star - beta_logZ:.1e}; every other J is lower: "
-      f"{all(v < J_star for k, v in J.items() if k != 'π*')}; the library's J(π*): "
+print(f"J(π*) − β·log Z = {J_star - beta_logZ:.1e}; the library's J(π*): "
       f"{B.rl_objective(pi_star_logp, ref_logp, reward, beta).item():.12f}")
+identity = max(abs(J[name] + beta * kl_to(p, pi_star).item() - beta_logZ) for name, p in candidates.items())
+claim("J(π) + β·KL(π‖π*) = β·log Z for every policy in the table", identity < 1e-12, largest_gap=identity)
+claim("π* has the largest J of them, and J(π*) = β·log Z",
+      all(v < J_star for k, v in J.items() if k != "π*") and abs(J_star - beta_logZ) < 1e-12, J_star=round(J_star, 6))
 
 # %% [markdown]
 # ## The reward, read back from π* (eq. 5)
@@ -110,6 +139,7 @@ eq5_error = (r_back - reward).abs().max().item()
 print("β·log π*/π_ref          =", implicit)
 print("β·log π*/π_ref + β·log Z =", r_back)
 print(f"max |that − r| = {eq5_error:.1e}")
+claim("eq. 5 gives back the reward", eq5_error < 1e-12, error=eq5_error)
 
 # %% [markdown]
 # ## Bradley–Terry, where β·log Z cancels (eq. 1 → eq. 6)
@@ -131,6 +161,8 @@ bt = lambda v: torch.sigmoid(v[:, None] - v[None, :])  # P(y_i ≻ y_j), all pai
 z_cancel = (bt(implicit) - bt(r_back)).abs().max().item()
 implicit_vs_true = (bt(implicit) - bt(reward)).abs().max().item()
 print(f"all pairs: max |P with Z − P without Z| = {z_cancel:.1e}; max |P implicit − P true| = {implicit_vs_true:.1e}")
+claim("Z cancels: every pair's Bradley–Terry probability is the same with and without β·log Z", z_cancel < 1e-12,
+      largest_difference=z_cancel)
 
 # %% [markdown]
 # ## The DPO loss of π* is the reward model's loss of r (eq. 7 vs eq. 2)
@@ -146,6 +178,7 @@ dpo_at_star = dpo_loss(one(pi_star_logp, w), one(pi_star_logp, l), one(ref_logp,
 bt_of_r = bradley_terry_loss(one(reward, w), one(reward, l))
 loss_gap = (dpo_at_star - bt_of_r).abs().item()
 print(f"DPO loss of π* {dpo_at_star.item():.15f}\nBT loss of r   {bt_of_r.item():.15f}\ndifference {loss_gap:.1e}")
+claim("the DPO loss of π* is the reward model's loss of r", loss_gap < 1e-12, difference=loss_gap)
 
 # %% [markdown]
 # ## Gradient descent on the DPO loss lands on π*
@@ -203,17 +236,23 @@ tv_final = trace[-1][1]
 loss_floor = (label_weight * bradley_terry_loss(reward[win], reward[lose])).sum().item()
 print(f"final loss {loss_end:.12f}; the Bradley–Terry loss of r on the same labels {loss_floor:.12f}")
 print("π_θ =", pi_dpo.exp(), "\nπ* =", pi_star)
-if knobs.n_labels:  # the labels' own maximum-likelihood reward r̂, and its optimum
-    r_hat = B.fit_reward((x_lab, win, lose), (1, 5))[0]
-    tv_to_fitted = B.tv(pi_dpo, B.optimal_logp(ref_logp, r_hat, beta))
-    print(f"{knobs.n_labels} sampled labels: TV(π_θ, π*(r)) = {tv_final:.2e}, TV(π_θ, π*(r̂)) = {tv_to_fitted:.2e}")
+tvs_shown = [d for _, d in trace]
+claim("the descent's distance to π* falls at every step shown", all(b < a for a, b in zip(tvs_shown, tvs_shown[1:])),
+      first=tvs_shown[0], last=tvs_shown[-1])
+claim("gradient descent on the DPO loss lands on π* (TV under 1e-10)", tv_final < 1e-10, tv=tv_final)
+if knobs.n_labels:  # the labels' own maximum-likelihood reward r_φ, and its optimum
+    r_phi = B.fit_reward((x_lab, win, lose), (1, 5))[0]
+    tv_to_fitted = B.tv(pi_dpo, B.optimal_logp(ref_logp, r_phi, beta))
+    print(f"{knobs.n_labels} sampled labels: TV(π_θ, π*(r)) = {tv_final:.2e}, TV(π_θ, π*(r_φ)) = {tv_to_fitted:.2e}")
+    claim("with sampled labels the descent lands on π*(r_φ) of the fitted reward instead", tv_to_fitted < 1e-6,
+          tv=tv_to_fitted)
 
 # %% [markdown]
 # **Up to what?** The loss reads θ only through the differences $h_{ij}$ of the pairs it is given:
 # it is the Bradley–Terry likelihood of the labels with the rewards $\beta\log\pi/\pi_{ref}$. With
 # exact label probabilities the pair $(i, j)$ and its reverse together are smallest when
 # $\sigma(\beta h_{ij}) = \sigma(r_i - r_j)$, i.e. $\beta h_{ij} = r_i - r_j$ (with sampled labels: the
-# differences of their maximum-likelihood fit r̂). So the pairs pin down $\beta\log\pi/\pi_{ref}$ up to
+# differences of their maximum-likelihood fit r_φ). So the pairs pin down $\beta\log\pi/\pi_{ref}$ up to
 # one constant per group of responses linked by pairs, and softmax removes one constant. With every
 # response linked (as above) nothing is left free: π = π*. Drop every pair that contains the last
 # response (here always with the exact label probabilities): its logit gets no gradient (zero up to rounding), and
@@ -237,6 +276,10 @@ for share in (pi_star[4].item(), 0.01, 0.3):        # give the last response thi
     free[share] = (pair_loss(theta, *linked_pairs).item(), F.log_softmax(theta, -1))
     print(f"  π(last) = {share:.4f}: loss {free[share][0]:.15f}, TV to π* {B.tv(free[share][1], pi_star_logp):.3f}")
 free_loss_spread = max(v[0] for v in free.values()) - min(v[0] for v in free.values())
+claim("without pairs the last response's logit gets no gradient, and the four linked responses still match π*",
+      abs(last_logit_grad) < 1e-12 and ratio_error < 1e-8, gradient=last_logit_grad, ratio_error=ratio_error)
+claim("any share of the mass for the last response leaves the loss unchanged", free_loss_spread < 1e-12,
+      loss_spread=free_loss_spread, largest_tv_to_pi_star=round(max(B.tv(v[1], pi_star_logp) for v in free.values()), 3))
 
 # %%
 fig = plots.policy_bars(responses, {"π_ref": ref_logp.exp().tolist(), "π* (eq. 4)": pi_star.tolist(),
@@ -263,12 +306,15 @@ for b in (1e-3, 1e-1, 1.0, 10.0, 1e3):
           f"TV(π*, π_ref) = {B.tv(star_b, ref_logp):.4f}")
 tv_small_beta_greedy = B.tv(B.optimal_logp(ref_logp, reward, 1e-3), candidates["greedy (argmax r)"].log())
 tv_large_beta_ref = B.tv(B.optimal_logp(ref_logp, reward, 1e3), ref_logp)
+claim("at β = 0.001 π* is the greedy policy and at β = 1000 it is π_ref (TV under 1e-3)",
+      tv_small_beta_greedy < 1e-3 and tv_large_beta_ref < 1e-3, tv_greedy=tv_small_beta_greedy, tv_ref=tv_large_beta_ref)
 
 
 # %% [markdown]
 # ## What to remember
 # - The KL-regularised objective max E[r] − β·KL(π‖π_ref) has a closed-form optimum,
-#   π* = π_ref·e^{r/β}/Z (eq. 4), and J(π*) = β·log Z is its value.
+#   π* = π_ref·e^{r/β}/Z (eq. 4), and J(π*) = β·log Z is its value. Compute it in log space
+#   (logsumexp over the responses of each prompt: log Z is one number per prompt).
 # - Solved for r, that is r = β·log π*/π_ref + β·log Z (eq. 5): a policy defines a reward, up to a
 #   constant per prompt.
 # - Bradley–Terry sees only reward differences within a prompt, so β·log Z cancels (eq. 6), and the

@@ -23,7 +23,7 @@ CELLS = {
     "logps": Cell("02_gpt", "Sequence log-probs"),
     "bt-loss": Cell("05_reward_model", "One Bradley–Terry step in the open"),
     "return": Cell("06_rlhf_reinforce", "Step 3: the return, with the KL penalty folded in"),
-    "baseline": Cell("06_rlhf_reinforce", "Step 4: the leave-one-out baseline"),
+    "baseline": Cell("06_rlhf_reinforce", "Step 4: the baseline — leave-one-out, and GRPO's group normalisation"),
     "reinforce-loss": Cell("06_rlhf_reinforce", "Step 5: the loss and the update"),
     "optimum": Cell("07_dpo_derivation", "The objective and its optimum (eq. 3 and eq. 4)"),
     "rung-1": Cell("08_dpo_loss", "Rung 1: the log-prob of one response"),

@@ -159,9 +159,9 @@ def stage_equivalence(run: Run) -> dict:
     def go():
         res = run_lab(seed=run.seed, fast=run.fast)
         write_json(run.path("equivalence.json"), res)
-        print(f"exact lab: TV(DPO, π*(r̂)) = {res['tv_dpo_vs_optimal_fitted']:.1e}, "
-              f"TV(exact RL, π*(r̂)) = {res['tv_rlhf_vs_optimal_fitted']:.1e}, "
-              f"TV(REINFORCE, π*(r̂)) = {res['tv_reinforce_vs_optimal_fitted']:.1e}, "
+        print(f"exact lab: TV(DPO, π*(r_φ)) = {res['tv_dpo_vs_optimal_fitted']:.1e}, "
+              f"TV(exact RL, π*(r_φ)) = {res['tv_rlhf_vs_optimal_fitted']:.1e}, "
+              f"TV(REINFORCE, π*(r_φ)) = {res['tv_reinforce_vs_optimal_fitted']:.1e}, "
               f"implicit-reward error {res['implicit_reward_max_error']:.1e}, "
               f"gradient check {res['gradient_max_rel_error']:.1e}")
     run.cached("equivalence", {"fast": run.fast}, {}, go)

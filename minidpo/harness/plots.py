@@ -32,7 +32,7 @@ def _save(fig: Figure, path=None) -> Figure:
 def sft_curve(history: dict, path=None) -> Figure:
     fig, ax = _subplots(figsize=(6, 3.8))
     ax.plot(history["step"], history["train_loss"], lw=0.8, alpha=0.6, label="train (batch)")
-    ax.plot(history["val_step"], history["val_loss"], "o-", label="held-out films")
+    ax.plot(history["val_step"], history["val_loss"], "o:", label="held-out films (measured at the dots)")
     ax.set(xlabel="step", ylabel="cross-entropy on response tokens (nats/token)", yscale="log",
            title="SFT: next-token loss on responses only")
     ax.legend()
@@ -127,7 +127,7 @@ def beta_saturation_figure(traces: dict, path=None) -> Figure:
     a.set_xlim(lo, hi)
     a.legend(fontsize=8)
     b.set(xlabel="AdamW steps on the same batch", ylabel="mean weight σ(−β·h)", ylim=(0, 0.55),
-          title="Large β: the pairs stop pulling")
+          title="Large β: the weights shrink fast")
     b.legend(fontsize=8)
     return _save(fig, path)
 
@@ -153,7 +153,7 @@ def implicit_reward_figure(accuracy: dict, fresh: dict, path=None) -> Figure:
 def equivalence_figure(res: dict, path=None) -> Figure:
     fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
     ns, tvs = zip(*res["tv_dpo_vs_optimal_true_by_n"])
-    a.loglog(ns, tvs, "o-", label="DPO vs π*(true r)")
+    a.loglog(ns, tvs, "o-", label="DPO vs π*(true r), mean over data sets")
     a.loglog(ns, [tvs[0] * (ns[0] / n) ** 0.5 for n in ns], "k--", lw=0.8, label="∝ 1/√n")
     a.set(xlabel="number of preference pairs n", ylabel="total variation (max over prompts)",
           title="DPO approaches the true optimum as data grows")
@@ -162,11 +162,11 @@ def equivalence_figure(res: dict, path=None) -> Figure:
     imp = [v for row in res["implicit_reward_centred"] for v in row]
     fit = [v for row in res["fitted_reward"] for v in row]
     b.scatter(true, imp, label="β·log π_DPO/π_ref (centred)")
-    b.scatter(true, fit, marker="x", label="fitted reward r̂ (centred)")
+    b.scatter(true, fit, marker="x", label="fitted reward r_φ (centred)")
     lo, hi = min(true + imp), max(true + imp)
     b.plot([lo, hi], [lo, hi], "k:", lw=0.8)
     b.set(xlabel="true reward r(x, y), centred per prompt", ylabel="reward (nats)",
-          title=f"DPO's implicit reward = r̂ (max err {res['implicit_reward_max_error']:.1e})")
+          title=f"DPO's implicit reward = r_φ (max err {res['implicit_reward_max_error']:.1e})")
     b.legend(fontsize=8)
     return _save(fig, path)
 
@@ -179,7 +179,7 @@ def ipo_figure(contrast: dict, path=None) -> Figure:
         ax.semilogx(steps, [t["gap"] for t in run["trace"]], style + "o",
                     label=f"{name.split('_')[0].upper()} β={run['beta']}")
     ax.set(xlabel="gradient steps", ylabel="log-ratio gap h (nats)",
-           title="Always-won pair: DPO's gap grows without bound, IPO's stops at 1/(2β)")
+           title="Always-won pair: DPO's gap grows without bound,\nIPO's stops at 1/(2β)")
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
 

@@ -25,6 +25,26 @@ def test_a_failed_claim_is_seen():
     assert failed_claims(out) == [f"{FAILS} the margin grows  [m = -1]  — does not hold"]
 
 
+def run_lesson(script: Path, out: Path, *sets: str) -> subprocess.CompletedProcess:
+    """`python SCRIPT --out OUT [--set NAME=VALUE ...]` at its defaults (never --fast), as a learner runs it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MINIDPO_FAST", None)
+    return subprocess.run([sys.executable, str(script), "--out", str(out), *(a for s in sets for a in ("--set", s))],
+                          capture_output=True, text=True, cwd=out.parent, env=env, timeout=600)
+
+
+def test_a_knob_that_reverses_a_claim_is_caught(tmp_path):
+    """Lesson 07 (float64, seconds, no stage to train) with sampled labels: the descent lands on the
+    optimum of the fitted reward, not of the true one, so the lesson's claim that it lands on π*
+    prints ✗ — and the check the defaults run through (`failed_claims`) fails on it."""
+    lesson = next(p for p in LESSONS if p.name.startswith("07_"))
+    done = run_lesson(lesson, tmp_path / "run", "n_labels=1000")
+    assert done.returncode == 0, done.stderr[-3000:]  # a claim that does not hold never raises
+    failed = failed_claims(done.stdout)
+    assert any("lands on π* (TV under 1e-10)" in line and "does not hold with these settings" in line for line in failed), failed
+    assert f"{HOLDS} with sampled labels the descent lands on π*(r_φ)" in done.stdout  # what holds instead
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("lessons_at_defaults") / "run"
@@ -33,10 +53,7 @@ def folder(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("script", LESSONS, ids=lambda p: p.stem)
 def test_the_lesson_at_its_defaults_holds_every_claim(script, folder):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("MINIDPO_FAST", None)
-    done = subprocess.run([sys.executable, str(script), "--out", str(folder)], capture_output=True, text=True,
-                          cwd=folder.parent, env=env, timeout=600)
+    done = run_lesson(script, folder)
     assert done.returncode == 0, done.stderr[-3000:]
     assert HOLDS in done.stdout, f"{script.name}: no claim about its run's numbers"
     assert failed_claims(done.stdout) == [], f"{script.name}: claims that do not hold at the defaults"

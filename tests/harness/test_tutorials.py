@@ -29,8 +29,13 @@ def test_the_tutorials_are_numbered_without_gaps():
 
 def check_01(g, out):
     assert len(g["ranks"]) > 256 and g["tok"].vocab_size == len(g["ranks"]) + 3
+    assert g["merges_learned"] == len(g["ranks"]) - 256 <= g["knobs"].merges
     assert all(g["shipped"].decode(g["shipped"].encode(s)) == s for s in ["Très bien! 🙂", "世界 \x00\t<|end|>"])
+    assert g["shipped"].end_id not in g["typed_end"] and len(g["typed_end"]) > 1  # typed "<|end|>" is plain text
     assert len(g["single"]) >= 0.8 * len(g["words"])  # the answer: most words are one token
+    # a binding budget of 64 merges: the words split into one-token and several-token ones, counted
+    assert g["whole"] and g["rest"] and set(g["whole"]) | set(g["rest"]) == set(g["words"])
+    assert g["median"](g["whole"]) == sorted(g["counts"][w] for w in g["whole"])[len(g["whole"]) // 2]
 
 
 def check_02(g, out):
@@ -39,6 +44,9 @@ def check_02(g, out):
     assert torch.allclose(g["seq"], g["token_logps"].sum(1))
     assert torch.allclose(g["by_hand"], g["out"].logps, atol=1e-6)  # the shifted mask by hand = the library
     assert g["mask"][0].sum() < g["mask"][1].sum() and "by hand" in out  # two lengths: the first row is padded
+    c = g["c"]  # the scale of attention is the head's dimension, printed beside the heads
+    assert c.n_embd % c.n_head == 0 and f"{c.n_head} attention heads of {c.n_embd // c.n_head} dimensions" in out
+    assert g["t_cache"] > 0 and g["t_full"] > 0 and g["t_math"] > 0 and g["t_sdpa"] > 0
 
 
 def check_03(g, out):
@@ -47,8 +55,11 @@ def check_03(g, out):
     prompt_len = len(g["run"].tok.encode_prompt(g["examples"][0][0]))
     assert (g["targets"][0, :prompt_len - 1] == -100).all() and (g["targets"][0, prompt_len - 1] != -100)
     assert g["metrics"]["val_loss"] < g["metrics"]["val_loss_init"] - 1
-    assert "SFT samples: gold" in out
+    assert "SFT samples (" in out and g["n_sft"] == len(g["ev"]["gold"])
     assert g["prompt_tokens"] > 0 and g["response_tokens"] == int(g["mask"][:, 1:].sum())
+    assert g["se_sft"] == pytest.approx(g["ev"]["gold_std"] / g["n_sft"] ** 0.5)  # ± is a std; the SE beside it
+    assert g["best_gold"] > 4 and len(g["train_titles"]) + len(g["heldout_titles"]) == 400
+    assert f"titles: {len(g['train_titles'])} for training" in out
 
 
 def check_04(g, out):
@@ -56,6 +67,9 @@ def check_04(g, out):
     assert 0.5 < g["guess"] < 1
     acc = g["report"]["train"]["oracle_accuracy"]
     assert 0.6 < acc < 0.95 and g["wrong"] / len(g["pairs"]) == pytest.approx(1 - acc - g["ties"] / len(g["pairs"]) / 2, abs=1e-9)
+    n = len(g["pairs"])  # the oracle is strictly right + ½ of the ties, printed as such
+    assert g["right"] + g["wrong"] + g["ties"] == n and acc == pytest.approx((g["right"] + g["ties"] / 2) / n)
+    assert 0 < g["se"] < 0.05 and "on the held-out pairs" in out
 
 
 def check_05(g, out):
@@ -64,6 +78,8 @@ def check_05(g, out):
     assert abs(g["shifted"] - g["bt_after"]) < 1e-6  # + 5 to every reward: the same Bradley–Terry loss ...
     assert g["shifted_centring"] > 100 * g["centring_after"]  # ... only the centring term notices
     assert g["after"] == pytest.approx(g["bt_after"] + g["centring_after"])
+    # RL reads the scale, not the level: a shift leaves the advantages, the std rescales them
+    assert g["shift_change"] < 1e-5 and g["scale_ratio"] == pytest.approx(1 / g["norm"]["raw_std"], rel=1e-4)
 
 
 def check_06(g, out):
@@ -73,6 +89,13 @@ def check_06(g, out):
     assert g["m"]["history"][-1]["step"] == g["m"]["steps"]
     assert g["m"]["config"]["beta"] == g["knobs"].beta == g["cfg"].beta  # the knob reaches the stage
     assert f"β = {g['knobs'].beta}: last " in out and g["kl_end"] > 0
+    # GRPO's advantage by hand = the library's; leave-one-out = K/(K−1)·(R − mean); an equal group gives 0
+    assert torch.allclose(g["grpo_by_hand"], g["grpo"], atol=1e-6) and (g["equal_group"] == 0).all()
+    assert torch.allclose(g["advantages"], g["K"] / (g["K"] - 1) * (g["returns"] - g["group_mean"]), atol=1e-5)
+    # proxy and gold risen in SFT standard deviations, from 512 fresh SFT samples
+    assert len(g["base_prompts"]) == 512 and all(math.isfinite(g[k]) for k in ("proxy_rise", "gold_rise"))
+    assert g["proxy_rise"] == pytest.approx((g["mean"]("proxy_reward") - g["base"]["proxy_reward"].mean().item())
+                                            / g["base"]["proxy_reward"].std().item())
 
 
 def check_08(g, out):
@@ -84,9 +107,15 @@ def check_08(g, out):
     assert "a tie counted ½ (reward model, oracle): 0.500" in out
     assert "squared-margin" in g["LOSSES"] and math.isfinite(g["ev"]["gold_reward"])
     assert g["heldout_h"] == pytest.approx(g["m"]["final"]["eval/rewards/margins"] / g["knobs"].beta)
-    # the answer: weights in (0, 1), split by whether the gold reward agrees with the label
-    assert 0 < int(g["mislabelled"].sum()) < n and ((g["val_weights"] > 0) & (g["val_weights"] < 1)).all()
-    assert g["val_weights"][g["mislabelled"]].mean() > g["val_weights"][g["gold_says"] > 0].mean()  # pushed hardest
+    # rung 2 written out: the library's loss, per pair, finite at β·h = −1000; the rewards detached
+    assert torch.allclose(g["mine"][0], g["library"][0]) and g["mine"][0].shape == (2,)
+    assert g["mine"][0][1].item() == pytest.approx(1000.0) and not math.isfinite(g["naive"].item())
+    assert not g["mine"][1].requires_grad and not g["library"][1].requires_grad
+    assert torch.allclose(g["dz"], -torch.sigmoid(-g["zs"].detach()), atol=1e-7)  # d/dz[−log σ(z)] = −σ(−z)
+    # the answer, on the training pairs: weights in (0, 1), split by whether the gold reward agrees with the label
+    w, bad = g["train_weights"], g["mislabelled"]
+    assert len(w) == len(g["pairs"]) and 0 < int(bad.sum()) < len(w) and ((w > 0) & (w < 1)).all()
+    assert w[bad].mean() > w[g["agreed"]].mean()  # pushed hardest
     # conservative DPO: weight σ(−βh) − ε; 0 at βh = log((1−ε)/ε); a mislabelled pair still pulls with ≈ 1 − ε
     eps, w = g["eps"], g["cdpo_weight"]
     assert g["stop_margin"] == pytest.approx(math.log((1 - eps) / eps)) and abs(w[2].item()) < 1e-6
@@ -102,6 +131,9 @@ def check_07(g, out):
     tvs = [d for _, d in g["trace"]]  # descent on the DPO loss: TV to π* falls at every shown step, to ~0
     assert tvs == sorted(tvs, reverse=True) and tvs[0] > 0.1 and g["tv_final"] < 1e-10
     assert g["loss_end"] == pytest.approx(g["loss_floor"], abs=1e-12)  # its floor: the BT loss of r
+    # π* in log space: one log Z per prompt, rows sum to 1; exp overflows at β = 0.001, logsumexp does not
+    assert g["log_z"].shape == (2,) and torch.allclose(g["log_star"].exp().sum(-1), torch.ones(2, dtype=torch.float64))
+    assert not math.isfinite(g["naive"].item()) and math.isfinite(g["safe"].item()) and g["identity"] < 1e-12
     # up to what: an unlinked response's logit is free; the linked four still match π*
     assert g["ratio_error"] < 1e-8 and abs(g["last_logit_grad"]) < 1e-15 and g["free_loss_spread"] < 1e-12
     assert _largest_tv(g["free"]) > 0.2
@@ -129,6 +161,11 @@ def check_09(g, out):
     # the sweep: a larger β stays nearer the reference; the default run is one of its points
     assert g["kls"][0] > g["kls"][-1] and len(g["kls"]) >= 3
     assert g["m"]["config"]["beta"] in g["sweep_rows"] and g["m"]["history"][-1]["loss"] < LN2
+    # the trace's new columns: one per step; the effective number of pulling pairs is 32 at h = 0
+    for t in g["traces"].values():
+        assert len(t["grad_norms"]) == len(t["updates"]) == g["SATURATION_STEPS"] == len(t["n_pulling"]) - 1
+        assert t["n_pulling"][0] == pytest.approx(len(g["batch"])) and all(x > 0 for x in t["updates"])
+    assert g["hs"] == [g["sweep_rows"][b]["margin"] / b for b in g["sweep_betas"]]  # h = β·h / β
 
 
 def check_10(g, out):
@@ -145,6 +182,12 @@ def check_10(g, out):
     n = len(g["val_enc"])
     assert g["wins"].float().mean().item() == pytest.approx(g["end"]["eval/rewards/accuracies"], abs=1.5 / n)
     assert all(-1 <= c <= 1 for pair in g["corr"].values() for c in pair)
+    # the figure read: the plateau is an eval step of the run; the reward model scored every held-out pair
+    assert g["plateau"] in evals and g["rm_scores"].shape == (n, 2)
+    assert g["verdict"](g["rm_scores"]).mean().item() == pytest.approx(
+        read_json(g["run"].path("reward_model_metrics.json"))["val_accuracy"], abs=1e-6)
+    assert int(g["at_word"].sum()) == len(g["word_scores"]) > 0 and -1 <= g["word_corr"] <= 1
+    assert g["train_change"].shape == (2,) and "on the " in out and "training pairs" in out
 
 
 def check_11(g, out):
@@ -155,6 +198,7 @@ def check_11(g, out):
     assert res["gradient_max_rel_error"] < 1e-10
     assert f"REINFORCE {res['tv_reinforce_vs_optimal_fitted']:.1e}" in out  # the text's number is the run's
     assert g["slope"] < 0  # the answer: the distance falls with n
+    assert g["spread"](g["star_fitted"]) < 1e-12 < g["spread"](g["ref_lab"])  # eq. 5: REINFORCE's advantages are 0 at π*
     for name, r in res["ipo_contrast"].items():  # IPO's target is 1/(2β), printed, and where IPO's gap settles
         assert r["target_gap_ipo"] == pytest.approx(1 / (2 * r["beta"]))
         assert f"IPO target 1/(2β) = {r['target_gap_ipo']:.2f}" in out
@@ -411,7 +455,8 @@ TRIES = [
     # 09: β ten times smaller: the first step's loss change ~10x smaller, its change of h the same (AdamW)
     ("09", ("beta=0.05",), lambda d, v, out: (v["first_loss"] - v["after"].item()) < (d["first_loss"] - d["after"].item()) / 5
      and v["margin_moved"] == pytest.approx(d["margin_moved"], rel=0.05)),
-    # 06: no KL penalty: the run's own stage trains with β = 0; KL grows, the proxy outruns the gold reward
+    # 06: no KL penalty: the run's own stage trains with β = 0; KL grows, the proxy gains on the gold
+    # reward (both in SFT standard deviations)
     ("06", ("beta=0.0",), lambda d, v, out: v["m"]["config"]["beta"] == 0.0 and v["kl_end"] > d["kl_end"]
      and v["proxy_rise"] - v["gold_rise"] > d["proxy_rise"] - d["gold_rise"]),
     # 17: λ = 1 gives the plain reward-to-go, λ = 0 each token's own reward (V = 0 at the first batch)
