@@ -110,10 +110,12 @@ def _ablation(run) -> None:
         table = F.matched_table(points, row.labels, sft, repeats=repeats, methods=["dpo", "rl"])
         by_kl, gaps_at = {}, {}
         for kl in F.KL_TARGETS:
-            gaps = per_seed_gaps(points, row.labels, kl, sft, repeats, U.seeds(run))
+            per_seed = {m: [r[0] if r else None for r in F.readings(points, m, row.labels, kl, sft, repeats, U.seeds(run))]
+                        for m in ("dpo", "rl")}
+            gaps = [d - r if d is not None and r is not None else None for d, r in zip(per_seed["dpo"], per_seed["rl"])]
             if any(g is not None for g in gaps):
                 gaps_at[str(kl)] = gaps
-                by_kl[str(kl)] = {"dpo": table["dpo"].get(str(kl)), "rl": table["rl"].get(str(kl)),
+                by_kl[str(kl)] = {"dpo": table["dpo"].get(str(kl)), "rl": table["rl"].get(str(kl)), "per_seed": per_seed,
                                   **F.gap_summary([g for g in gaps if g is not None])}
         gaps_by_row.append(gaps_at)
         rows.append({"change": row.change, "labels": row.labels, "pairs_multiplier": repeats // base,
@@ -131,15 +133,6 @@ def _ablation(run) -> None:
     write_json(U.study_folder(run) / "ablation.json", result)
     plots.ablation_figure(result, U.study_folder(run) / "ablation.png")
     print_ablation(result)
-
-
-def per_seed_gaps(points: list[dict], labels: str, kl: float, sft: dict, repeats: int, seeds: list[int]) -> list:
-    """DPO − RL at `kl` in each seed of `seeds` (None where either hull does not reach it)."""
-    out = []
-    for seed in seeds:
-        gap = F.paired_gaps([p for p in points if p["seed"] == seed], "dpo", "rl", labels, kl, sft, repeats)
-        out.append(gap[0] if gap else None)
-    return out
 
 
 def step_summary(now: list, before: list) -> dict | None:

@@ -13,27 +13,29 @@ reward model, and trains every method with its own randomness; the held-out film
 the evaluation samples' seed are the same for all. (Seed = the run's seed is the pipeline's own
 pairs and reward model.)
 
-Each method × grid point × condition × seed is one unit: trained from the SFT model, with the policy
-evaluated at `checkpoints` points along training and at the end (gold reward, KL, fluency on the
-held-out films, `runfolder.Run.evaluate`). A unit is reused while its provenance key (settings,
-input files, code) is unchanged, so an interrupted study resumes; its checkpoints are deleted once
-evaluated, its points and training metrics stay in RUN/frontier/units/.
+Each method × grid point × condition × seed is one unit (`studies.units`): trained from the SFT
+model, evaluated at points along training and at the end; a finished unit is reused, so an
+interrupted study resumes and the ablation and the loss bench share the units they have in common.
 
 Budgets: the cost of RL is its samples, and a frontier traced along training reaches the further in
-KL the more a run samples. So every RL unit (REINFORCE, PPO, PPO-GT, GRPO) draws the same number of
-responses, RL_SAMPLES (--fast: FAST_RL_SAMPLES), whatever its batch shape: its steps are that budget
-over its samples per step (`unit_config`). The methods that learn from pairs spend theirs in epochs
-over the pairs. Each method's grid and budget are in `frontier.json` ("budgets") and printed.
+KL the more a run samples. So every RL unit here (REINFORCE, PPO, PPO-GT, GRPO) draws the same
+RL_SAMPLES = 2,560 responses (--fast: 256), whatever its batch shape; the methods that learn from
+pairs spend theirs in epochs over the pairs (DPO 2, the pipeline's; Preferred-FT and Unlikelihood
+1). The pipeline's own RL stages draw more (REINFORCE 9,600, PPO 6,400): they are marked on the
+figure as single runs ("pipeline"), and the ablation (`studies.ablation`) measures what REINFORCE's
+budget does to the comparison. Each method's grid and budget are in `frontier.json` ("budgets").
 
 Summaries: a method's frontier in one seed is the upper concave hull of its points and the SFT point
-(KL 0), non-decreasing (`harness.compare.frontier`: mixing two policies reaches every point of the
-chord between them, so adding a run can raise the frontier, never lower it). `frontier.json` gives,
-per condition and method, the gold reward (and fluency) of that hull at matched KL ∈ {0.5, 1, 2, 3}
-nats, mean and standard deviation over the seeds that reach that KL ("matched"; a KL beyond a
-seed's last point is not extrapolated, and n says how many seeds count); and DPO against every
-other method paired by seed: the difference of the two hulls in each seed where both reach the KL
-(same pairs, same reward model), its mean, spread and 95 % Student-t interval, and the verdict
-("paired"). Compare methods with "paired": two "matched" means may come from different seeds.
+(KL 0), non-decreasing (`harness.compare.frontier`: a policy that answers with one run's policy or
+another's, chosen once per response, earns the mix of their gold and pays at most the mix of their
+KL, so every point of the chord between two runs is reachable, and adding a run can raise the
+frontier, never lower it). `frontier.json` gives, per condition and method, the gold reward (and
+fluency) of that hull at matched KL ∈ {0.5, 1, 2, 3} nats, mean and standard deviation over the
+seeds that reach that KL ("matched"; a KL beyond a seed's last point is not extrapolated, and n
+says how many seeds count); and DPO against every other method paired by seed: the difference of
+the two hulls in each seed where both reach the KL (same pairs, same reward model), its mean, spread
+and 95 % Student-t interval, and the verdict ("paired"). Compare methods with "paired": two
+"matched" means may come from different seeds.
 """
 from __future__ import annotations
 
@@ -127,6 +129,14 @@ at_kl = C.at_kl
 mean_std = C.mean_std
 
 
+def readings(points: list[dict], method: str, labels: str, kl: float, sft: dict, repeats: int | None = None,
+             seed_list: list[int] | None = None) -> list:
+    """`method`'s hull read at `kl` in each seed (of `seed_list`, default every seed of `points`):
+    (gold, fluency), or None where that seed's hull does not reach `kl`."""
+    return [at_kl(hull(points_of(points, method, labels, s, repeats), sft), kl)
+            for s in (seed_list if seed_list is not None else sorted({p["seed"] for p in points}))]
+
+
 def matched_table(points: list[dict], labels: str, sft: dict, repeats: int | None = None,
                   methods=None) -> dict:
     """{method: {kl: {gold_mean, gold_std, fluency_mean, n, values}}}: each seed's hull read at
@@ -135,9 +145,7 @@ def matched_table(points: list[dict], labels: str, sft: dict, repeats: int | Non
     for method in methods or sorted({p["method"] for p in points}):
         row = {}
         for kl in KL_TARGETS:
-            found = [at_kl(hull(points_of(points, method, labels, s, repeats), sft), kl)
-                     for s in sorted({p["seed"] for p in points})]
-            found = [f for f in found if f is not None]
+            found = [f for f in readings(points, method, labels, kl, sft, repeats) if f is not None]
             if found:
                 (g, gs), (f, _) = mean_std([x[0] for x in found]), mean_std([x[1] for x in found])
                 row[str(kl)] = {"gold_mean": g, "gold_std": gs, "fluency_mean": f, "n": len(found),
@@ -150,13 +158,8 @@ def paired_gaps(points: list[dict], a: str, b: str, labels: str, kl: float, sft:
                 repeats: int | None = None) -> list[float]:
     """Gold reward of method `a` minus method `b` at `kl`, one per seed where both hulls reach
     it: the same seed means the same pairs and reward model, so seed-to-seed noise cancels."""
-    gaps = []
-    for seed in sorted({p["seed"] for p in points}):
-        x = at_kl(hull(points_of(points, a, labels, seed, repeats), sft), kl)
-        y = at_kl(hull(points_of(points, b, labels, seed, repeats), sft), kl)
-        if x is not None and y is not None:
-            gaps.append(x[0] - y[0])
-    return gaps
+    return [x[0] - y[0] for x, y in zip(readings(points, a, labels, kl, sft, repeats),
+                                        readings(points, b, labels, kl, sft, repeats)) if x and y]
 
 
 def gap_summary(gaps: list[float]) -> dict:
@@ -203,19 +206,16 @@ def print_matched(result: dict) -> None:
         grid, spend = headline.describe_budget(b)
         print(f"  {b['label']:14s}{grid:18s} {spend}")
     for labels, table in result["matched"].items():
-        print(f"gold reward at matched KL, labels {labels} (mean ± std over the seeds reaching that KL; (n=) where not all do):")
+        print(f"gold reward on each method's hull at matched KL, labels {labels} (mean ± std over the seeds "
+              "reaching that KL; (n=) where not all do):")
         print("  method        " + "".join(f"{f'| KL {kl:g}':21s}" for kl in result["kl_targets"]))
         for method, row in table.items():
-            cells = "".join(f"| {row[str(kl)]['gold_mean']:+.2f} ± {row[str(kl)]['gold_std']:.2f}"
-                            + (f" (n={row[str(kl)]['n']})" if row[str(kl)]["n"] != n_seeds else "").ljust(6) + " "
-                            if str(kl) in row else "| -                  " for kl in result["kl_targets"])
-            print(f"  {result['methods'][method]:14s}{cells}")
+            print(f"  {result['methods'][method]:14s}" + "".join(
+                f"| {headline.cell(row.get(str(kl)), n_seeds):19s}" for kl in result["kl_targets"]))
         paired = result.get("paired", {}).get(labels)
         if paired:
-            print("  DPO − method, paired by seed (mean ± std of the per-seed differences; * = the 95 % interval excludes 0):")
+            print("  DPO − method, paired by seed: mean (95 % interval over the seeds); * = the interval excludes 0:")
             for method, row in paired.items():
-                cells = "".join(f"| {row[str(kl)]['gap_mean']:+.2f} ± {row[str(kl)]['gap_std']:.2f}"
-                                + ("*" if row[str(kl)]["beyond_spread"] else " ")
-                                + (f"(n={row[str(kl)]['n']})" if row[str(kl)]["n"] != n_seeds else "").ljust(5) + " "
-                                if str(kl) in row else "| -                  " for kl in result["kl_targets"])
-                print(f"  {result['methods'][method]:14s}{cells}")
+                cells = [headline.diff_cell(row.get(str(kl)), n_seeds) for kl in result["kl_targets"]]
+                print(f"  {result['methods'][method]:14s}" + "".join(
+                    f"| {c.replace('**', '') + ('*' if c.startswith('**') else ''):27s}" for c in cells))
