@@ -243,14 +243,26 @@ def gold(method: str, labels: str, at: float) -> list:
     return [r[0] if r else None for r in F.readings(result["points"], method, labels, at, result["sft"], seed_list=SEEDS)]
 
 
+def compare(what: str, a: str, a_values: list, b: str, b_values: list, expect: str):
+    """claim_paired where at least one seed has both readings; else say that none has."""
+    if not any(x is not None and y is not None for x, y in zip(a_values, b_values)):
+        print(f"  {what}: no seed's hulls of {a} and {b} both reach it")
+        return None
+    return claim_paired(what, a, a_values, b, b_values, expect)
+
+
+# DPO against each method at KL 1, paired by seed: the reading this study supports (a claim each)
+EXPECT_KL1 = {("bt", "reinforce"): "=", ("bt", "ppo"): "=", ("bt", "grpo"): "=",
+              ("deterministic", "reinforce"): "=", ("deterministic", "ppo"): "=", ("deterministic", "grpo"): "=",
+              "ppo_gt": "="}
 if result:
     print("Predict, answered: DPO against each method at KL 1, paired by seed:")
     for labels in result["labels"]:
         for method in ("reinforce", "ppo", "grpo"):
-            claim_paired(f"labels {labels}, gold at KL 1", "DPO", gold("dpo", labels, 1.0),
-                         result["methods"][method], gold(method, labels, 1.0), EXPECT_KL1[(labels, method)])
-    claim_paired("gold at KL 1 (PPO-GT never sees a label; DPO's deterministic pairs)", "DPO",
-                 gold("dpo", "deterministic", 1.0), "PPO-GT", gold("ppo_gt", "deterministic", 1.0), EXPECT_KL1["ppo_gt"])
+            compare(f"labels {labels}, gold at KL 1", "DPO", gold("dpo", labels, 1.0),
+                    result["methods"][method], gold(method, labels, 1.0), EXPECT_KL1[(labels, method)])
+    compare("gold at KL 1 (PPO-GT never sees a label; DPO's deterministic pairs)", "DPO",
+            gold("dpo", "deterministic", 1.0), "PPO-GT", gold("ppo_gt", "deterministic", 1.0), EXPECT_KL1["ppo_gt"])
 
 # %% [markdown]
 # ## Why a hull: a measured case
@@ -297,7 +309,16 @@ if result and result.get("pipeline"):
         spend = f"{p['samples']:,} samples" if p["samples"] else f"{p['epochs']} epochs"
         print(f"  pipeline {p['label']:9s} (β {p['beta']:g}, {spend}): KL {p['kl_to_ref']:.2f}, gold {p['gold_reward']:+.3f}; "
               "DPO's hull there, same seed: " + (f"{dpo_there[0]:+.3f}" if dpo_there else "beyond its last point"))
-    PIPELINE_READING(result)
+    rl = result["pipeline"]["rlhf"]
+    dpo_there = C.at_kl(F.hull(F.points_of(result["points"], "dpo", rl["labels"], rl["seed"]), result["sft"]), rl["kl_to_ref"])
+    reinforce_there = C.at_kl(F.hull(F.points_of(result["points"], "reinforce", rl["labels"], rl["seed"]), result["sft"]),
+                              rl["kl_to_ref"])
+    if dpo_there:
+        claim("one seed: the pipeline's REINFORCE lies above DPO's hull at its KL", rl["gold_reward"] > dpo_there[0],
+              reinforce=rl["gold_reward"], dpo=dpo_there[0], kl=rl["kl_to_ref"])
+    if reinforce_there:
+        claim("one seed: the pipeline's REINFORCE lies above the frontier's REINFORCE hull (2,560 samples) at its KL",
+              rl["gold_reward"] > reinforce_there[0], pipeline=rl["gold_reward"], frontier=reinforce_there[0])
 
 # %% [markdown]
 # ## The ablation: from our setting to the paper's, one factor at a time
@@ -343,7 +364,55 @@ else:
 # Computed from this run (1) and from the full study shown above (2–4).
 
 # %%
-ANSWERS(result, ablation)
+# 1. the two units trained here: one seed, so a reading of this seed, not of the methods
+if read["dpo"] and read["reinforce"]:
+    claim(f"1. at KL {kl:g}, in this one seed, DPO's hull is above REINFORCE's (one seed: no spread to judge by)",
+          read["dpo"][0] > read["reinforce"][0], dpo=read["dpo"][0], reinforce=read["reinforce"][0])
+claim("1. REINFORCE's points reach further in KL than DPO's, in this seed", reach["reinforce"] > reach["dpo"],
+      reinforce=reach["reinforce"], dpo=reach["dpo"])
+
+
+def row_gaps(row: dict, at: str) -> list:
+    """DPO − RL of one ablation row at KL `at`, per seed (None where a hull does not reach it)."""
+    c = row["by_kl"].get(at)
+    if not c:
+        return []
+    return [d - r if d is not None and r is not None else None for d, r in zip(c["per_seed"]["dpo"], c["per_seed"]["rl"])]
+
+
+# 2. each row's gap and each row's step (its gap minus the row above's), paired by seed: the readings
+ROW_EXPECT = {0: "=", 1: "=", 2: "=", 3: "=", 4: "=", 5: "="}
+STEP_EXPECT = {1: "=", 2: "=", 3: "=", 4: "=", 5: "="}
+if ablation and ablation.get("primary_kl") is not None:
+    at, rows = str(ablation["primary_kl"]), ablation["rows"]
+    for i, row in enumerate(rows):
+        gaps = row_gaps(row, at)
+        compare(f"2. row {i} ({row['change']}), gold at KL {at}", "DPO", [row["by_kl"][at]["per_seed"]["dpo"][s] for s in range(len(gaps))],
+                row["rl_label"], [row["by_kl"][at]["per_seed"]["rl"][s] for s in range(len(gaps))], ROW_EXPECT.get(i, "="))
+    for i in range(1, len(rows)):
+        compare(f"2. step {i} ({rows[i]['change']}), DPO − RL at KL {at}", f"row {i}", row_gaps(rows[i], at),
+                f"row {i - 1}", row_gaps(rows[i - 1], at), STEP_EXPECT.get(i, "="))
+else:
+    print("2. needs the full ablation (no matched KL reached in every row here)")
+
+# 3. the paper's strongest claim: DPO above PPO-GT at matched KL (deterministic labels, the paper's)
+PPO_GT_EXPECT = {0.5: "=", 1.0: "=", 2.0: "="}
+if result:
+    for at_kl, expect in PPO_GT_EXPECT.items():
+        compare(f"3. gold at KL {at_kl:g}, deterministic labels", "DPO", gold("dpo", "deterministic", at_kl),
+                "PPO-GT", gold("ppo_gt", "deterministic", at_kl), expect)
+
+# 4. fluency at KL 1: each method's hull read for fluency, mean over the seeds; DPO against the RL methods paired
+FLUENCY_EXPECT = {"reinforce": "=", "ppo": "="}
+if result:
+    for labels in result["labels"]:
+        table = result["matched"][labels]
+        print(f"4. labels {labels}, fluency at KL 1 (mean over the seeds reaching it): "
+              + ", ".join(f"{result['methods'][m]} {row['1.0']['fluency_mean']:.3f}" for m, row in table.items() if "1.0" in row))
+    fluency = lambda m, labels: [r[1] if r else None for r in F.readings(result["points"], m, labels, 1.0, result["sft"], seed_list=SEEDS)]
+    for method, expect in FLUENCY_EXPECT.items():
+        compare("4. fluency at KL 1, Bradley–Terry labels", "DPO", fluency("dpo", "bt"), result["methods"][method],
+                fluency(method, "bt"), expect)
 
 # %% [markdown]
 # ## What to remember
