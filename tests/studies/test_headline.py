@@ -52,6 +52,8 @@ def test_a_paired_difference_reads_as_its_interval_and_says_when_it_is_one_seed(
     from minidpo.harness.compare import paired
     three = paired([1.0, 1.2, 1.1], [0.5, 0.6, 0.7]).as_dict()
     assert headline.diff_cell(three, 3) == f"**+0.50 ({headline.num(three['low'])} … {headline.num(three['high'])})**"
+    below = paired([0.5, 0.6, 0.7], [1.0, 1.2, 1.1]).as_dict()
+    assert below["verdict"] == "below" and headline.diff_cell(below, 3).startswith("**−0.50 (")
     covers = paired([1.0, 0.2, 0.6], [0.5, 0.6, 0.7]).as_dict()
     assert covers["verdict"] == "no measurable difference" and not headline.diff_cell(covers, 3).startswith("**")
     assert headline.diff_cell(paired([1.0, 1.2], [0.5, 0.6]).as_dict(), 3).endswith("(n=2)")
