@@ -186,4 +186,4 @@ def print_ablation(result: dict) -> None:
 def describe(summary: dict) -> str:
     """A paired summary (`gap_summary`, `compare.Difference.as_dict`) in words, with its verdict."""
     d = C.Difference(summary["gaps"], summary["gap_mean"], summary["gap_std"], summary["low"], summary["high"])
-    return f"{d.describe()}: {d.verdict}"
+    return d.describe() if d.verdict == "one seed" else f"{d.describe()}: {d.verdict}"

@@ -220,3 +220,68 @@ def test_the_data_row_keeps_every_learners_steps(tmp_path):
     rm_row = U.rm_config(run, 0, A.row_cells(run, row, 8)[0][3])
     assert rm_above == run.settings(RMConfig, seed=0) and abs(steps(rm_row, 4 * n) - steps(rm_above, n)) <= 1
     assert A.row_cells(run, row, 8)[0][2] == 32 and A.row_cells(run, above, 8)[0][2] == 8
+
+
+def _shipped():
+    from minidpo.harness.tutorial import shipped_study
+    found = [shipped_study(f"frontier/{name}.json") for name in ("frontier", "ablation")]
+    if None in found:
+        pytest.skip("no data/studies/ yet")
+    return [F.read_json(f) for f in found]
+
+
+def _running_max(points, sft):
+    """The old envelope: each point kept when it beats every point at lower KL, joined by lines."""
+    kept = [(0.0, sft["gold_reward"], sft["fluency"])]
+    for q in sorted((p["kl_to_ref"], p["gold_reward"], p["fluency"]) for p in points if p["kl_to_ref"] > 0):
+        if q[1] > kept[-1][1]:
+            kept.append(q)
+    return kept
+
+
+def test_on_the_shipped_study_dpo_over_both_betas_reads_at_least_beta_half_alone():
+    """Issue 32's measured case, on the full study's own points: deterministic labels, DPO at KL 1,
+    seeds 0–2. The running maximum over β ∈ {0.1, 0.5} read below β = 0.5 alone (the ablation's
+    deterministic row): adding runs lowered it. The hull over both reads at least β = 0.5 alone, in
+    every seed and at every matched KL."""
+    frontier, ablation = _shipped()
+    sft, points = frontier["sft"], frontier["points"]
+    mean = lambda xs: sum(xs) / len(xs)
+    reading = {}
+    for name, pick in (("alone", lambda p: p["beta"] == 0.5), ("both", lambda p: True)):
+        for how, build in (("hull", lambda pts: F.hull(pts, sft)), ("running", lambda pts: _running_max(pts, sft))):
+            per_seed = [F.at_kl(build([p for p in F.points_of(points, "dpo", "deterministic", s) if pick(p)]), 1.0)[0]
+                        for s in frontier["seeds"]]
+            reading[(name, how)] = mean(per_seed)
+    row = next(r for r in ablation["rows"] if r["labels"] == "deterministic" and r["pairs_multiplier"] == 1)
+    assert reading[("alone", "hull")] == pytest.approx(row["by_kl"]["1.0"]["dpo"]["gold_mean"], abs=1e-12)
+    assert reading[("both", "running")] < reading[("alone", "running")]   # the envelope fell when runs were added
+    assert reading[("both", "hull")] >= reading[("alone", "hull")]         # the hull cannot
+    for seed in frontier["seeds"]:
+        alone = F.hull([p for p in F.points_of(points, "dpo", "deterministic", seed) if p["beta"] == 0.5], sft)
+        both = F.hull(F.points_of(points, "dpo", "deterministic", seed), sft)
+        for kl in F.KL_TARGETS:
+            if F.at_kl(alone, kl) is not None:
+                assert F.at_kl(both, kl)[0] >= F.at_kl(alone, kl)[0] - 1e-12
+
+
+def test_on_the_shipped_study_no_unit_lowers_its_methods_hull():
+    """The hull's property on real points: for every method, condition and seed, the hull without one
+    of its units never reads above the hull with it, at any matched KL it reaches."""
+    import json
+    frontier, _ = _shipped()
+    sft = frontier["sft"]
+    checked = 0
+    for labels in frontier["labels"]:
+        for method in frontier["methods"]:
+            for seed in frontier["seeds"]:
+                pts = F.points_of(frontier["points"], method, labels, seed)
+                units = {json.dumps({"beta": p.get("beta")}) for p in pts}
+                for unit in units:
+                    without = [p for p in pts if json.dumps({"beta": p.get("beta")}) != unit]
+                    for kl in F.KL_TARGETS:
+                        less, full = F.at_kl(F.hull(without, sft), kl), F.at_kl(F.hull(pts, sft), kl)
+                        if less is not None:
+                            assert full is not None and full[0] >= less[0] - 1e-12
+                            checked += 1
+    assert checked > 100
