@@ -270,24 +270,6 @@ def ablation_figure(result: dict, path=None) -> Figure:
     return _save(fig, path)
 
 
-def matched_figure(result: dict, path=None) -> Figure:
-    """The study's table drawn: one panel per labelling condition, each method's gold reward at the
-    matched KLs, mean ± std over the seeds (the form the README's data/headline.json keeps)."""
-    conditions = list(result["matched"])
-    fig, axes = _subplots(1, len(conditions), figsize=(6.5 * len(conditions), 4.6), squeeze=False)
-    for ax, labels in zip(axes[0], conditions):
-        ax.plot([0], [result["sft"]["gold_reward"]], "k*", ms=12, label="SFT (the reference)")
-        for i, (method, row) in enumerate(result["matched"][labels].items()):
-            marker, style = FRONTIER_STYLE.get(method, ("o", "-"))
-            kls = [kl for kl in result["kl_targets"] if str(kl) in row]
-            ax.errorbar(kls, [row[str(kl)]["gold_mean"] for kl in kls], yerr=[row[str(kl)]["gold_std"] for kl in kls],
-                        fmt=marker + style, color=f"C{i}", capsize=3, label=result["methods"][method])
-        ax.set(xlabel="matched KL(π ‖ π_ref) per response (nats)", ylabel="mean gold reward on held-out films",
-               title=f"Gold at matched KL, labels: {labels} ({len(result['seeds'])} seeds)")
-        ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path)
-
-
 def ppo_figure(ppo: list[dict], reinforce: list[dict], path=None) -> Figure:
     """PPO next to REINFORCE: gold reward and KL per step, then PPO's own diagnostics."""
     fig, (a, b, c) = _subplots(1, 3, figsize=(15, 4))
