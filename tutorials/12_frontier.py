@@ -40,8 +40,8 @@ from dataclasses import replace
 
 from matplotlib.figure import Figure
 
-from minidpo.harness import compare as C, plots
-from minidpo.harness.tutorial import claim, claim_paired, lesson_knobs, saved_study, show, study_result, tutorial_run, where_from
+from minidpo.harness import compare as C, headline, plots
+from minidpo.harness.tutorial import claim, claim_paired, lesson_knobs, show, study_result, tutorial_run
 from minidpo.checkpoint import read_json
 from minidpo.preferences import PrefsConfig
 from minidpo.studies import frontier as F
@@ -306,7 +306,7 @@ if result:
 if result and result.get("pipeline"):
     for name, p in result["pipeline"].items():
         dpo_there = C.at_kl(F.hull(F.points_of(result["points"], "dpo", p["labels"], p["seed"]), result["sft"]), p["kl_to_ref"])
-        spend = f"{p['samples']:,} samples" if p["samples"] else f"{p['epochs']} epochs"
+        spend = headline.run_budget(p)
         print(f"  pipeline {p['label']:9s} (β {p['beta']:g}, {spend}): KL {p['kl_to_ref']:.2f}, gold {p['gold_reward']:+.3f}; "
               "DPO's hull there, same seed: " + (f"{dpo_there[0]:+.3f}" if dpo_there else "beyond its last point"))
     rl = result["pipeline"]["rlhf"]

@@ -113,6 +113,11 @@ def describe_budget(b: dict) -> tuple[str, str]:
     return grid or "-", spend
 
 
+def run_budget(p: dict) -> str:
+    """What one of the pipeline's runs spent: its samples, or its epochs over the pairs."""
+    return f"{p['samples']:,} samples" if p["samples"] else f"{p['epochs']} epoch{'s' if p['epochs'] != 1 else ''}"
+
+
 def results_table(h: dict) -> list[str]:
     rows = h["results"]
     out = ["| method | gold reward | win rate vs SFT | ties with SFT | KL to ref (nats) | fluency | unique responses |",
@@ -186,7 +191,7 @@ def pipeline_table(f: dict) -> list[str]:
     for p in f.get("pipeline", {}).values():
         mine = [q for q in f["points"] if q["method"] == "dpo" and q["seed"] == p["seed"] and q["labels"] == p["labels"]]
         there = at_kl(frontier(mine, sft), p["kl_to_ref"]) if mine else None
-        spend = f"{p['samples']:,} samples" if p["samples"] else f"{p['epochs']} epochs, no sampling"
+        spend = run_budget(p) + ("" if p["samples"] else ", no sampling")
         out.append(f"| {p['label']} | {p['beta']:g} | {spend} | {num(p['kl_to_ref'], 2, False)} | "
                    f"{num(p['gold_reward'], 3)} | {num(there[0], 3) if there else 'beyond its last point'} |")
     return out

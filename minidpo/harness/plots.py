@@ -12,6 +12,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..checkpoint import atomic_write
+from . import headline
 
 
 def _subplots(*grid, figsize, **kw):
@@ -238,7 +239,7 @@ def frontier_figure(result: dict, path=None) -> Figure:
             if p["labels"] != labels:
                 continue
             method = {"rlhf": "reinforce"}.get(name, name)
-            spend = f"{p['samples']:,} samples" if p["samples"] else f"{p['epochs']} epochs"
+            spend = headline.run_budget(p)
             ax.plot([p["kl_to_ref"]], [p["gold_reward"]], marker=FRONTIER_STYLE.get(method, ("o",))[0], ms=11,
                     mec="black", mew=1.5, color=colour.get(method, "grey"), ls="none")
             ax.annotate(f"pipeline {p['label']} (β {p['beta']:g}, {spend})", (p["kl_to_ref"], p["gold_reward"]),
