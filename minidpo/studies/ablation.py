@@ -129,6 +129,7 @@ def _ablation(run) -> None:
         rows[i]["step"] = {kl: step_summary(gaps_by_row[i][kl], gaps_by_row[i - 1][kl])
                            for kl in gaps_by_row[i] if kl in gaps_by_row[i - 1]}
     result = {"rows": rows, "kl_targets": list(F.KL_TARGETS), "seeds": U.seeds(run), "one_beta": ONE_BETA,
+              "torch_threads": F.torch_threads(),
               "primary_kl": primary_kl(rows), "sft_gold": sft["gold_reward"]}
     write_json(U.study_folder(run) / "ablation.json", result)
     plots.ablation_figure(result, U.study_folder(run) / "ablation.png")

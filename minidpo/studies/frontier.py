@@ -86,7 +86,7 @@ def _frontier(run) -> None:
     sft = read_json(run.path("eval_sft.json"))
     result = {"methods": {m.name: m.label for m in methods.values()}, "labels": list(LABELS), "seeds": seeds(run),
               "kl_targets": list(KL_TARGETS), "sft": {k: sft[k] for k in ("gold_reward", "fluency")},
-              "budgets": budgets(run, methods), "pipeline": pipeline_points(run),
+              "budgets": budgets(run, methods), "pipeline": pipeline_points(run), "torch_threads": torch_threads(),
               "matched": {labels: matched_table(points, labels, sft) for labels in LABELS},
               "paired": {labels: paired_table(points, labels, sft) for labels in LABELS},
               "curves": {labels: seed_curves(points, labels, sft) for labels in LABELS},
@@ -95,6 +95,14 @@ def _frontier(run) -> None:
     write_json(out / "frontier.json", result)
     plots.frontier_figure(result, out / "frontier.png")
     print_matched(result)
+
+
+def torch_threads() -> int:
+    """The threads torch ran on: a reduction split over another number rounds differently, so a study
+    run on another thread count gives numbers that differ in their last digits (and, through the
+    samples drawn, a little more)."""
+    import torch
+    return torch.get_num_threads()
 
 
 def pipeline_points(run) -> dict:
