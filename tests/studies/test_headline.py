@@ -30,7 +30,7 @@ def test_the_headline_keeps_the_fast_studies_numbers_and_renders_the_readme_tabl
     assert set(rendered) == {"results", "frontier_budgets", "frontier", "frontier_paired", "frontier_pipeline", "ablation"}
     assert "| REINFORCE | β ∈ {0.05} | 256 sampled responses (8 steps × 32) |" in rendered["frontier_budgets"]
     assert "| PPO | β ∈ {0.05} | 256 sampled responses (8 steps × 32) |" in rendered["frontier_budgets"]
-    assert rendered["results"].count("\n") == 2 + 2     # header, rule, SFT, REINFORCE, DPO
+    assert rendered["results"].count("\n") == 2 + 3     # header, rule, SFT, REINFORCE, DPO, PPO (the figure's)
     assert len(rendered["ablation"].splitlines()) == 2 + len(studies["ablation"]["rows"])
     n_seeds = len(frontier["seeds"])
     for labels, table in frontier["matched"].items():  # a mean over fewer seeds says so
