@@ -88,7 +88,7 @@ for p in points:
 # every point *between* two of them: take policies $\pi_1$ and $\pi_2$ and, for each prompt, answer
 # with $\pi_1$ with probability λ and with $\pi_2$ otherwise (one coin per response). The mixture
 # earns exactly $\lambda g_1 + (1-\lambda) g_2$ of gold, since the gold reward is an average over
-# responses; and KL is convex in the policy, so its KL to the reference is **at most**
+# responses; and KL(π‖π_ref) is convex in π, so the mixture's KL to the reference is **at most**
 # $\lambda\,\mathrm{KL}_1 + (1-\lambda)\,\mathrm{KL}_2$. So the whole chord between two points is
 # reachable (at that KL or less), and the frontier of a set of runs is the **upper concave hull**
 # of their points and the SFT point (KL 0, λ = 0 included). One more rule: a KL budget need not be
@@ -124,10 +124,16 @@ print("DPO's hull: " + " -> ".join(f"({k:.2f}, {g:+.3f})" for k, g, _ in hand))
 # add a run and it can even fall (the full study shows a case below). The hull is never below it:
 
 # %%
-running = [start]
-for q in dpo_points:
-    if q[1] > running[-1][1]:
-        running.append(q)
+def running_max(pts, start):
+    """The old envelope: keep each point that beats every point at lower KL."""
+    kept = [start]
+    for q in sorted((p["kl_to_ref"], p["gold_reward"], p["fluency"]) for p in pts if p["kl_to_ref"] > 0):
+        if q[1] > kept[-1][1]:
+            kept.append(q)
+    return kept
+
+
+running = running_max(F.points_of(points, "dpo", "bt", run.seed), start)
 kl = knobs.matched_kl
 on_hull, on_running = C.at_kl(hand, kl), C.at_kl(running, kl)
 if on_hull and on_running:
@@ -136,8 +142,14 @@ if on_hull and on_running:
 
 # %% [markdown]
 # **Reading it at a matched KL.** Find the segment (k₀, g₀)–(k₁, g₁) that contains the KL k and
-# interpolate: $g(k) = g_0 + \frac{k - k_0}{k_1 - k_0}(g_1 - g_0)$ — the mixture of the two end points
-# that has that KL. Beyond the last point there is no frontier: it is not extrapolated.
+# interpolate: $g(k) = g_0 + \frac{k - k_0}{k_1 - k_0}(g_1 - g_0)$ — the gold of the mixture of the two
+# end points whose KL is at most k. Beyond the last point there is no frontier: it is not extrapolated.
+#
+# A caution a sceptic would add: each point is a mean over 400 samples with its own noise, and a hull
+# keeps the highest of them, so it leans upward by about that noise — the more points, the more. The
+# study gives every method the same number of points (two β, four checkpoints each; Preferred-FT and
+# Unlikelihood have no β and one run) and compares methods seed by seed, never one hull's luck against
+# another's average.
 
 # %%
 segment = next(((a, b) for a, b in zip(hand, hand[1:]) if a[0] <= kl <= b[0]), None)
@@ -272,14 +284,6 @@ if result:
 # the hull does not.
 
 # %%
-def running_max(pts, start):
-    kept = [start]
-    for q in sorted((p["kl_to_ref"], p["gold_reward"], p["fluency"]) for p in pts if p["kl_to_ref"] > 0):
-        if q[1] > kept[-1][1]:
-            kept.append(q)
-    return kept
-
-
 if result:
     sft_point = (0.0, result["sft"]["gold_reward"], result["sft"]["fluency"])
     case = {}
