@@ -1,13 +1,12 @@
-"""The numbers the README quotes, in one small JSON, and the README's tables made from it.
-
-`extract(folder)` keeps, from a run folder's own JSON (summary.json and eval_*.json of `run --all`,
-frontier/frontier.json, ablation.json, losses.json, whichever exist), exactly what the README's
-tables show; `tables(headline)` renders each table as markdown (the report's sections 12–14 use
-the same renderers). Each table sits between `<!-- headline:NAME -->` and `<!-- /headline:NAME -->`
-in exactly one of the markdown pages (README.md and docs/*.md; `pages`). A committed copy,
-data/headline.json, is what the tests check the pages against, since CI has no run folder:
-`python -m minidpo.tools.headline --out runs/default` writes it from the run folder and rewrites the
-pages' tables; `--check` only compares.
+"""The numbers the README and docs/ quote, and their tables, from two committed sources:
+data/headline.json (the pipeline's own run, `run --all`, and the loss bench: `extract`) and the
+long studies' results, shipped as they are in data/studies/ (frontier.json with its points,
+ablation.json: `studies`; lessons read the same files when no run of theirs holds the study).
+`tables(headline, studies)` renders each table as markdown (the report's sections 12–14 use the same
+renderers). Each table sits between `<!-- headline:NAME -->` and `<!-- /headline:NAME -->` in exactly
+one of the markdown pages (README.md and docs/*.md; `pages`). CI has no run folder, so the tests
+check the pages against the committed files: `python -m minidpo.tools.headline --out runs/default`
+writes them from the run folder and rewrites the pages' tables; `--check` only compares.
 """
 from __future__ import annotations
 
@@ -45,17 +44,6 @@ def extract(folder) -> dict:
                 rows[name] = {k: ev[k] for k in EVAL_KEYS if k in ev}
         out["results"] = rows
     study = folder / "frontier"
-    if (study / "frontier.json").is_file():
-        r = read_json(study / "frontier.json")
-        out["frontier"] = {"methods": r["methods"], "seeds": r["seeds"], "kl_targets": r["kl_targets"],
-                           "budgets": r.get("budgets", {}),
-                           "matched": {lab: _strip(t, ("values",)) for lab, t in r["matched"].items()},
-                           "paired": {lab: _strip(t, ("gaps",)) for lab, t in r.get("paired", {}).items()}}
-    if (study / "ablation.json").is_file():
-        r = read_json(study / "ablation.json")
-        out["ablation"] = {"seeds": r["seeds"], "primary_kl": r["primary_kl"], "budgets": r.get("budgets", {}),
-                           "rows": [{"change": row["change"], "rl_label": row["rl_label"],
-                                     "at": _ablation_cell(row, r["primary_kl"])} for row in r["rows"]]}
     if (study / "losses.json").is_file():
         r = read_json(study / "losses.json")
         keys = ("gold_reward", "win_rate_vs_sft", "kl_to_ref", "fluency", "logps_chosen_change")
@@ -70,12 +58,22 @@ def _side(c: dict | None) -> dict | None:
     return {k: c[k] for k in ("gold_mean", "gold_std", "n")} if c else None
 
 
-def _ablation_cell(row: dict, kl) -> dict | None:
-    c = row["by_kl"].get(str(kl)) if kl is not None else None
-    if not c:
-        return None
-    return {"dpo": _side(c["dpo"]), "rl": _side(c["rl"]),
-            **{k: c[k] for k in ("gap_mean", "gap_std", "n", "beyond_spread")}}
+STUDIES = {"frontier": "frontier/frontier.json", "ablation": "frontier/ablation.json"}  # shipped in data/studies/
+POINT_FIELDS = ("method", "labels", "repeats", "seed", "beta", "step", "of_steps", "samples", "of_samples",
+                "gold_reward", "gold_std", "kl_to_ref", "fluency", "win_rate_vs_sft", "unique_frac", "entropy", "length")
+
+
+def studies(folder) -> dict:
+    """{name: result} of the long studies found in run folder `folder`, as shipped: the frontier with
+    its points (each with the fields a reader needs, `POINT_FIELDS`) and the ablation as written."""
+    folder, out = Path(folder), {}
+    for name, path in STUDIES.items():
+        if (folder / path).is_file():
+            out[name] = read_json(folder / path)
+    if "frontier" in out:
+        f = out["frontier"]
+        out["frontier"] = {**f, "points": [{k: p[k] for k in POINT_FIELDS if k in p} for p in f["points"]]}
+    return out
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -84,14 +82,23 @@ def num(x: float, digits: int = 2, sign: bool = True) -> str:
     return (f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}").replace("-", "−")
 
 
-def cell(c: dict | None, n_seeds: int, mean: str = "gold_mean", std: str = "gold_std", mark: bool = False) -> str:
-    """mean ± std, ' *' when beyond the spread (if `mark`), '(n=k)' when not every seed counts."""
+def cell(c: dict | None, n_seeds: int, mean: str = "gold_mean", std: str = "gold_std") -> str:
+    """mean ± std over the seeds, '(n=k)' when not every seed counts."""
     if not c:
         return "-"
-    text = f"{num(c[mean])} ± {num(c[std], sign=False)}"
-    if mark and c.get("beyond_spread"):
-        text = f"**{text}**"
-    return text + ("" if c["n"] == n_seeds else f" (n={c['n']})")
+    return f"{num(c[mean])} ± {num(c[std], sign=False)}" + ("" if c["n"] == n_seeds else f" (n={c['n']})")
+
+
+def diff_cell(c: dict | None, n_seeds: int) -> str:
+    """A paired difference (`compare.Difference.as_dict`): its mean and 95 % interval, bold when the
+    interval excludes 0; 'one seed' when there is no spread to judge by; '(n=k)' below n_seeds."""
+    if not c:
+        return "-"
+    if c["n"] < 2:
+        return f"{num(c['gap_mean'])} (one seed)"
+    text = f"{num(c['gap_mean'])} ({num(c['low'])} … {num(c['high'])})"
+    return (f"**{text}**" if c["verdict"] in ("above", "below") else text) + (
+        "" if c["n"] == n_seeds else f" (n={c['n']})")
 
 
 def describe_budget(b: dict) -> tuple[str, str]:
@@ -99,10 +106,16 @@ def describe_budget(b: dict) -> tuple[str, str]:
     keys = sorted({k for g in b["grid"] for k in g})
     grid = "; ".join(f"{'β' if k == 'beta' else k} ∈ {{{', '.join(f'{g[k]:g}' for g in b['grid'])}}}" for k in keys)
     if "steps" in b:
-        spend = f"{b['samples_per_unit']} sampled responses ({b['steps']} steps × {b['samples_per_step']})"
+        spend = f"{b['samples_per_unit']:,} sampled responses ({b['steps']} steps × {b['samples_per_step']})"
     else:
-        spend = f"{b['epochs']} epoch{'s' if b['epochs'] != 1 else ''} over the pairs (no sampling)"
+        spend = (f"{b['epochs']} epoch{'s' if b['epochs'] != 1 else ''} over the pairs"
+                 + (f", batches of {b['batch_size']}" if "batch_size" in b else "") + " (no sampling)")
     return grid or "-", spend
+
+
+def run_budget(p: dict) -> str:
+    """What one of the pipeline's runs spent: its samples, or its epochs over the pairs."""
+    return f"{p['samples']:,} samples" if p["samples"] else f"{p['epochs']} epoch{'s' if p['epochs'] != 1 else ''}"
 
 
 def results_table(h: dict) -> list[str]:
@@ -127,14 +140,14 @@ def budgets_table(budgets: dict) -> list[str]:
     return out
 
 
-def _by_labels(h: dict, part: str) -> list[tuple[str, str, dict]]:
+def _by_labels(f: dict, part: str) -> list[tuple[str, str, dict]]:
     """(labels shown, method, row) of a frontier table; PPO-GT (gold reward) once, last."""
     rows, gold = [], []
-    for labels, table in h[part].items():
+    for labels, table in f[part].items():
         for method, row in table.items():
             if not row:
                 continue
-            if not h.get("budgets", {}).get(method, {}).get("uses_labels", True):
+            if not f.get("budgets", {}).get(method, {}).get("uses_labels", True):
                 if not gold:
                     gold.append(("gold", method, row))
                 continue
@@ -142,43 +155,60 @@ def _by_labels(h: dict, part: str) -> list[tuple[str, str, dict]]:
     return rows + gold
 
 
-def frontier_table(h: dict) -> list[str]:
-    kls, n = h["kl_targets"], len(h["seeds"])
+def frontier_table(f: dict) -> list[str]:
+    kls, n = f["kl_targets"], len(f["seeds"])
     out = ["| labels | method | " + " | ".join(f"KL {k:g}" for k in kls) + " |", "|---|---|" + "---|" * len(kls)]
     shown, last = set(), None
-    for labels, method, row in _by_labels(h, "matched"):
+    for labels, method, row in _by_labels(f, "matched"):
         shown.add(method)
-        out.append(f"| {LABEL_NAMES[labels] if labels != last else ''} | {h['methods'][method]} | "
+        out.append(f"| {LABEL_NAMES[labels] if labels != last else ''} | {f['methods'][method]} | "
                    + " | ".join(cell(row.get(str(k)), n) for k in kls) + " |")
         last = labels
-    missing = [h["methods"][m] for m in h["methods"] if m not in shown]
+    missing = [f["methods"][m] for m in f["methods"] if m not in shown]
     if missing:
         out += ["", "No entry (no seed's frontier reaches a matched KL): " + ", ".join(missing) + "."]
     return out
 
 
-def paired_table(h: dict) -> list[str]:
-    kls, n = h["kl_targets"], len(h["seeds"])
+def paired_table(f: dict) -> list[str]:
+    kls, n = f["kl_targets"], len(f["seeds"])
     out = ["| labels | DPO − method | " + " | ".join(f"KL {k:g}" for k in kls) + " |", "|---|---|" + "---|" * len(kls)]
-    last, rows = None, _by_labels(h, "paired")
+    last, rows = None, _by_labels(f, "paired")
     for labels, method, row in rows:
-        out.append(f"| {LABEL_NAMES[labels] if labels != last else ''} | DPO − {h['methods'][method]} | "
-                   + " | ".join(cell(row.get(str(k)), n, "gap_mean", "gap_std", mark=True) for k in kls) + " |")
+        out.append(f"| {LABEL_NAMES[labels] if labels != last else ''} | DPO − {f['methods'][method]} | "
+                   + " | ".join(diff_cell(row.get(str(k)), n) for k in kls) + " |")
         last = labels
     return out if rows else ["No matched KL is reached by DPO and another method in the same seed."]
 
 
-def ablation_table(h: dict) -> list[str]:
-    n = len(h["seeds"])
-    out = ["| change from the row above | DPO | RL | DPO − RL | |", "|---|---|---|---|---|"]
-    for row in h["rows"]:
-        c = row["at"]
+def pipeline_table(f: dict) -> list[str]:
+    """The pipeline's own single runs (one seed each, their own budgets) beside DPO's frontier in
+    the same seed at the same KL."""
+    from .compare import at_kl, frontier
+    out = ["| the pipeline's run (seed 0, Bradley–Terry) | β | budget | KL | gold | DPO's frontier there, same seed |",
+           "|---|---|---|---|---|---|"]
+    sft = (0.0, f["sft"]["gold_reward"], f["sft"]["fluency"])
+    for p in f.get("pipeline", {}).values():
+        mine = [q for q in f["points"] if q["method"] == "dpo" and q["seed"] == p["seed"] and q["labels"] == p["labels"]]
+        there = at_kl(frontier(mine, sft), p["kl_to_ref"]) if mine else None
+        spend = run_budget(p) + ("" if p["samples"] else ", no sampling")
+        out.append(f"| {p['label']} | {p['beta']:g} | {spend} | {num(p['kl_to_ref'], 2, False)} | "
+                   f"{num(p['gold_reward'], 3)} | {num(there[0], 3) if there else 'beyond its last point'} |")
+    return out
+
+
+def ablation_table(a: dict) -> list[str]:
+    kl, n = a["primary_kl"], len(a["seeds"])
+    out = [f"| | change from the row above | DPO at KL {kl:g} | RL at KL {kl:g} | DPO − RL | the row's step |",
+           "|---|---|---|---|---|---|"]
+    for i, row in enumerate(a["rows"]):
+        c = row["by_kl"].get(str(kl)) if kl is not None else None
+        step = row.get("step", {}).get(str(kl)) if kl is not None else None
         if not c:
-            out.append(f"| {row['change']} | - | {row['rl_label']}: - | - | not reached |")
+            out.append(f"| {i} | {row['change']} | - | {row['rl_label']}: - | not reached | - |")
             continue
-        verdict = "beyond the spread" if c["beyond_spread"] else "within the spread"
-        out.append(f"| {row['change']} | {cell(c['dpo'], n)} | {row['rl_label']} {cell(c['rl'], n)} | "
-                   f"{cell(c, n, 'gap_mean', 'gap_std', mark=True)} | {verdict} |")
+        out.append(f"| {i} | {row['change']} | {cell(c['dpo'], n)} | {row['rl_label']} {cell(c['rl'], n)} | "
+                   f"{diff_cell(c, n)} | {diff_cell(step, n) if step else ''} |")
     return out
 
 
@@ -194,17 +224,20 @@ def losses_table(h: dict) -> list[str]:
     return out
 
 
-def tables(h: dict) -> dict[str, str]:
-    """{block name: markdown} for every README table the headline has the numbers of."""
-    out = {}
+def tables(h: dict, studies: dict | None = None) -> dict[str, str]:
+    """{block name: markdown} for every table whose numbers the headline `h` or the `studies`
+    ({"frontier": ..., "ablation": ...} as `studies` returns them) hold."""
+    out, studies = {}, studies or {}
     if "results" in h:
         out["results"] = results_table(h)
-    if "frontier" in h:
-        f = h["frontier"]
+    if "frontier" in studies:
+        f = studies["frontier"]
         out.update({"frontier_budgets": budgets_table(f["budgets"]), "frontier": frontier_table(f),
                     "frontier_paired": paired_table(f)})
-    if "ablation" in h:
-        out["ablation"] = ablation_table(h["ablation"])
+        if f.get("pipeline"):
+            out["frontier_pipeline"] = pipeline_table(f)
+    if "ablation" in studies:
+        out["ablation"] = ablation_table(studies["ablation"])
     if "losses" in h:
         out["losses"] = losses_table(h["losses"])
     return {name: "\n".join(lines) for name, lines in out.items()}
@@ -255,14 +288,3 @@ def problems(texts: dict[str, str], rendered: dict[str, str]) -> list[str]:
         elif found[0][1] != rendered[name]:
             out.append(f"{found[0][0]}: table '{name}' differs from the committed numbers")
     return out
-
-
-def committed_study(headline: dict) -> tuple[dict, dict]:
-    """(frontier, ablation) of a headline (data/headline.json) in the layout the study itself writes,
-    as far as the headline keeps it: the matched and paired tables, not the points along training.
-    So `frontier.print_matched`, `ablation.print_ablation` and `plots.matched_figure` read it, and a
-    lesson shows the measured study where it has not run."""
-    frontier = {**headline["frontier"], "sft": headline["results"]["sft"]}
-    a = headline["ablation"]
-    ablation = {**a, "rows": [{**r, "by_kl": {str(a["primary_kl"]): r["at"]}} for r in a["rows"]]}
-    return frontier, ablation

@@ -12,6 +12,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..checkpoint import atomic_write
+from . import headline
 
 
 def _subplots(*grid, figsize, **kw):
@@ -214,13 +215,17 @@ FRONTIER_STYLE = {  # method -> (marker, line style): DPO-family solid, RL dashe
 
 
 def frontier_figure(result: dict, path=None) -> Figure:
-    """One panel per labelling condition: every evaluated point (faint, all seeds) and each
-    method's upper frontier, mean over seeds with a ±1 std band."""
+    """One panel per labelling condition: every evaluated point (faint, all seeds), each method's
+    frontier (the upper concave hull of its points, per seed), mean over seeds with a ±1 std band,
+    and, in the panel of the pipeline's own labels, the pipeline's single runs (one seed each, their
+    own budgets) as large labelled markers."""
     conditions = list(result["curves"])
     fig, axes = _subplots(1, len(conditions), figsize=(6.5 * len(conditions), 4.6), squeeze=False)
     for ax, labels in zip(axes[0], conditions):
         ax.plot([0], [result["sft"]["gold_reward"]], "k*", ms=12, label="SFT (the reference)")
+        colour = {}
         for i, (method, curve) in enumerate(result["curves"][labels].items()):
+            colour[method] = f"C{i}"
             marker, style = FRONTIER_STYLE.get(method, ("o", "-"))
             pts = [p for p in result["points"] if p["method"] == method and p["labels"] in (labels, "gold")]
             ax.scatter([p["kl_to_ref"] for p in pts], [p["gold_reward"] for p in pts], marker=marker, s=14,
@@ -230,27 +235,39 @@ def frontier_figure(result: dict, path=None) -> Figure:
                 hi = [m + s for m, s in zip(curve["mean"], curve["std"])]
                 ax.plot(curve["kl"], curve["mean"], style, color=f"C{i}", label=result["methods"][method])
                 ax.fill_between(curve["kl"], lo, hi, color=f"C{i}", alpha=0.15)
+        for name, p in result.get("pipeline", {}).items():
+            if p["labels"] != labels:
+                continue
+            method = {"rlhf": "reinforce"}.get(name, name)
+            spend = headline.run_budget(p)
+            ax.plot([p["kl_to_ref"]], [p["gold_reward"]], marker=FRONTIER_STYLE.get(method, ("o",))[0], ms=11,
+                    mec="black", mew=1.5, color=colour.get(method, "grey"), ls="none")
+            ax.annotate(f"pipeline {p['label']} (β {p['beta']:g}, {spend})", (p["kl_to_ref"], p["gold_reward"]),
+                        fontsize=7, xytext=(5, -10), textcoords="offset points")
         ax.set(xlabel="KL(π ‖ π_ref) per response (nats)", ylabel="mean gold reward on held-out films",
                title=f"Reward vs KL, labels: {labels} ({len(result['seeds'])} seeds)")
         ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
 
 
-def matched_figure(result: dict, path=None) -> Figure:
-    """The study's table drawn: one panel per labelling condition, each method's gold reward at the
-    matched KLs, mean ± std over the seeds (the form the README's data/headline.json keeps)."""
-    conditions = list(result["matched"])
-    fig, axes = _subplots(1, len(conditions), figsize=(6.5 * len(conditions), 4.6), squeeze=False)
-    for ax, labels in zip(axes[0], conditions):
-        ax.plot([0], [result["sft"]["gold_reward"]], "k*", ms=12, label="SFT (the reference)")
-        for i, (method, row) in enumerate(result["matched"][labels].items()):
-            marker, style = FRONTIER_STYLE.get(method, ("o", "-"))
-            kls = [kl for kl in result["kl_targets"] if str(kl) in row]
-            ax.errorbar(kls, [row[str(kl)]["gold_mean"] for kl in kls], yerr=[row[str(kl)]["gold_std"] for kl in kls],
-                        fmt=marker + style, color=f"C{i}", capsize=3, label=result["methods"][method])
-        ax.set(xlabel="matched KL(π ‖ π_ref) per response (nats)", ylabel="mean gold reward on held-out films",
-               title=f"Gold at matched KL, labels: {labels} ({len(result['seeds'])} seeds)")
-        ax.legend(fontsize=7, ncol=2)
+def ablation_figure(result: dict, path=None) -> Figure:
+    """The ablation at its matched KL: each row's DPO − RL gap, paired by seed (a dot per seed, the
+    mean with its 95 % interval), from this project's setting (top) to the paper's (bottom)."""
+    rows, kl = result["rows"], result.get("primary_kl")
+    fig, ax = _subplots(figsize=(9, 0.6 * len(rows) + 1.6))
+    ax.axvline(0, color="grey", lw=1)
+    for i, r in enumerate(rows):
+        c = r["by_kl"].get(str(kl)) if kl is not None else None
+        if not c:
+            continue
+        y = len(rows) - 1 - i
+        ax.scatter(c["gaps"], [y] * len(c["gaps"]), color="C0", s=14, alpha=0.6)
+        if c["n"] > 1:
+            ax.errorbar([c["gap_mean"]], [y], xerr=[[c["gap_mean"] - c["low"]], [c["high"] - c["gap_mean"]]],
+                        fmt="o", color="C3" if c["verdict"] != "no measurable difference" else "black", capsize=4)
+    ax.set_yticks(range(len(rows)), [f"{i}: {r['change']}" for i, r in enumerate(rows)][::-1], fontsize=7)
+    ax.set(xlabel=f"DPO − RL, gold reward at KL {kl:g} (a dot per seed; the mean and its 95 % interval)"
+           if kl is not None else "DPO − RL", title="From this project's setting to the paper's, one factor at a time")
     return _save(fig, path)
 
 

@@ -250,27 +250,32 @@ def sources_section(run) -> list[str]:
 def long_study_sections(run) -> list[str]:
     """Sections for the long studies whose results are in the run folder (their own commands); the
     tables are the README's (`headline`), rendered from the same numbers."""
-    out, h = [], headline.extract(run.out)
-    if "frontier" in h:
-        f = h["frontier"]
+    out, h, studies = [], headline.extract(run.out), headline.studies(run.out)
+    if "frontier" in studies:
+        f = studies["frontier"]
         out += ["", "## 12. The paper's Figure 2: reward against KL for every method", "",
                 "Each method's grid, and what one unit spends (every RL unit samples the same number of responses):", "",
                 *headline.budgets_table(f["budgets"]), "",
-                f"Gold reward read off each method's upper frontier at matched KL, mean ± std over the seeds (of "
-                f"{len(f['seeds'])}) that reach that KL ((n=k) where only k do; each seed: its own pairs and reward "
-                "model); '-' where no seed's frontier reaches it. PPO-GT learns from the gold reward: one row for "
-                "both conditions.", "", *headline.frontier_table(f), "",
+                f"Gold reward read off each method's frontier (the upper concave hull of its points along training "
+                f"and the SFT point, per seed) at matched KL, mean ± std over the seeds (of {len(f['seeds'])}) that "
+                "reach that KL ((n=k) where only k do; each seed: its own pairs and reward model); '-' where no "
+                "seed's frontier reaches it. PPO-GT learns from the gold reward: one row for both conditions.", "",
+                *headline.frontier_table(f), "",
                 "DPO against each method, paired by seed: the difference of the two frontiers in each seed that both "
-                "reach, mean ± std over those seeds; bold = its 95 % interval (Student t over the seeds) excludes 0.", "",
-                *headline.paired_table(f), "", "![frontier](frontier/frontier.png)"]
-    if "ablation" in h:
-        a = h["ablation"]
+                "reach, its mean and 95 % interval (Student t over the seeds); bold = the interval excludes 0.", "",
+                *headline.paired_table(f), "",
+                *(["The pipeline's own single runs (one seed, their own budgets), marked on the figure:", "",
+                   *headline.pipeline_table(f), ""] if f.get("pipeline") else []),
+                "![frontier](frontier/frontier.png)"]
+    if "ablation" in studies:
+        a = studies["ablation"]
         out += ["", "## 13. Why: from this setting to the paper's, one factor at a time", "",
                 (f"At KL = {a['primary_kl']} nats" if a["primary_kl"] is not None else
                  "No matched KL is reached by both methods in every row")
-                + "; gap = DPO − RL paired by seed, mean ± std; 'beyond the spread' = its 95 % interval (Student t over the seeds) excludes 0. "
-                "Every row gives each method the same grid and budget:", "",
-                *headline.budgets_table(a["budgets"]), "", *headline.ablation_table(a)]
+                + "; DPO − RL paired by seed: mean and 95 % interval (Student t over the seeds), bold when it "
+                "excludes 0; the row's step: its DPO − RL minus the row above's, paired by seed. One factor at a "
+                "time: each step is measured given the rows above it (another order may give other steps).", "",
+                *headline.ablation_table(a), "", "![ablation](frontier/ablation.png)"]
     if "losses" in h:
         x = h["losses"]
         out += ["", "## 14. The loss bench", "",

@@ -216,16 +216,26 @@ def _largest_tv(free):
 
 
 def check_12(g, out):
-    hand = g["hand"]  # the envelope by hand: from SFT at KL 0, each kept point beats the ones before
-    assert hand[0] == (0.0, g["sft"]["gold_reward"], g["sft"]["fluency"]) and len(hand) >= 2
-    assert all(b[0] > a[0] and b[1] > a[1] for a, b in zip(hand, hand[1:]))
+    from minidpo.harness import compare as C
+    hand, sft = g["hand"], g["sft"]  # the hull by hand: from SFT at KL 0, concave, climbing, then flat
+    assert hand[0] == (0.0, sft["gold_reward"], sft["fluency"]) and len(hand) >= 2
+    assert all(b[0] > a[0] and b[1] >= a[1] for a, b in zip(hand, hand[1:]))
+    slopes = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(hand, hand[1:])]
+    assert all(s >= t - 1e-12 for s, t in zip(slopes, slopes[1:]))  # concave: the slopes never rise
+    for k, gold, _ in g["dpo_points"]:  # every point lies on or under it ...
+        assert C.at_kl(hand, k)[0] >= gold - 1e-12
+        assert C.at_kl(hand, k)[0] >= C.at_kl(g["running"], k)[0] - 1e-12  # ... and so does the running maximum
     assert g["env"] == hand and (g["gold_at_kl"] is None) == (g["library_gold"] is None)  # = the library's
     if g["gold_at_kl"] is not None:
         assert g["library_gold"] == pytest.approx(g["gold_at_kl"], abs=1e-12)
     assert f"{len(g['points'])} evaluated points" in out and set(g["per_unit"]) == {"dpo", "reinforce"}
     assert "Shown: the full study saved in" in out  # the test folder holds the --fast study and ablation
-    assert set(g["result"]["matched"]) == {"bt", "deterministic"}
+    assert set(g["result"]["matched"]) == {"bt", "deterministic"} and set(g["result"]["pipeline"]) == {"rlhf", "ppo", "dpo"}
     assert [r["rl_method"] for r in g["ablation"]["rows"]][-1] == "ppo_gt"
+    # every comparison of two methods says its seeds: an interval names them, one seed says so
+    lines = [line for line in out.splitlines() if " − " in line and ("interval" in line or "one seed" in line)]
+    assert lines and all(re.search(r"\d+ seeds|one seed", line) for line in lines)
+    assert all("fewer than 3" in line for line in lines if re.search(r"\b2 seeds", line))
 
 
 def check_13(g, out):
@@ -264,7 +274,7 @@ def check_16(g, out):
 
 
 def _reading_falls(d, v, out):
-    """Lesson 12's Try: each envelope read at a smaller KL gives less gold (where both readings exist)."""
+    """Lesson 12's Try: each hull read at a smaller KL gives less gold (where both readings exist)."""
     both = [(d["read"][m][0], v["read"][m][0]) for m in d["read"] if d["read"][m] and v["read"][m]]
     return both and all(b < a for a, b in both)
 

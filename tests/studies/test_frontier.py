@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from minidpo.studies import frontier as F
+from minidpo.studies import ablation as A, frontier as F, units as U
 from minidpo.studies.ablation import primary_kl
 
 SFT = {"gold_reward": 0.0, "fluency": 0.9}
@@ -122,7 +122,7 @@ def test_frontier_fast_has_every_method_seed_and_condition(fast_studies):
     assert all(math.isfinite(p["gold_reward"]) and p["kl_to_ref"] > -1 for p in result["points"])
     assert (run.out / "frontier" / "frontier.png").stat().st_size > 20_000
     ablation = F.read_json(run.out / "frontier" / "ablation.json")
-    assert [r["rl_method"] for r in ablation["rows"]] == ["reinforce", "reinforce", "reinforce", "ppo", "ppo_gt"]
+    assert [r["rl_method"] for r in ablation["rows"]] == ["reinforce"] * 4 + ["ppo", "ppo_gt"]
 
 
 def _units(points):
@@ -135,9 +135,10 @@ def _units(points):
 
 
 @pytest.mark.slow  # the tiny Figure 2 and ablation, end to end (the slow tier)
-def test_every_rl_unit_of_the_fast_studies_samples_the_same_budget(fast_studies):
-    """Fix of PPO's half budget: every RL unit of the frontier and of the ablation draws the same
-    number of responses (steps adapt to each method's batch shape); the pair learners sample none."""
+def test_every_rl_unit_of_the_fast_frontier_samples_the_same_budget_and_the_ablation_its_rows(fast_studies):
+    """Every RL unit of the frontier draws the same number of responses (steps adapt to each
+    method's batch shape); the pair learners sample none; each ablation row's RL units draw that
+    row's budget (a tenth of the full one with --fast), the budget row raising REINFORCE's alone."""
     run = fast_studies
     rl = {m.name for m in F.METHODS.values() if m.trainer != "dpo"}
     result = F.read_json(run.out / "frontier" / "frontier.json")
@@ -151,32 +152,136 @@ def test_every_rl_unit_of_the_fast_studies_samples_the_same_budget(fast_studies)
     assert {budgets[m]["samples_per_unit"] for m in rl} == {F.FAST_RL_SAMPLES}
     assert {budgets[m]["steps"] * budgets[m]["samples_per_step"] for m in rl} == {F.FAST_RL_SAMPLES}
     ablation = F.read_json(run.out / "frontier" / "ablation.json")
-    for row in ablation["rows"]:
-        assert row["samples"] == {"dpo": [0], row["rl_method"]: [F.FAST_RL_SAMPLES]}
+    for row, spec in zip(ablation["rows"], A.ROWS):
+        assert row["samples"] == {"dpo": [0], "rl": [spec.rl_samples // U.FAST_DIVISOR]}
+        assert row["rl_samples"] == spec.rl_samples // U.FAST_DIVISOR
+    first, second = ablation["rows"][:2]  # the budget row: REINFORCE's samples, nothing else
+    assert second["samples"]["rl"][0] > first["samples"]["rl"][0] and second["steps"]["dpo"] == first["steps"]["dpo"]
+    assert (first["labels"], first["pairs_multiplier"]) == (second["labels"], second["pairs_multiplier"])
 
 
 @pytest.mark.slow  # the tiny Figure 2 and ablation, end to end (the slow tier)
-def test_every_row_of_the_ablation_gives_each_method_the_same_grid(fast_studies):
+def test_every_row_of_the_ablation_gives_each_method_the_same_grid_and_its_steps_pair_by_seed(fast_studies):
     ablation = F.read_json(fast_studies.out / "frontier" / "ablation.json")
     grids = {}
     for row in ablation["rows"]:   # the grid points the row's numbers actually came from
-        for method, grid in row["grids"].items():
-            grids.setdefault(method, []).append(grid)
-    assert len(grids["dpo"]) == 5 and {"reinforce", "ppo", "ppo_gt"} <= set(grids)
+        grids.setdefault("dpo", []).append(row["grids"]["dpo"])
+        grids.setdefault(row["rl_method"], []).append(row["grids"]["rl"])
+    assert len(grids["dpo"]) == 6 and {"reinforce", "ppo", "ppo_gt"} <= set(grids)
     for method, per_row in grids.items():
         assert all(g == per_row[0] for g in per_row), method       # equal across the rows
-        assert per_row[0] == [ablation["budgets"][method]["grid"][0]] and len(per_row[0]) == 1
+        assert per_row[0] == [F.METHODS[method].fast_grid[0]] and len(per_row[0]) == 1
+    for above, row in zip(ablation["rows"], ablation["rows"][1:]):  # a row's step: its gap minus the row above's
+        for kl, step in row["step"].items():
+            now, before = row["by_kl"][kl], above["by_kl"][kl]
+            gaps = lambda c: [d - r if d is not None and r is not None else None
+                              for d, r in zip(c["per_seed"]["dpo"], c["per_seed"]["rl"])]
+            both = [(a, b) for a, b in zip(gaps(now), gaps(before)) if a is not None and b is not None]
+            if step:
+                assert step["gaps"] == pytest.approx([a - b for a, b in both]) and step["n"] == len(both)
 
 
 def test_the_full_studies_give_every_rl_method_one_budget_and_the_ablation_one_beta_each(tmp_path):
-    """The full settings, without training: the same sample budget for every RL method whatever
-    its batch shape, and ONE_BETA names every method of every ablation row (PPO-GT too)."""
+    """The full settings, without training: the same sample budget for every RL method of the
+    frontier whatever its batch shape; ONE_BETA names every method of every ablation row (PPO-GT
+    too); the budget row moves REINFORCE from the frontier's 2,560 to the pipeline's own samples."""
     from minidpo.harness.runfolder import Run
-    from minidpo.studies import ablation as A
+    from minidpo.rlhf import RLHFConfig
     run = Run(tmp_path, fast=False)
     budgets = F.budgets(run, F.METHODS)
     rl = [m.name for m in F.METHODS.values() if m.trainer != "dpo"]
-    assert {budgets[m]["samples_per_unit"] for m in rl} == {F.RL_SAMPLES}
+    assert {budgets[m]["samples_per_unit"] for m in rl} == {F.RL_SAMPLES} == {2560}
     assert all(budgets[m]["steps"] * budgets[m]["samples_per_step"] == F.RL_SAMPLES for m in rl)
-    assert {"dpo"} | {rl_method for *_, rl_method in A.ROWS} <= set(A.ONE_BETA)
+    assert {"dpo"} | {row.rl for row in A.ROWS} <= set(A.ONE_BETA)
     assert all(len(A.ONE_BETA[m]) == 1 for m in A.ONE_BETA)
+    pipeline = RLHFConfig()
+    assert A.PIPELINE_BUDGET == pipeline.steps * pipeline.prompts_per_step * pipeline.k == 9600
+    assert [row.rl_samples for row in A.ROWS] == [2560] + [9600] * 5
+    for row in A.ROWS:  # every RL unit of the row spends exactly the row's budget
+        m = A.row_methods(row, fast=False)["rl"]
+        cfg = U.unit_config(run, m, m.grid[0], 0)
+        assert cfg.steps * U.samples_per_step(cfg) == row.rl_samples
+
+
+def test_the_data_row_keeps_every_learners_steps(tmp_path):
+    """Equal footing in the data row: 4× the pairs, and DPO and the reward model take the steps of
+    two epochs over the default pairs (one pass in batches twice as large), RL its same samples."""
+    from minidpo.harness.runfolder import Run
+    from minidpo.reward_model import RMConfig
+    run = Run(tmp_path, fast=False)
+    row = next(r for r in A.ROWS if r.pairs == 4)
+    above = A.ROWS[A.ROWS.index(row) - 1]
+    assert row.same_steps and above.pairs == 1 and row.rl_samples == above.rl_samples
+    n = 2798  # the default pairs (8 prompts per film)
+    steps = lambda cfg, pairs: cfg.epochs * math.ceil(pairs / cfg.batch_size)
+    dpo = {r: U.unit_config(run, A.row_methods(r, fast=False)["dpo"], A.ONE_BETA["dpo"], 0) for r in (above, row)}
+    assert abs(steps(dpo[row], 4 * n) - steps(dpo[above], n)) <= 1  # the last partial batch aside
+    rm_above = U.rm_config(run, 0)
+    rm_row = U.rm_config(run, 0, A.row_cells(run, row, 8)[0][3])
+    assert rm_above == run.settings(RMConfig, seed=0) and abs(steps(rm_row, 4 * n) - steps(rm_above, n)) <= 1
+    assert A.row_cells(run, row, 8)[0][2] == 32 and A.row_cells(run, above, 8)[0][2] == 8
+
+
+def _shipped():
+    from minidpo.harness.tutorial import shipped_study
+    found = [shipped_study(f"frontier/{name}.json") for name in ("frontier", "ablation")]
+    if None in found:
+        pytest.skip("no data/studies/ yet")
+    return [F.read_json(f) for f in found]
+
+
+def _running_max(points, sft):
+    """The old envelope: each point kept when it beats every point at lower KL, joined by lines."""
+    kept = [(0.0, sft["gold_reward"], sft["fluency"])]
+    for q in sorted((p["kl_to_ref"], p["gold_reward"], p["fluency"]) for p in points if p["kl_to_ref"] > 0):
+        if q[1] > kept[-1][1]:
+            kept.append(q)
+    return kept
+
+
+def test_on_the_shipped_study_dpo_over_both_betas_reads_at_least_beta_half_alone():
+    """Issue 32's measured case, on the full study's own points: deterministic labels, DPO at KL 1,
+    seeds 0–2. The running maximum over β ∈ {0.1, 0.5} read below β = 0.5 alone (the ablation's
+    deterministic row): adding runs lowered it. The hull over both reads at least β = 0.5 alone, in
+    every seed and at every matched KL."""
+    frontier, ablation = _shipped()
+    sft, points = frontier["sft"], frontier["points"]
+    mean = lambda xs: sum(xs) / len(xs)
+    reading = {}
+    for name, pick in (("alone", lambda p: p["beta"] == 0.5), ("both", lambda p: True)):
+        for how, build in (("hull", lambda pts: F.hull(pts, sft)), ("running", lambda pts: _running_max(pts, sft))):
+            per_seed = [F.at_kl(build([p for p in F.points_of(points, "dpo", "deterministic", s) if pick(p)]), 1.0)[0]
+                        for s in frontier["seeds"]]
+            reading[(name, how)] = mean(per_seed)
+    row = next(r for r in ablation["rows"] if r["labels"] == "deterministic" and r["pairs_multiplier"] == 1)
+    assert reading[("alone", "hull")] == pytest.approx(row["by_kl"]["1.0"]["dpo"]["gold_mean"], abs=1e-12)
+    assert reading[("both", "running")] < reading[("alone", "running")]   # the envelope fell when runs were added
+    assert reading[("both", "hull")] >= reading[("alone", "hull")]         # the hull cannot
+    for seed in frontier["seeds"]:
+        alone = F.hull([p for p in F.points_of(points, "dpo", "deterministic", seed) if p["beta"] == 0.5], sft)
+        both = F.hull(F.points_of(points, "dpo", "deterministic", seed), sft)
+        for kl in F.KL_TARGETS:
+            if F.at_kl(alone, kl) is not None:
+                assert F.at_kl(both, kl)[0] >= F.at_kl(alone, kl)[0] - 1e-12
+
+
+def test_on_the_shipped_study_no_unit_lowers_its_methods_hull():
+    """The hull's property on real points: for every method, condition and seed, the hull without one
+    of its units never reads above the hull with it, at any matched KL it reaches."""
+    import json
+    frontier, _ = _shipped()
+    sft = frontier["sft"]
+    checked = 0
+    for labels in frontier["labels"]:
+        for method in frontier["methods"]:
+            for seed in frontier["seeds"]:
+                pts = F.points_of(frontier["points"], method, labels, seed)
+                units = {json.dumps({"beta": p.get("beta")}) for p in pts}
+                for unit in units:
+                    without = [p for p in pts if json.dumps({"beta": p.get("beta")}) != unit]
+                    for kl in F.KL_TARGETS:
+                        less, full = F.at_kl(F.hull(without, sft), kl), F.at_kl(F.hull(pts, sft), kl)
+                        if less is not None:
+                            assert full is not None and full[0] >= less[0] - 1e-12
+                            checked += 1
+    assert checked > 100
