@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -110,6 +111,35 @@ def test_the_critics_studies_pair_three_seeds_and_two_with_fast(fast_run):
     assert sweep.seeds(dc_replace(run, fast=False)) == [run.seed + i for i in range(3)]
 
 
+COMMITTED = ("overoptimisation", "diversity", "failure_modes", "online_dpo")
+
+
+@pytest.mark.parametrize("name", COMMITTED + ("cost",))
+def test_the_committed_full_studies_are_small_and_hold_no_samples(name):
+    """data/studies/ ships the full studies the lessons read when no run of theirs exists: each
+    under 200 KB, no per-sample lists, three seeds (the cost table is one run, and says so)."""
+    from minidpo.harness.tutorial import shipped_study
+    found = shipped_study(f"{name}.json")
+    assert found is not None and found.stat().st_size < 200_000
+    text = found.read_text(encoding="utf-8")
+    assert '"samples"' not in text and '"gold": [' not in text
+    data = json.loads(text)
+    if name != "cost":
+        assert len(data["seeds"]) >= 3
+
+
+def test_the_critics_page_quotes_the_committed_paired_differences():
+    """docs/critics.md states each remedy's and each online comparison's paired gold difference as
+    the committed studies hold it."""
+    from pathlib import Path
+    from minidpo.harness.tutorial import shipped_study
+    page = (Path(__file__).resolve().parents[2] / "docs" / "critics.md").read_text(encoding="utf-8")
+    for name in ("failure_modes", "online_dpo"):
+        for m in json.loads(shipped_study(f"{name}.json").read_text())["matched"].values():
+            g = m["gold"]
+            assert f"{g['gap_mean']:+.3f} (95 % interval {g['low']:+.3f} … {g['high']:+.3f}: {g['verdict']})" in page
+
+
 def test_remedies_use_the_registered_losses(fast_run, monkeypatch):
     """No second copy of a loss: the remedies name registered losses, and DPO training looks the
     loss up in minidpo.losses.LOSSES at every step."""
@@ -159,3 +189,41 @@ def test_one_online_round_samples_the_current_policy_and_raises_gold(fast_run):
     g_before = evaluate_policy(before, sft, tok, heldout, seed=100)["gold_reward"]
     g_after = evaluate_policy(policy, sft, tok, heldout, seed=100)["gold_reward"]
     assert g_after > g_before
+
+
+@pytest.mark.slow
+def test_the_critics_studies_run_fast_and_compare_at_the_same_kl_over_their_seeds(fast_run, tmp_path):
+    """The four studies end to end with --fast (two seeds, two online rounds): every comparison is
+    read where both frontiers reach, seed by seed, and the report prints each paired difference."""
+    import shutil
+    from minidpo.harness.report import critics_sections
+    from minidpo.harness.runfolder import Run
+    from minidpo.studies.diversity import run_diversity
+    from minidpo.studies.failure_modes import REMEDIES, run_failure_modes
+    from minidpo.studies.online_dpo import run_online_dpo
+    from minidpo.studies.overoptimisation import run_overoptimisation
+    run, _ = fast_run
+    shutil.copytree(run.out, tmp_path / "run")
+    run = Run.create(tmp_path / "run", seed=0, fast=True, device="cpu", dtype="fp32", quiet=True)
+    fm = run_failure_modes(run)
+    assert fm["seeds"] == [0, 1] and set(fm["matched"]) == set(REMEDIES) - {"DPO (default)"}
+    for name, m in fm["matched"].items():
+        for kl, a, b in zip(m["kl"], fm["points"][name], fm["points"]["DPO (default)"]):
+            assert kl == pytest.approx(min(max(p["kl_to_ref"] for p in a), max(p["kl_to_ref"] for p in b)))
+        assert m["gold"]["n"] == 2 and m["gold"]["gaps"] == pytest.approx(
+            [x - y for x, y in zip(m["a_gold"], m["b_gold"])])
+    assert all(len(p) == 4 for per_seed in fm["points"].values() for p in per_seed)  # 3 checkpoints + the end
+    div = run_diversity(run)
+    assert set(div["table"]) == {"dpo", "rlhf"} and len(div["matched"]["entropy"]["dpo"]) == 2
+    assert "train_proxy" in div["table"]["rlhf"]["0.0"] and "train_proxy" not in div["table"]["dpo"]["0.1"]
+    online = run_online_dpo(run)
+    assert [len(rows) for rows in online["online"]["gold"]] == [2, 2]
+    assert online["offline"] == fm["points"]["DPO (default)"]  # the same units: trained once
+    over = run_overoptimisation(run)
+    assert over["seeds"] == [0, 1] and len(over["penalty"]["kl"]) == 2
+    rows = over["per_seed"][0]["best_of_n"]["full"]
+    assert all(r["kl_pool"] <= r["kl_bound"] + 1e-9 for r in rows) and rows[-1]["n"] == 64
+    text = "\n".join(critics_sections(run))
+    for heading in ("## 7. Reward over-optimisation", "## 8. Diversity", "## 10. DPO's own", "## 11. Online DPO"):
+        assert heading in text
+    assert text.count("no measurable difference") + text.count("above") + text.count("below") >= 5
