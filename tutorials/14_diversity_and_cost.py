@@ -1,15 +1,17 @@
 # %% [markdown]
 # # 14 · Diversity against β, and the cost of RL
 # **You need** lessons 06 and 09 (the REINFORCE policy, DPO's β sweep). **You will see** two of the
-# critics' points in numbers. Perfectly maximising a reward collapses the policy onto the few best responses. β is the leash:
-# we sweep it for both methods and watch the gold reward, the per-token entropy and the fraction of
-# unique responses. Then the bill: wall time, tokens through the model, samples generated and the
-# models held in memory, for the RLHF roads against the DPO road.
+# critics' points in numbers. The maximiser of the KL-regularised objective, π* ∝ π_ref·exp(r/β),
+# keeps π_ref's spread at large β and concentrates on the best responses *of the reward it is
+# given* as β → 0. β is the leash: we sweep it for both methods and watch the gold reward, the
+# per-token entropy and the fraction of unique responses. Then the bill: wall time, tokens through
+# the model, samples generated and the models held in memory, for the RLHF roads against DPO's.
 # Run: `python tutorials/14_diversity_and_cost.py` in the folder of lessons 01–11 (`runs/tutorial`;
 # `--fast`: a smoke run). By default: the two measures by hand on a handful of samples, a
-# lecture-sized β sweep (two β per method), and the cost rows of the roads those lessons trained (DPO,
-# REINFORCE). The full sweep and the cost table with PPO and GRPO (which must train first) are shown
-# when saved here or in `runs/default`, and run with `--set full_study=true`.
+# lecture-sized β sweep (one seed), and the cost rows of the roads those lessons trained (DPO,
+# REINFORCE). The full sweep (three seeds, each evaluated along training) and the cost table with
+# PPO and GRPO are read from this folder, `runs/default`, or the copies committed with minidpo, and
+# run with `--set full_study=true`.
 
 # %%
 import torch
@@ -22,7 +24,7 @@ from minidpo.dpo import DPOConfig
 from minidpo.evaluate import response_logps, text_stats
 from minidpo.harness import plots
 from minidpo.harness.stages import ensure
-from minidpo.harness.tutorial import lesson_knobs, saved_study, show, tutorial_run
+from minidpo.harness.tutorial import claim, claim_paired, lesson_knobs, show, study_result, tutorial_run
 from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.rlhf import RLHFConfig
 from minidpo.sampling import make_generator, sample
@@ -70,18 +72,19 @@ for name, file in (("SFT", "sft.pt"), ("RLHF", "rlhf.pt")):
     print(f"  entropy at the first sample's response positions: {H[0][at[0]]}")
     print(f"  entropy {entropy:.3f} nats/token (library, T = 1: {library:.3f}); unique {len(set(texts))}/{K} = {unique:.3f} "
           f"(library: {hand[name]['library_unique']:.3f})")
+if knobs.temperature == 1.0:
+    claim("at temperature 1 the measures by hand are the library's",
+          all(abs(h["entropy"] - h["library_entropy"]) < 1e-4 and h["unique"] == h["library_unique"] for h in hand.values()),
+          largest_gap=max(abs(h["entropy"] - h["library_entropy"]) for h in hand.values()))
 
 # %% [markdown]
-# ## What β buys
-# The maximiser of the KL-regularised objective, π* ∝ π_ref·exp(r/β), keeps π_ref's spread at large
-# β and collapses onto the best responses as β → 0. The library evaluates each policy on the
-# held-out films: DPO at the study's β grid (lesson 09's sweep trained them), REINFORCE at β = 0 and
-# at lesson 06's β (the pipeline's own policies are reused; the others train once, into `sweeps/`,
-# shared with lesson 15 and the full study). The smallest β of each sweep is not comparable: RL's is
-# β = 0, no leash at all, while DPO's loss needs a finite β (its smallest here is 0.1). So compare
-# the methods by what each pays for the distance it travels: the entropy lost from the SFT model's,
-# per nat of KL to the reference, (H_SFT − H)/KL, at every β.
-# *Predict*: which method pays more entropy per nat of KL?
+# ## What β buys, on one seed
+# The library evaluates each policy on the held-out films: DPO at the study's β grid (lesson 09's
+# sweep trained them), REINFORCE at β = 0 and at lesson 06's β (the pipeline's own policies are
+# reused; the others train once, into `sweeps/`, shared with the failure-modes lesson). The smallest β of each
+# sweep is not comparable: RL's is β = 0, no leash at all, while DPO's loss needs a finite β (its
+# smallest here is 0.1). *Predict*: which policy moves furthest from the reference, and what
+# happens to its gold reward?
 
 # %%
 study_betas = diversity.FAST_DIVERSITY_BETAS if run.fast else diversity.DIVERSITY_BETAS
@@ -90,18 +93,64 @@ betas = {"dpo": tuple(sorted({*study_betas["dpo"], DPOConfig().beta})),  # lesso
 points = diversity.diversity_points(run, betas)
 sft = read_json(run.path("eval_sft.json"))
 print(f"SFT: gold {sft['gold_reward']:+.3f}, entropy {sft['entropy']:.3f}, unique {sft['unique_frac']:.3f}")
-per_nat = {}
-for method in ("rlhf", "dpo"):
-    for q in sorted((q for q in points if q["method"] == method), key=lambda q: -q["beta"]):
-        cost_per_nat = (sft["entropy"] - q["entropy"]) / q["kl_to_ref"]
-        per_nat.setdefault(method, []).append(cost_per_nat)
-        print(f"{method.upper():4s} β = {q['beta']:<4g}: KL {q['kl_to_ref']:5.2f}, entropy {q['entropy']:.3f}, unique "
-              f"{q['unique_frac']:.3f}, gold {q['gold_reward']:+.3f}; entropy lost per nat of KL {cost_per_nat:+.3f}"
-              + ("   (β = 0: no leash)" if q["beta"] == 0 else ""))
-per_nat = {m: sum(v) / len(v) for m, v in per_nat.items()}
-fig = plots.diversity_figure(points, run.path("diversity_lesson.png"))
+print("one seed, each policy at the end of its training (each at its own KL):")
+for q in sorted(points, key=lambda q: (q["method"], -q["beta"])):
+    print(f"  {q['method'].upper():4s} β = {q['beta']:<4g}: KL {q['kl_to_ref']:5.2f}, entropy {q['entropy']:.3f}, unique "
+          f"{q['unique_frac']:.3f}, gold {q['gold_reward']:+.3f}" + ("   (β = 0: no leash)" if q["beta"] == 0 else ""))
+free = next(q for q in points if q["method"] == "rlhf" and q["beta"] == 0)
+claim("β = 0 RL moves furthest from the reference of the policies here", all(free["kl_to_ref"] > q["kl_to_ref"] for q in points if q is not free),
+      kl=free["kl_to_ref"], next_largest=max(q["kl_to_ref"] for q in points if q is not free))
+claim("and has the lowest per-token entropy", all(free["entropy"] < q["entropy"] for q in points if q is not free),
+      entropy=free["entropy"], sft=sft["entropy"])
+lesson_table = {m: {str(q["beta"]): {k: {"mean": q[k], "std": 0.0} for k in ("gold_reward", "entropy", "unique_frac")}
+                    for q in points if q["method"] == m} for m in betas}
+fig = plots.diversity_figure(lesson_table, run.path("diversity_lesson.png"))
 print("figure:", run.path("diversity_lesson.png"))
 show(fig)
+
+# %% [markdown]
+# ## The full sweep, on three seeds
+# Every method and β trained on three seeds (each its own pairs and reward model) and evaluated
+# at four points along training. The table is the end of training, mean ± standard deviation over
+# the seeds. The readings pair the seeds: within a method, its smallest β against its largest; and
+# DPO against REINFORCE at the same KL.
+
+# %%
+div, shown = study_result(run, knobs.full_study, "diversity/diversity.json", lambda: diversity.run_diversity(run))
+if div is None:
+    raise SystemExit(f"error: no saved diversity study: `--set full_study=true`, or `{run.command('diversity')}`")
+print("Shown:", shown)
+diversity.print_table(div)
+show(plots.diversity_figure(div["table"]))
+n_seeds, free_row, s0 = len(div["seeds"]), div["table"]["rlhf"]["0.0"], div["sft"]
+claim_paired("gold reward at the end", "β = 0 RL", free_row["gold_reward"]["values"], "the SFT model",
+             [s0["gold_reward"]] * n_seeds, "<")
+claim_paired("the reward model's score of the training samples (the proxy, 0 on SFT's samples by its normalisation)",
+             "β = 0 RL", free_row["train_proxy"]["values"], "SFT's samples", [0.0] * n_seeds, ">")
+claim_paired("per-token entropy", "β = 0 RL", free_row["entropy"]["values"], "the SFT model", [s0["entropy"]] * n_seeds, "<")
+claim("yet β = 0 RL's responses stay varied: at least 4 in 5 differ in every seed, so it has not collapsed onto a "
+      "few best responses; it found text the proxy overrates (proxy up, gold down)",
+      min(free_row["unique_frac"]["values"]) >= 0.8, lowest=min(free_row["unique_frac"]["values"]))
+tr = div["trends"]
+small, large = tr["dpo"]["small_beta"], tr["dpo"]["large_beta"]
+claim_paired("DPO's unique fraction", f"β = {small}", div["table"]["dpo"][str(small)]["unique_frac"]["values"],
+             f"β = {large}", div["table"]["dpo"][str(large)]["unique_frac"]["values"], "=")
+claim_paired("DPO's per-token entropy", f"β = {small}", div["table"]["dpo"][str(small)]["entropy"]["values"],
+             f"β = {large}", div["table"]["dpo"][str(large)]["entropy"]["values"], "<")
+
+# %% [markdown]
+# **At the same KL.** The ends of the two sweeps sit at different KL, so they cannot say which
+# method pays more entropy for the distance it travels. Each method at its default β (DPO 0.5,
+# REINFORCE 0.05) is read along its training where it passes the largest KL both runs reach in that
+# seed (linear between the two evaluations around it).
+
+# %%
+mt = div["matched"]
+print("KL read at, per seed: " + ", ".join(f"{k:.2f}" for k in mt["kl"]))
+for k in ("entropy", "unique_frac", "gold_reward"):
+    print(f"  {k}: DPO " + ", ".join(f"{v:.3f}" for v in mt[k]["dpo"]) + " | REINFORCE " + ", ".join(f"{v:.3f}" for v in mt[k]["rlhf"]))
+entropy_at_kl = claim_paired("per-token entropy at the same KL", "DPO", mt["entropy"]["dpo"], "REINFORCE", mt["entropy"]["rlhf"], ">")
+claim_paired("unique fraction at the same KL", "DPO", mt["unique_frac"]["dpo"], "REINFORCE", mt["unique_frac"]["rlhf"], "=")
 
 # %% [markdown]
 # ## The bill, one row by hand
@@ -131,41 +180,41 @@ print(f"REINFORCE by hand: {rl_cfg.steps} steps × {rl_cfg.prompts_per_step} pro
 
 # %% [markdown]
 # The library's rows of the same roads (`cost.road_rows`): the DPO row should be the one just
-# computed; an RL road that reaches DPO's gold reward adds a row cut at that step.
+# computed. One run each: the token and sample counts follow from the settings, the wall times are
+# one measurement on this machine.
 
 # %%
 rows = cost.road_rows(run, ["dpo", "rlhf (REINFORCE)"])
 cost.print_cost(rows)
-same = {k: (dpo_row[k], rows["dpo"][k]) for k in dpo_row}
-print("DPO row by hand = the library's:", all(a == b for a, b in same.values()),
-      f"| REINFORCE samples by hand = the library's: {rl_samples + rm_m['samples_generated'] == rows['rlhf (REINFORCE)']['samples_generated']}")
+claim("the DPO row by hand is the library's", all(dpo_row[k] == rows["dpo"][k] for k in dpo_row))
+claim("and so is REINFORCE's sample count", rl_samples + rm_m["samples_generated"] == rows["rlhf (REINFORCE)"]["samples_generated"],
+      samples=rl_samples + rm_m["samples_generated"])
 
 # %% [markdown]
-# ## The full studies
-# The study's whole β grid for diversity, and the cost table with PPO (which also holds a value
-# model in memory) and GRPO.
+# ## Two more roads: PPO's value model, GRPO's groups
+# The full cost table adds two RL algorithms; the PPO lesson teaches PPO in the open.
+# **PPO** keeps a fourth model, a **value model** V_φ (a GPT backbone with a scalar head, like the
+# reward model) that predicts, at every response token t (state s_t: the prompt and the tokens so
+# far), the return still to come. With it the one reward per response becomes an advantage per
+# token, by generalised advantage estimation (r_t: the reward model's score on the last token, minus
+# β times the token's log-ratio to the reference):
+# $$\delta_t = r_t + \gamma V_\phi(s_{t+1}) - V_\phi(s_t), \qquad A_t = \sum_{l \ge 0} (\gamma\lambda)^l\, \delta_{t+l},$$
+# and V_φ is trained by regression on the returns R_t = A_t + V_φ(s_t) (the values at sampling time,
+# held fixed): loss (V_φ(s_t) − R_t)². PPO then updates the policy several times per batch with a
+# clipped probability ratio. **GRPO** drops the value model: its baseline
+# is the group of K samples of the same prompt, $A_i = (r_i - \text{mean}_j r_j)/\text{std}_j r_j$ —
+# the group-normalised advantages of the REINFORCE lesson (06), in the place of leave-one-out. So PPO
+# holds four models while it trains, GRPO and REINFORCE three, DPO one.
 
 # %%
-if knobs.full_study:
-    full_points, full_rows = diversity.run_diversity(run), cost.cost_table(run)
-    shown = f"the full studies, run in {run.out}"
-else:
-    found_div, found_cost = saved_study(run, "diversity/diversity.json"), saved_study(run, "cost.json")
-    full_points = read_json(found_div)["points"] if found_div else None
-    full_rows = read_json(found_cost) if found_cost else None
-    shown = ", ".join(f"{what} saved in {f.parent}" for what, f in (("diversity", found_div), ("cost", found_cost)) if f)
-if full_points is None and full_rows is None:
-    print(f"No saved full studies here or in runs/default: `--set full_study=true`, or `{run.command('diversity')}` "
-          f"and `{run.command('cost')}`.")
-else:
-    print("Shown:", shown)
-    if full_points:
-        for p in full_points:
-            print(f"  {p['method']} β={p['beta']}: gold {p['gold_reward']:+.3f}, entropy {p['entropy']:.3f}, "
-                  f"unique {p['unique_frac']:.3f}, KL {p['kl_to_ref']:.2f}")
-        show(plots.diversity_figure(full_points))
-    if full_rows:
-        cost.print_cost(full_rows)
+cost_rows, shown_cost = study_result(run, knobs.full_study, "cost.json", lambda: cost.cost_table(run), "the cost table")
+if cost_rows is None:
+    raise SystemExit(f"error: no saved cost table: `--set full_study=true`, or `{run.command('cost')}`")
+print("Shown:", shown_cost, "(one run)")
+cost.print_cost(cost_rows)
+claim("the PPO road holds the most models and parameters while it trains",
+      all(len(cost_rows["ppo"]["models"]) > len(r["models"]) for k, r in cost_rows.items() if not k.startswith("ppo")),
+      ppo_models=len(cost_rows["ppo"]["models"]))
 
 # %% [markdown]
 # *Try*: `--set temperature=0.5` (or set `temperature` in the knobs cell and re-run from there): the
@@ -173,7 +222,7 @@ else:
 # the fraction of unique responses follow?
 #
 # *Questions*
-# 1. Which method pays more entropy per nat of KL it moves from the reference?
+# 1. At the same KL, which method keeps more per-token entropy, DPO or REINFORCE?
 # 2. How many times more tokens does the REINFORCE road push through the model than the DPO road,
 #    and what does it spend them on?
 
@@ -181,20 +230,20 @@ else:
 # ## Answers
 
 # %%
-worse = max(per_nat, key=per_nat.get)
-print("1. entropy lost per nat of KL, mean over each sweep's β: " + ", ".join(
-    f"{m.upper()} {d:+.3f}" for m, d in per_nat.items()) + f" -> {worse.upper()} pays more")
+print(f"1. at the largest KL both reach (per seed {', '.join(f'{k:.2f}' for k in mt['kl'])}): DPO − REINFORCE "
+      f"entropy {entropy_at_kl.describe(' nats/token')}: {entropy_at_kl.verdict}.")
 rl_row = rows["rlhf (REINFORCE)"]
-print(f"2. {rl_row['tokens_forward'] / rows['dpo']['tokens_forward']:.1f}× the forward tokens "
-      f"({rl_row['tokens_forward']:.0f} vs {rows['dpo']['tokens_forward']:.0f}): of REINFORCE's, "
-      f"{rl_m['tokens_generated']} are generated one token at a time, and every sample is scored by the "
-      f"policy, the reference and the reward model; DPO runs the reference once, before training.")
+ratio = rl_row["tokens_forward"] / rows["dpo"]["tokens_forward"]
+claim(f"2. the REINFORCE road pushes {ratio:.1f}× DPO's forward tokens (one run)", ratio > 1,
+      reinforce=rl_row["tokens_forward"], dpo=rows["dpo"]["tokens_forward"])
+print(f"   of REINFORCE's, {rl_m['tokens_generated']} are generated one token at a time, and every sample is scored by "
+      "the policy, the reference and the reward model; DPO runs the reference once, before training.")
 
 # %% [markdown]
 # ## What to remember
-# - β is the leash: as it shrinks, the policy moves further from the reference and its entropy and
-#   the variety of its responses fall; with no leash at all (RL at β = 0) they collapse.
-# - Compare methods at equal cost (per nat of KL, or at a matched KL as lesson 12 does), never at
-#   settings that decide the answer.
+# - β is the leash: without it (RL at β = 0) the policy runs far from the reference, its entropy
+#   falls, and what it finds is text the proxy overrates, not a handful of best responses.
+# - Read diversity at the same KL, as the frontier lesson reads reward: the ends of two sweeps sit at
+#   different distances from the reference.
 # - The RL roads cost more: sampling token by token, three or four models held, and a reward model
 #   to train first; DPO runs its reference once.

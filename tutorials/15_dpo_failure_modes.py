@@ -1,14 +1,15 @@
 # %% [markdown]
 # # 15 · DPO's own failure modes
 # **You need** lessons 09 and 10 (a DPO run, read on held-out pairs). **You will see** why DPO costs
-# fluency here, and what four remedies buy back. DPO trains a *margin*: log π(y_w)/π_ref − log π(y_l)/π_ref. Nothing in the loss says log π(y_w)
-# must go up, and in practice both log-probs fall. The probability mass that leaves the labelled
-# responses goes to text nobody labelled, and in this world we can see what that text is. Then the
-# remedies: a larger β, conservative DPO (label smoothing), IPO, and an NLL term on the chosen
-# response (RPO).
+# fluency here, and what four remedies buy back at the same distance from the reference. DPO trains
+# a *margin*: log π(y_w)/π_ref − log π(y_l)/π_ref. Nothing in the loss says log π(y_w) must go up,
+# and in practice both log-probs fall. The probability mass that leaves the labelled responses goes
+# to text nobody labelled, and in this world we can see what that text is. Then the remedies: a
+# larger β, conservative DPO (label smoothing), IPO, and an NLL term on the chosen response (RPO).
 # Run: `python tutorials/15_dpo_failure_modes.py` after lesson 10 (`--fast`: a smoke run): the
-# measurement by hand on held-out pairs, then every remedy trained beside plain DPO; the study's
-# count of grammar failures is shown when saved here or in `runs/default`, and runs with
+# measurement by hand on held-out pairs, then every remedy trained beside plain DPO on one seed; the
+# study (every remedy on three seeds, evaluated along training, read against DPO at the same KL) is
+# read from this folder, `runs/default`, or the copy committed with minidpo, and runs with
 # `--set full_study=true` (or `python -m minidpo failure-modes`).
 
 # %%
@@ -19,7 +20,7 @@ from minidpo.dpo import DPOConfig, pair_logps
 from minidpo.evaluate import response_logps
 from minidpo.harness import plots
 from minidpo.harness.stages import ensure
-from minidpo.harness.tutorial import lesson_knobs, show, study_result, tutorial_run
+from minidpo.harness.tutorial import claim, claim_paired, lesson_knobs, show, study_result, tutorial_run
 from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import failure_modes as FM
@@ -29,7 +30,7 @@ ensure(run, "eval_sft", "dpo")
 torch.set_printoptions(precision=2, sci_mode=False, linewidth=120)
 
 # %% [markdown]
-# The knobs: how many held-out pairs the table by hand prints, and whether to run the full table.
+# The knobs: how many held-out pairs the table by hand prints, and whether to run the full study.
 
 # %%
 knobs = lesson_knobs(pairs=5, full_study=False)
@@ -58,6 +59,8 @@ mean_w, mean_l = change[:, 0].mean().item(), change[:, 1].mean().item()
 both_down = ((change[:, 0] < 0) & (change[:, 1] < 0)).float().mean().item()
 print(f"all {len(val_pairs)} held-out pairs: Δ log π(y_w) = {mean_w:+.2f}, Δ log π(y_l) = {mean_l:+.2f} nats on average; "
       f"margin {mean_w - mean_l:+.2f}; both fell in {both_down:.0%} of the pairs")
+claim("on this run's held-out pairs the margin grew while the chosen responses' log-probability fell",
+      mean_w - mean_l > 0 > mean_w, margin=mean_w - mean_l, chosen=mean_w)
 
 # %% [markdown]
 # ## Where the mass went
@@ -77,25 +80,21 @@ ids = sample(dpo, run.tok, prompts, make_generator(run.seed, run.device), dtype=
 texts = [run.tok.decode_response(r) for r in ids]
 gain = (response_logps(dpo, run.tok, prompts, ids, dtype=run.dtype).logps
         - response_logps(sft, run.tok, prompts, ids, dtype=run.dtype).logps)
-sft_texts = [run.tok.decode_response(r) for r in sample(sft, run.tok, prompts, make_generator(run.seed, run.device),
-                                                          dtype=run.dtype)]
-not_fluent = {name: sum(not world.is_fluent(p, t) for p, t in zip(prompts, ts)) / len(ts)
-              for name, ts in (("SFT", sft_texts), ("DPO", texts))}
-print(f"{len(texts)} DPO samples: log π/π_ref {gain.mean():+.2f} nats on average (positive: mass gained); "
-      f"not fluent: SFT {not_fluent['SFT']:.2f}, DPO {not_fluent['DPO']:.2f}")
+print(f"{len(texts)} DPO samples: log π/π_ref {gain.mean():+.2f} nats on average; the four it gained most on:")
 for i in gain.argsort(descending=True)[:4].tolist():
     b = world.reward_breakdown(prompts[i], texts[i])
-    why = ", ".join(k for k in world.GRAMMAR_FAILURES + ("reused_word",) if b[k]) or "fluent"
-    print(f"  +{gain[i]:.2f} nats  {texts[i]}  ({why}; gold {b['reward']:+.1f})")
+    why = ", ".join(k for k in FM.FAILURES if b[k]) or "fluent"
+    print(f"  {gain[i]:+.2f} nats  {texts[i]}  ({why}; gold {b['reward']:+.1f})")
 
 # %% [markdown]
-# ## The same by the library, and four remedies
-# `failure_modes.remedy` trains DPO with one change (a `sweeps/` unit, shared with lesson 14 and
-# the full study) and reads the held-out `eval/logps/*` its training logged: plain DPO's row must
-# match the measurement above. Beside it: a larger β (a shorter leash); conservative DPO (label
+# ## Four remedies, on one seed
+# `failure_modes.remedy` trains DPO with one change (a `sweeps/` unit, shared with the diversity lesson) on this
+# run's pairs and reads the held-out `eval/logps/*` its training logged: plain DPO's row must match
+# the measurement above. Beside it: a larger β (a shorter leash); conservative DPO (label
 # smoothing ε: it stops each pair at the margin β·h = log((1−ε)/ε), lesson 08); IPO (a squared loss
 # that pulls h to 1/(2β) and no further); RPO (+ α·NLL of the chosen response, which should hold
-# log π(y_w) up).
+# log π(y_w) up). One seed, and each policy at the end of its own training, at its own KL: a row
+# with more fluency may simply have moved less. The study below compares them at the same KL.
 
 # %%
 names = list(FM.REMEDIES)
@@ -112,53 +111,78 @@ def print_rows(rows: dict) -> None:
 
 
 print_rows(rows)
-d = rows["DPO (default)"]
+d = rows[FM.BASE]
 print(f"by hand Δ log π(y_w) {mean_w:+.4f}, the library's {d['logps_chosen_change']:+.4f}")
+claim("plain DPO's row is the measurement by hand", abs(mean_w - d["logps_chosen_change"]) < 1e-3,
+      by_hand=mean_w, library=d["logps_chosen_change"])
 fig = plots.failure_modes_figure(histories, run.path("failure_modes_lesson.png"))
 print("figure:", run.path("failure_modes_lesson.png"))
 show(fig)
 
 # %% [markdown]
-# ## The study: what breaks in the samples
-# The failure-modes study adds, to the same rows, the grammar's failures of plain DPO's samples
-# counted against SFT's, failure by failure. Lesson 18's bench puts every registered loss on the
-# same scale.
+# ## The study: three seeds, along training, at the same KL
+# Every remedy and plain DPO on three seeds (each its own pairs), evaluated at four points along
+# training. First the end of training, mean ± standard deviation over the seeds — still each at its
+# own KL. Then each remedy against DPO at the same KL: both frontiers (the upper concave hull of
+# each run's checkpoints, from the SFT model at KL 0) read at the largest KL both reach in that
+# seed — in practice the remedy's own KL, where DPO is read between its earlier checkpoints.
 
 # %%
 full, shown = study_result(run, knobs.full_study, "failure_modes/failure_modes.json",
-                           lambda: FM.run_failure_modes(run), "the full table")
+                           lambda: FM.run_failure_modes(run), "the full study")
 if full is None:
-    print(f"No saved full table here or in runs/default: `--set full_study=true`, or `{run.command('failure-modes')}`.")
-else:
-    print("Shown:", shown)
-    print_rows(full["remedies"])
-    print(f"samples with each problem, SFT -> DPO (of {full['n_samples']}): " + ", ".join(
-        f"{k} {full['failure_reasons_sft'].get(k, 0)} -> {full['failure_reasons_dpo'].get(k, 0)}"
-        for k in world.GRAMMAR_FAILURES + ("reused_word",)))
+    raise SystemExit(f"error: no saved failure-modes study: `--set full_study=true`, or `{run.command('failure-modes')}`")
+print("Shown:", shown)
+n_seeds = len(full["seeds"])
+print(f"end of training, mean ± std over {n_seeds} seeds:")
+print(f"{'variant':30s} | gold           | fluency        | KL            | Δ log π(y_w)")
+for name, r in full["remedies"].items():
+    print(f"{name:30s} | {r['gold_reward']['mean']:+.3f} ± {r['gold_reward']['std']:.3f} | {r['fluency']['mean']:.3f} ± "
+          f"{r['fluency']['std']:.3f} | {r['kl_to_ref']['mean']:5.2f} ± {r['kl_to_ref']['std']:.2f} | "
+          f"{r['logps_chosen_change']['mean']:+.2f} ± {r['logps_chosen_change']['std']:.2f}")
+FM.print_matched(full)
+show(plots.remedies_figure(full))
+base = full["remedies"][FM.BASE]
+claim_paired("plain DPO's held-out log π(y_w) from start to end", "the end", base["logps_chosen_change"]["values"],
+             "the start", [0.0] * n_seeds, "<")
+broken = [r.get("broken", 0) for r in full["failure_reasons"]["dpo"]]
+claim_paired("samples the grammar rejects as broken, of the same held-out prompts", "DPO", broken, "SFT",
+             [full["failure_reasons"]["sft"].get("broken", 0)] * n_seeds, ">")
+
+# %% [markdown]
+# Each remedy against DPO at the same KL. *Predict* first: a remedy that ends at a tenth of DPO's
+# KL keeps most of the SFT model's fluency by moving less; does it keep more than DPO does at that KL?
+
+# %%
+expect = {"larger β (2.0)": ("=", "="), "conservative DPO (ε = 0.2)": ("=", "="), "IPO (β = 0.1)": ("=", "="),
+          "RPO: + NLL on chosen (α = 1)": ("=", ">")}  # (gold, fluency) against DPO: what the committed study shows
+verdicts = {}
+for name, m in full["matched"].items():
+    short = name.split(":")[0].split(" (")[0]
+    print(f"{name}: read at KL " + ", ".join(f"{k:.2f}" for k in m["kl"]))
+    verdicts[name] = (claim_paired("gold reward at the same KL", short, m["a_gold"], "DPO", m["b_gold"], expect[name][0]),
+                      claim_paired("fluency at the same KL", short, m["a_fluency"], "DPO", m["b_fluency"], expect[name][1]))
 
 # %% [markdown]
 # *Questions*
 # 1. Did DPO's log π(y_w) go up on the held-out pairs, while their margin grew?
-# 2. Which remedy buys back the most fluency, and for how much gold reward?
+# 2. At the same KL as DPO, which remedy keeps the most fluency, and what does it cost in gold reward?
 
 # %% [markdown]
 # ## Answers
 
 # %%
-print(f"1. Δ log π(y_w) = {mean_w:+.2f} nats while the margin moved {mean_w - mean_l:+.2f}: "
-      + ("the chosen responses lost probability, the rejected lost more" if mean_w < 0 < mean_w - mean_l else
-         "here the chosen responses gained" if mean_w > 0 else "the margin did not grow"))
-table = rows
-base = table["DPO (default)"]
-best = max((n for n in table if n != "DPO (default)"), key=lambda n: table[n]["fluency"])
-print(f"2. {best}: fluency {base['fluency']:.3f} -> {table[best]['fluency']:.3f}, "
-      f"gold {base['gold_reward']:+.3f} -> {table[best]['gold_reward']:+.3f}, win rate {base['win_rate_vs_sft']:.3f} -> "
-      f"{table[best]['win_rate_vs_sft']:.3f}")
+print(f"1. this run: Δ log π(y_w) = {mean_w:+.2f} nats while the margin moved {mean_w - mean_l:+.2f}; over the "
+      f"study's {n_seeds} seeds: Δ log π(y_w) = " + ", ".join(f"{v:+.2f}" for v in base["logps_chosen_change"]["values"])
+      + " (the claims above).")
+best = max(verdicts, key=lambda k: verdicts[k][1].mean)
+g, f = verdicts[best]
+print(f"2. {best}: fluency − DPO's at the same KL {f.describe()} ({f.verdict}); gold − DPO's {g.describe()} ({g.verdict}).")
 
 # %% [markdown]
 # ## What to remember
 # - DPO's loss sees only the margin; on held-out pairs both log-probs usually fall, and the freed
 #   mass goes to text no pair labelled — here, broken sentences.
-# - A shorter leash (larger β), a capped margin (conservative DPO, IPO) or an NLL term on the chosen
-#   response (RPO) each buy fluency back, each for some of the gold reward.
-# - Report fluency beside every win rate.
+# - A remedy that ends nearer the reference keeps fluency by moving less. Compare it with DPO at the
+#   same KL, on DPO's own checkpoints along training, before crediting the remedy.
+# - Report fluency beside every win rate, and the KL beside both.

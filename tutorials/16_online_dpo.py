@@ -1,14 +1,17 @@
 # %% [markdown]
 # # 16 · Online DPO: the answer to "the dataset is fixed"
 # **You need** lessons 04 and 09 (pairs and their labels; a DPO run). **You will see** DPO made
-# online, round by round, and compared with offline DPO at the same number of labels.
+# online, round by round, and compared with offline DPO at the same number of labels and the same KL.
 # Offline DPO only ever sees pairs sampled from the SFT model. Online DPO works in rounds: sample
 # fresh pairs from the current policy, label them (by the gold Bradley–Terry model — a human — or by
 # the reward model — no human), and train DPO on them (the DPO stage's epochs over the round's
 # pairs, starting from the round's policy). Same number of labelled pairs and gradient steps as
 # offline DPO.
 # Run: `python tutorials/16_online_dpo.py` after lesson 09 (`--fast`: a smoke run). One round
-# written out first, checked against the library's `online_round`; then the library's rounds.
+# written out first, checked against the library's `online_round`; then the library's rounds on one
+# seed; then the study (both label sources and offline DPO on three seeds, compared at the same KL),
+# read from this folder, `runs/default`, or the copy committed with minidpo, which runs with
+# `--set full_study=true` (or `python -m minidpo online-dpo`).
 
 # %%
 import copy
@@ -24,22 +27,22 @@ from minidpo.dpo import DPOConfig, pair_logps, run_dpo
 from minidpo.evaluate import summary_row
 from minidpo.harness import plots
 from minidpo.harness.stages import ensure
-from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
+from minidpo.harness.tutorial import claim, claim_paired, lesson_knobs, show, study_result, tutorial_run
 from minidpo.preferences import LABELS, encode_pairs, label_pair, read_preferences
 from minidpo.sampling import make_generator, sample
-from minidpo.studies.online_dpo import online_round, run_online_dpo
+from minidpo.studies.online_dpo import online_round, online_unit, run_online_dpo
 
 run = tutorial_run("16: online (iterative) DPO")
 ensure(run, "eval_sft", "prefs", "reward_model", "eval_dpo")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 
 # %% [markdown]
-# The knobs: how many prompts the written-out round samples (256; 64 with `--fast`), and how its
+# The knobs: how many prompts the written-out round samples (256; 64 with `--fast`), how its
 # pairs are labelled (`bt`: Bradley–Terry on the gold reward, as in the study; `deterministic`:
-# the better one wins).
+# the better one wins), and whether to run the full study here.
 
 # %%
-knobs = lesson_knobs(prompts=64 if run.fast else 256, labels="bt")
+knobs = lesson_knobs(prompts=64 if run.fast else 256, labels="bt", full_study=False)
 if knobs.labels not in LABELS:
     raise SystemExit(f"error: --set labels={knobs.labels}: one of {', '.join(LABELS)}")
 
@@ -96,6 +99,9 @@ out = run_dpo(policy, round_cfg, encoded, reference, val[0], val[1], run.tok.end
 first, last = out["history"][0], out["history"][-1]
 print(f"{out['steps']} DPO steps ({round_cfg.epochs} epoch(s) over the round's {len(encoded)} pairs): held-out loss {first['eval/loss']:.4f} -> {last['eval/loss']:.4f}, "
       f"held-out accuracy {last['eval/rewards/accuracies']:.3f}")
+claim("the round starts at the reference (held-out loss ln 2) and lowers its held-out loss",
+      abs(first["eval/loss"] - math.log(2)) < 1e-6 and last["eval/loss"] < first["eval/loss"],
+      start=first["eval/loss"], end=last["eval/loss"])
 after = summary_row(run.evaluate(policy, sft))
 print(f"after one round: gold {after['gold_reward']:+.3f}, win rate vs SFT {after['win_rate_vs_sft']:.3f}, "
       f"fluency {after['fluency']:.3f}, KL {after['kl_to_ref']:.2f}")
@@ -111,31 +117,63 @@ if knobs.labels == "bt":
     same_pairs = lib_pairs == pairs
     max_diff = max((a - b).abs().max().item() for a, b in zip(again.state_dict().values(), policy.state_dict().values()))
     print(f"online_round: same pairs {same_pairs}, {info['steps']} steps, max |weight difference| {max_diff:.1e}")
+    claim("the library's online_round gives the same pairs and the same weights", same_pairs and max_diff == 0.0,
+          max_weight_difference=max_diff)
 else:
     print(f"(the library's online_round labels by Bradley–Terry; this variant labels '{knobs.labels}')")
 
 # %% [markdown]
-# ## Online vs offline at the same number of labels
+# ## Online DPO on one seed
 # The study runs rounds like the one above, each on fresh pairs from the policy of the previous
-# round, labelled by the gold reward or by the reward model, until it has used as many labelled
-# pairs as offline DPO. The pairs follow the policy, so its new mistakes get labelled.
+# round, until it has used as many labelled pairs as offline DPO. The pairs follow the policy, so
+# its new mistakes get labelled. Here: the study's seed-0 unit with gold labels (the full study
+# reuses it), against offline DPO at the end of its training (lesson 09's run). One seed, and the
+# two end at different KL: a table to read, not a comparison.
+
+# %%
+online = online_unit(run, "gold")
+offline = read_json(run.path("eval_dpo.json"))
+print(f"offline DPO: {len(read_preferences(run.path('prefs_train.jsonl'))[0])} pairs, gold {offline['gold_reward']:+.3f}, "
+      f"fluency {offline['fluency']:.3f}, KL {offline['kl_to_ref']:.2f}")
+for r in online:
+    print(f"online, round {r['round']}: {r['labelled_pairs']} pairs so far (labels agree with gold in "
+          f"{r['label_agrees_with_gold']:.3f}), gold {r['gold_reward']:+.3f}, fluency {r['fluency']:.3f}, KL {r['kl_to_ref']:.2f}")
+claim("online DPO's gold reward rose over its rounds (one seed)", online[-1]["gold_reward"] > online[0]["gold_reward"],
+      first=online[0]["gold_reward"], last=online[-1]["gold_reward"])
+
+# %% [markdown]
+# ## The study: three seeds, at the same KL
+# Both label sources — the gold Bradley–Terry model (a human) and the reward model (no human) — on
+# three seeds (each its own prompts, samples, reward model and offline pairs), and offline DPO on
+# each seed's pairs evaluated at four points along training. A method's frontier is the upper
+# concave hull of its points (online: after each round; offline: its checkpoints) from the SFT model
+# at KL 0; two methods are read on their frontiers at the largest KL both reach in that seed, and
+# the difference is paired by seed. At the end of training they sit at different KL.
 # *Question*: labelled by the reward model, online DPO is RLHF without RL — does it inherit the
 # reward model's blind spots? Compare the two label sources' gold reward and agreement with gold.
 
 # %%
-res = run_online_dpo(run)
-o = res["offline"]
-print(f"offline DPO : {o['labelled_pairs']} pairs, gold {o['gold_reward']:+.3f}, fluency {o['fluency']:.3f}, KL {o['kl_to_ref']:.2f}")
-agreement = {}
-for name, rounds in res["online"].items():
-    last = rounds[-1]
-    agreement[name] = sum(r["label_agrees_with_gold"] for r in rounds) / len(rounds)
-    print(f"online ({name:12s}): {len(rounds)} rounds, {last['labelled_pairs']} pairs, gold {last['gold_reward']:+.3f}, "
-          f"fluency {last['fluency']:.3f}, KL {last['kl_to_ref']:.2f}; labels agree with gold in "
-          f"{agreement[name]:.3f} of pairs")
+res, shown = study_result(run, knobs.full_study, "online_dpo/online_dpo.json", lambda: run_online_dpo(run), "the full study")
+if res is None:
+    raise SystemExit(f"error: no saved online-DPO study: `--set full_study=true`, or `{run.command('online-dpo')}`")
+print("Shown:", shown)
+n_seeds = len(res["seeds"])
+print(f"end of training, mean ± std over {n_seeds} seeds (each at its own KL):")
+for name, f in res["final"].items():
+    print(f"  {name:12s}: gold {f['gold_reward']['mean']:+.3f} ± {f['gold_reward']['std']:.3f}, fluency "
+          f"{f['fluency']['mean']:.3f} ± {f['fluency']['std']:.3f}, KL {f['kl_to_ref']['mean']:.2f} ± {f['kl_to_ref']['std']:.2f}")
+for what, m in res["matched"].items():
+    print(f"  {what}: read at KL " + ", ".join(f"{k:.2f}" for k in m["kl"]))
 fig = plots.online_figure(res)
-print("figure:", run.out / "online_dpo" / "online_dpo.png")
 show(fig)
+at_kl = {what: claim_paired("gold reward at the same KL", names[0], res["matched"][what]["a_gold"],
+                            names[1], res["matched"][what]["b_gold"], expect)
+         for what, names, expect in (("gold vs offline", ("online, gold labels", "offline DPO"), "="),
+                                     ("reward model vs offline", ("online, reward-model labels", "offline DPO"), "="),
+                                     ("reward model vs gold", ("reward-model labels", "gold labels"), "<"))}
+agreement = res["agreement"]
+claim_paired("how often a round's labels agree with the gold reward", "gold labels", agreement["gold"],
+             "reward-model labels", agreement["reward model"], ">")
 
 # %% [markdown]
 # *Try*: `--set labels=deterministic` (or set `labels` in the knobs cell and re-run from there):
@@ -143,26 +181,21 @@ show(fig)
 # the DPO paper's IMDb setting; Bradley–Terry's coin flips some of them, as human labellers do.
 #
 # *Questions*
-# 1. Which label source ends with the higher gold reward, and how often did its labels agree with gold?
-# 2. Does online DPO beat offline DPO at the same number of labelled pairs?
+# 1. Which label source reaches the higher gold reward at the same KL, and how often did its labels agree with gold?
+# 2. Does online DPO beat offline DPO at the same number of labelled pairs, read at the same KL?
 
 # %% [markdown]
 # ## Answers
 
 # %%
-final = {name: rounds[-1]["gold_reward"] for name, rounds in res["online"].items()}
-top = max(final, key=final.get)
-print("1. final gold: " + ", ".join(f"{n} labels {g:+.3f} (agreement {agreement[n]:.3f})" for n, g in final.items())
-      + f" -> {top} labels end higher")
-# one seed: the difference of two means of n samples each, in standard errors
-n_eval = len(read_json(run.path("eval_dpo.json"))["gold"])
-last_online = res["online"][top][-1]
-se = math.sqrt((last_online["gold_std"] ** 2 + o["gold_std"] ** 2) / n_eval)
-z = (final[top] - o["gold_reward"]) / se
-print(f"2. online ({top} labels) {final[top]:+.3f} vs offline {o['gold_reward']:+.3f}: a difference of "
-      f"{final[top] - o['gold_reward']:+.3f}, {z:+.1f} standard errors of a difference of two {n_eval}-sample means -> "
-      + (("online is ahead" if z > 0 else "offline is ahead") if abs(z) > 2 else
-         "within 2 standard errors: one seed cannot call it"))
+print("1. agreement with gold over the rounds, per seed: " + "; ".join(
+    f"{k} labels " + ", ".join(f"{v:.3f}" for v in vals) for k, vals in agreement.items())
+      + f". Reward-model labels − gold labels at the same KL: {at_kl['reward model vs gold'].describe()} "
+      f"({at_kl['reward model vs gold'].verdict}).")
+d = at_kl["gold vs offline"]
+print(f"2. online (gold labels) − offline at the same KL: {d.describe()}: {d.verdict}. At the end of training "
+      f"they differ in KL too ({res['final']['gold']['kl_to_ref']['mean']:.2f} against "
+      f"{res['final']['offline']['kl_to_ref']['mean']:.2f} on average), which is why the ends are not compared.")
 
 # %% [markdown]
 # ## What to remember
@@ -170,4 +203,5 @@ print(f"2. online ({top} labels) {final[top]:+.3f} vs offline {o['gold_reward']:
 #   policy writes, so its new mistakes get labelled too.
 # - Labelled by a reward model instead of a human, online DPO is RLHF without RL — and it inherits
 #   the reward model's blind spots.
-# - One seed and 400 samples rarely separate two good methods: say how many standard errors apart they are.
+# - Compare two methods at the same KL, over seeds: one seed's evaluation noise is not the spread a
+#   rerun would show.

@@ -309,42 +309,52 @@ def loss_bench_figure(result: dict, curves: dict, path=None) -> Figure:
     return _save(fig, path)
 
 
-def overoptimisation_figure(res: dict, path=None) -> Figure:
-    """Gold (solid) and proxy (dashed) reward gains against d = √KL, best-of-n and RL."""
+def overoptimisation_figure(seeds: list[dict], path=None) -> Figure:
+    """Gold (solid) and proxy (dashed) reward gains against d = √KL: best-of-n (analytic KL) and RL
+    (its training samples, 10-step means), one line per seed and push; `seeds`: one dict per seed
+    with "best_of_n" ({RM: rows}) and "rl_curves" ({label: rows})."""
     fig, (a, b, c) = _subplots(1, 3, figsize=(16, 4.2))
-    for i, (name, rows) in enumerate(res["best_of_n"].items()):
-        d = [r["kl_bound"] ** 0.5 for r in rows]
-        a.plot(d, [r["gold"] - rows[0]["gold"] for r in rows], "o-", color=f"C{i}", label=f"gold, RM {name}")
-        a.plot(d, [r["proxy"] - rows[0]["proxy"] for r in rows], "s--", color=f"C{i}", alpha=0.6, label=f"proxy, RM {name}")
+    for j, one in enumerate(seeds):
+        alpha, tag = (1.0, "") if j == 0 else (0.35, None)
+        for i, (name, rows) in enumerate(one["best_of_n"].items()):
+            d = [r["kl_bound"] ** 0.5 for r in rows]
+            a.plot(d, [r["gold"] - rows[0]["gold"] for r in rows], "o-", color=f"C{i}", alpha=alpha,
+                   label=None if tag is None else f"gold, RM {name}")
+            a.plot(d, [r["proxy"] - rows[0]["proxy"] for r in rows], "s--", color=f"C{i}", alpha=0.6 * alpha,
+                   label=None if tag is None else f"proxy, RM {name}")
+        for i, (name, rows) in enumerate(one["rl_curves"].items()):
+            d = [max(r["kl"], 0.0) ** 0.5 for r in rows]
+            b.plot(d, [r["gold"] - rows[0]["gold"] for r in rows], "-", color=f"C{i}", alpha=alpha,
+                   label=None if tag is None else f"gold, {name}")
+            b.plot(d, [r["proxy"] - rows[0]["proxy"] for r in rows], "--", color=f"C{i}", alpha=0.6 * alpha,
+                   label=None if tag is None else f"proxy, {name}")
+            c.plot([r["step"] for r in rows], d, "-", color=f"C{i}", alpha=alpha, label=None if tag is None else name)
+    more = f" ({len(seeds)} seeds, the first bold)" if len(seeds) > 1 else ""
     a.set(xlabel="d = √KL (best-of-n, analytic KL)", ylabel="reward gain over n = 1",
-          title="Best-of-n against the learned reward")
-    a.legend(fontsize=7)
-    for i, (name, rows) in enumerate(res["rl"].items()):
-        steps = [r["step"] for r in rows]
-        b.plot(steps, [r["gold"] - rows[0]["gold"] for r in rows], "-", color=f"C{i}", label=f"gold, {name}")
-        b.plot(steps, [r["proxy"] - rows[0]["proxy"] for r in rows], "--", color=f"C{i}", alpha=0.6, label=f"proxy, {name}")
-        c.plot(steps, [max(r["kl"], 0.0) ** 0.5 for r in rows], "-", color=f"C{i}", label=name)
-    b.set(xlabel="REINFORCE step (10-step means)", ylabel="reward gain over step 1",
-          title="RL against the learned reward: proxy climbs, gold falls")
-    b.legend(fontsize=7)
-    c.set(xlabel="REINFORCE step", ylabel="d = √KL(π ‖ π_ref) of the step's samples",
-          title="How far the policy moved")
-    c.legend(fontsize=7)
+          title="Best-of-n against the learned reward" + more)
+    b.set(xlabel="d = √KL of the training samples", ylabel="reward gain over step 1",
+          title="REINFORCE against the learned reward")
+    c.set(xlabel="REINFORCE step", ylabel="d = √KL(π ‖ π_ref) of the step's samples", title="How far the policy moved")
+    for ax in (a, b, c):
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
-def diversity_figure(points: list[dict], path=None) -> Figure:
+def diversity_figure(table: dict, path=None) -> Figure:
+    """Gold reward, entropy and unique responses at the end of training against β, one line per
+    method, mean ± std over seeds: `table` = {method: {β: {measure: {"mean", "std"}}}}."""
     fig, axes = _subplots(1, 3, figsize=(13, 3.8))
     for method, marker in (("dpo", "o-"), ("rlhf", "s--")):
-        pts = sorted((p for p in points if p["method"] == method), key=lambda p: p["beta"])
-        betas = [p["beta"] for p in pts]
+        rows = sorted(table.get(method, {}).items(), key=lambda kv: float(kv[0]))
+        betas = [float(b) for b, _ in rows]
         for ax, key in zip(axes, ("gold_reward", "entropy", "unique_frac")):
-            ax.plot(betas, [p[key] for p in pts], marker, label=method.upper())
+            ax.errorbar(betas, [r[key]["mean"] for _, r in rows], yerr=[r[key]["std"] for _, r in rows],
+                        fmt=marker, capsize=3, label=method.upper())
     for ax, label in zip(axes, ("mean gold reward", "per-token entropy (nats)", "fraction of unique responses")):
         ax.set(xlabel="β (symmetric log scale: 0 is drawn at the left)", ylabel=label)
         ax.set_xscale("symlog", linthresh=0.01)
         ax.legend(fontsize=8)
-    fig.suptitle("What β buys: reward against diversity")
+    fig.suptitle("What β buys: reward against diversity, end of training (error bars: std over seeds)")
     return _save(fig, path)
 
 
@@ -364,19 +374,36 @@ def failure_modes_figure(histories: dict[str, list[dict]], path=None) -> Figure:
     return _save(fig, path)
 
 
-def online_figure(res: dict, path=None) -> Figure:
-    fig, axes = _subplots(1, 3, figsize=(13, 3.8))
-    for i, (name, rounds) in enumerate(res["online"].items()):
-        pairs = [r["labelled_pairs"] for r in rounds]
-        for ax, key in zip(axes, ("gold_reward", "fluency", "kl_to_ref")):
-            ax.plot(pairs, [r[key] for r in rounds], "o-", color=f"C{i}", label=f"online, {name} labels")
-    off = res["offline"]
-    for ax, key in zip(axes, ("gold_reward", "fluency", "kl_to_ref")):
-        ax.plot([off["labelled_pairs"]], [off[key]], "k*", ms=12, label="offline DPO")
-        ax.axhline(res["sft"][key], color="grey", ls=":", label="SFT")
-        ax.set(xlabel="labelled pairs used so far", ylabel=key.replace("_", " "))
+def _along_training(axes, runs: dict, sft: dict, keys=("gold_reward", "fluency")) -> None:
+    """Each run's points along training from the SFT model (KL 0), one colour per name, one line per
+    seed: `runs` = {name: [points of seed 0, points of seed 1, ...]}."""
+    for i, (name, per_seed) in enumerate(runs.items()):
+        for j, points in enumerate(per_seed):
+            kl = [0.0] + [p["kl_to_ref"] for p in points]
+            for ax, key in zip(axes, keys):
+                ax.plot(kl, [sft[key]] + [p[key] for p in points], "o-", ms=3, color=f"C{i}", alpha=0.8,
+                        label=name if j == 0 else None)
+    for ax, key in zip(axes, keys):
+        ax.set(xlabel="KL to the reference (nats)", ylabel=key.replace("_", " "))
         ax.legend(fontsize=7)
-    fig.suptitle("Online (iterative) DPO vs offline DPO at the same number of labels")
+
+
+def remedies_figure(result: dict, path=None) -> Figure:
+    """The failure-modes study: gold reward and fluency against KL along training, each remedy and
+    plain DPO, one line per seed. Compare at the same KL, not at the ends."""
+    fig, axes = _subplots(1, 2, figsize=(13, 4.2))
+    _along_training(axes, result["points"], result["sft"])
+    fig.suptitle(f"DPO and its remedies along training ({len(result['seeds'])} seeds): read them at the same KL")
+    return _save(fig, path)
+
+
+def online_figure(res: dict, path=None) -> Figure:
+    """Online DPO after each round and offline DPO along training: gold reward and fluency against
+    KL, one line per seed."""
+    fig, axes = _subplots(1, 2, figsize=(13, 4.2))
+    runs = {**{f"online, {k} labels": v for k, v in res["online"].items()}, "offline DPO": res["offline"]}
+    _along_training(axes, runs, res["sft"])
+    fig.suptitle(f"Online (iterative) DPO vs offline DPO, {len(res['seeds'])} seeds: read them at the same KL")
     return _save(fig, path)
 
 

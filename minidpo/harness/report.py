@@ -286,33 +286,61 @@ def long_study_sections(run) -> list[str]:
     return out
 
 
+def _interval(d: dict | None) -> str:
+    """A paired difference as the report prints it: mean, 95 % interval, verdict."""
+    if d is None:
+        return "-"
+    if d["n"] < 2:
+        return f"{d['gap_mean']:+.3f} (one seed)"
+    return f"{d['gap_mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], {d['verdict']}"
+
+
+def _mean_std(cell: dict, fmt: str = "+.3f") -> str:
+    return f"{cell['mean']:{fmt}} ± {cell['std']:.3f}"
+
+
 def critics_sections(run) -> list[str]:
-    """Sections for the critics' studies whose results are in the run folder (`run --all`)."""
+    """Sections for the critics' studies whose results are in the run folder (`run --all`). Every
+    comparison is paired by seed (95 % interval of the difference, its verdict)."""
     out = []
     f = run.out / "overoptimisation" / "overoptimisation.json"
     if f.is_file():
         r = read_json(f)
         out += ["", "## 7. Reward over-optimisation", "",
-                "| push | RM | gold peak | at d = √KL | gold at the end | proxy at the end | d at the end |", "|---|---|---|---|---|---|---|"]
-        for k, v in r["best_of_n_summary"].items():
-            out.append(f"| best-of-n | {k} | {v['peak_gold']:+.3f} | {v['peak_d']:.2f} | {v['final_gold']:+.3f} | "
-                       f"{v['final_proxy']:+.3f} | {v['final_d']:.2f} |")
-        for k, v in r["rl_summary"].items():
-            out.append(f"| RL | {k} | {v['peak_gold']:+.3f} | {v['peak_d']:.2f} | {v['final_gold']:+.3f} | "
-                       f"{v['final_proxy']:+.3f} | {v['final_d']:.2f} |")
-        out += ["", "![over-optimisation](overoptimisation/overoptimisation.png)"]
+                f"Seeds {r['seeds']}. d = √KL; best-of-n at the analytic KL, RL at its training samples' KL (10-step means). "
+                "A fitted peak beyond the largest d measured is an extrapolation.", "",
+                "| seed | push | RM | gold at the start | largest gold (at d) | gold at the end (d) | proxy at the end | "
+                "fitted peak d (in the data?) | R² |", "|---|---|---|---|---|---|---|---|---|"]
+        for one in r["per_seed"]:
+            for kind, summaries, curves in (("best-of-n", one["best_of_n_summary"], one["best_of_n"]),
+                                            ("RL", one["rl_summary"], one["rl_curves"])):
+                for k, v in summaries.items():
+                    peak = "none" if v["fit_peak_d"] is None else f"{v['fit_peak_d']:.2f} ({'yes' if v['fit_peak_in_data'] else 'no'})"
+                    r2 = "-" if v["fit_r2"] is None else f"{v['fit_r2']:.2f}"
+                    out.append(f"| {one['seed']} | {kind} | {k} | {curves[k][0]['gold']:+.3f} | {v['peak_gold']:+.3f} "
+                               f"({v['peak_d']:.2f}) | {v['final_gold']:+.3f} ({v['final_d']:.2f}) | {v['final_proxy']:+.3f} | "
+                               f"{peak} | {r2} |")
+        p = r["penalty"]
+        out += ["", f"β = 0.01 − β = 0 on their frontiers at the largest KL both reach: gold {_interval(p['gold'])}.",
+                "", "![over-optimisation](overoptimisation/overoptimisation.png)"]
     f = run.out / "diversity" / "diversity.json"
     if f.is_file():
         r = read_json(f)
-        out += ["", "## 8. Diversity against β", "", "| method | β | gold | entropy (nats/token) | unique | KL |", "|---|---|---|---|---|---|"]
-        out += [f"| {p['method'].upper()} | {p['beta']} | {p['gold_reward']:+.3f} | {p['entropy']:.3f} | "
-                f"{p['unique_frac']:.3f} | {p['kl_to_ref']:.2f} |" for p in r["points"]]
-        out += ["", "![diversity](diversity/diversity.png)"]
+        out += ["", "## 8. Diversity against β", "", f"End of training, mean ± std over seeds {r['seeds']}.", "",
+                "| method | β | gold | entropy (nats/token) | unique | KL |", "|---|---|---|---|---|---|"]
+        for m, by_beta in r["table"].items():
+            for b, row in sorted(by_beta.items(), key=lambda kv: float(kv[0])):
+                out.append(f"| {m.upper()} | {b} | {_mean_std(row['gold_reward'])} | {_mean_std(row['entropy'], '.3f')} | "
+                           f"{_mean_std(row['unique_frac'], '.3f')} | {_mean_std(row['kl_to_ref'], '.2f')} |")
+        mt = r["matched"]
+        out += ["", f"DPO − REINFORCE (default β) along training at the largest KL both reach: entropy "
+                f"{_interval(mt['entropy'])}; unique {_interval(mt['unique_frac'])}.",
+                "", "![diversity](diversity/diversity.png)"]
     f = run.out / "cost.json"
     if f.is_file():
         r = read_json(f)
         out += ["", "## 9. The cost of RL", "",
-                "Each RL road includes training its reward model. Models held = in memory while the road trains.", "",
+                "One run (one seed). Each RL road includes training its reward model. Models held = in memory while the road trains.", "",
                 "| road | wall (s) | gold | models held | parameters | tokens forward | tokens backward | samples generated |",
                 "|---|---|---|---|---|---|---|---|"]
         for k, v in r.items():
@@ -323,18 +351,27 @@ def critics_sections(run) -> list[str]:
     if f.is_file():
         r = read_json(f)
         out += ["", "## 10. DPO's own failure modes and remedies", "",
+                f"End of training, mean ± std over seeds {r['seeds']} (each at its own KL):", "",
                 "| variant | gold | win rate | fluency | KL | Δ logps/chosen | Δ logps/rejected |", "|---|---|---|---|---|---|---|"]
-        out += [f"| {k} | {v['gold_reward']:+.3f} | {v['win_rate_vs_sft']:.3f} | {v['fluency']:.3f} | {v['kl_to_ref']:.2f} | "
-                f"{v['logps_chosen_change']:+.2f} | {v['logps_rejected_change']:+.2f} |" for k, v in r["remedies"].items()]
+        out += [f"| {k} | {_mean_std(v['gold_reward'])} | {_mean_std(v['win_rate_vs_sft'], '.3f')} | "
+                f"{_mean_std(v['fluency'], '.3f')} | {_mean_std(v['kl_to_ref'], '.2f')} | "
+                f"{_mean_std(v['logps_chosen_change'], '+.2f')} | {_mean_std(v['logps_rejected_change'], '+.2f')} |"
+                for k, v in r["remedies"].items()]
+        out += ["", "Each remedy − DPO at the same KL (both frontiers at the largest KL both reach), paired by seed:", "",
+                "| remedy | KL per seed | gold | fluency |", "|---|---|---|---|"]
+        out += [f"| {k} | {', '.join(f'{x:.2f}' for x in m['kl'])} | {_interval(m['gold'])} | {_interval(m['fluency'])} |"
+                for k, m in r["matched"].items()]
         out += ["", "![failure modes](failure_modes/failure_modes.png)"]
     f = run.out / "online_dpo" / "online_dpo.json"
     if f.is_file():
         r = read_json(f)
-        out += ["", "## 11. Online DPO", "", "| labels | round | labelled pairs | gold | win rate | fluency | KL |", "|---|---|---|---|---|---|---|"]
-        for k, rows in r["online"].items():
-            out += [f"| {k} | {x['round']} | {x['labelled_pairs']} | {x['gold_reward']:+.3f} | {x['win_rate_vs_sft']:.3f} | "
-                    f"{x['fluency']:.3f} | {x['kl_to_ref']:.2f} |" for x in rows]
-        o = r["offline"]
-        out += [f"| offline DPO | - | {o['labelled_pairs']} | {o['gold_reward']:+.3f} | {o['win_rate_vs_sft']:.3f} | "
-                f"{o['fluency']:.3f} | {o['kl_to_ref']:.2f} |", "", "![online DPO](online_dpo/online_dpo.png)"]
+        out += ["", "## 11. Online DPO", "", f"{r['rounds']} rounds, seeds {r['seeds']}. End of training (each at its own KL):", "",
+                "| run | gold | fluency | KL |", "|---|---|---|---|"]
+        out += [f"| {k} | {_mean_std(v['gold_reward'])} | {_mean_std(v['fluency'], '.3f')} | {_mean_std(v['kl_to_ref'], '.2f')} |"
+                for k, v in r["final"].items()]
+        out += ["", "At the same KL (both frontiers at the largest KL both reach), paired by seed:", "",
+                "| comparison | KL per seed | gold | fluency |", "|---|---|---|---|"]
+        out += [f"| {k} | {', '.join(f'{x:.2f}' for x in m['kl'])} | {_interval(m['gold'])} | {_interval(m['fluency'])} |"
+                for k, m in r["matched"].items()]
+        out += ["", "![online DPO](online_dpo/online_dpo.png)"]
     return out

@@ -8,7 +8,13 @@ later (its new mistakes included) is never labelled. Online DPO works in rounds:
   3. score the new pairs once with the reference (the SFT model, or the round's starting policy
      with `refresh_reference`), and run a DPO pass on them.
 
-Compared with offline DPO at the same number of labelled pairs and the same number of gradient steps.
+It uses as many labelled pairs as offline DPO, in ROUNDS rounds, and the DPO stage's epochs over each
+round's pairs. Every seed of `sweep.seeds` runs both label sources (seed s: its prompts, samples and
+training order, and seed s's reward model) and offline DPO on seed s's pairs, evaluated along
+training (`sweep.along_training`). Online DPO after each round and offline DPO at its checkpoints
+are points of one frontier each; the two are compared at the same KL, paired by seed
+(`sweep.matched`): at the end of training they sit at different KL, and a policy that moved less
+cannot be credited or blamed for it.
 """
 from __future__ import annotations
 
@@ -16,14 +22,18 @@ import copy
 import random
 from dataclasses import replace
 
-
-from ..harness import plots
 from .. import world
 from ..checkpoint import read_json, write_json
 from ..dpo import DPOConfig, pair_logps, run_dpo
 from ..evaluate import summary_row
+from ..harness import compare as C, plots
 from ..preferences import encode_pairs, make_pairs, read_preferences
 from ..reward_model import load_reward_model, score
+from . import sweep
+
+LABEL_SOURCES = ("gold", "reward model")
+ROUNDS, FAST_ROUNDS = 4, 2
+ROUND_SEED_OFFSET = 1000  # round r of seed s samples its pairs with seed s + 1000 + r
 
 
 def online_round(policy, ref, tok, prompts: list[str], cfg: DPOConfig, val, seed: int, scorer=None,
@@ -37,49 +47,93 @@ def online_round(policy, ref, tok, prompts: list[str], cfg: DPOConfig, val, seed
     return pairs, {**counts, "steps": out["steps"], "final": out["history"][-1]}
 
 
+def rounds(run) -> int:
+    return FAST_ROUNDS if run.fast else ROUNDS
+
+
+def online_unit(run, labels: str, seed: int | None = None, refresh_reference: bool = False) -> list[dict]:
+    """Online DPO labelled by `labels` ("gold" or "reward model") on seed `seed` (default the run's):
+    `rounds(run)` rounds, as many labelled pairs in all as that seed's offline DPO file holds. A unit
+    of RUN/online_dpo/units/ (reused while unchanged). Returns one row per round: the labelled pairs
+    so far, how often the round's labels agree with the gold reward, and the policy's evaluation on
+    the held-out films."""
+    if labels not in LABEL_SOURCES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_SOURCES)}, not {labels!r}")
+    seed = run.seed if seed is None else seed
+    d, n_rounds = sweep.data(run, seed), rounds(run)
+    cfg = run.settings(DPOConfig, seed=seed)
+    inputs = {"sft": run.path("sft.pt"), "train_data": d.train, "val_data": d.val,
+              **({"reward_model": d.reward_model} if labels == "reward model" else {})}
+    folder = run.out / "online_dpo" / "units"
+    name = f"online_{labels.replace(' ', '_')}_s{seed}" + ("_refresh" if refresh_reference else "")
+
+    def go():
+        tok, sft = run.tok, run.load_policy("sft.pt")
+        n_offline = len(read_preferences(d.train)[0])
+        per_round = n_offline // n_rounds
+        val_pairs, _ = read_preferences(d.val)
+        val_enc, _ = encode_pairs(tok, val_pairs, sft.config.block_size)
+        val = (val_enc, pair_logps(sft, val_enc, tok.end_id, cfg.average_logps, dtype=run.dtype))
+        scorer = None
+        if labels == "reward model":
+            rm = load_reward_model(d.reward_model, run.device, tok.vocab_size)
+            scorer = lambda prompts, ids: score(rm, tok, prompts, ids, dtype=run.dtype)  # noqa: E731
+        titles = world.split_titles()[0]
+        policy, ref, rng, rows, used = copy.deepcopy(sft), sft, random.Random(seed), [], 0
+        for r in range(n_rounds):
+            prompts = [world.make_prompt(rng.choice(titles)) for _ in range(per_round)]
+            if refresh_reference:
+                ref = copy.deepcopy(policy).eval()
+            pairs, info = online_round(policy, ref, tok, prompts, replace(cfg, seed=seed + r), val,
+                                       seed + ROUND_SEED_OFFSET + r, scorer, run.dtype, quiet=True)
+            used += len(pairs)
+            s = summary_row(run.evaluate(policy, sft))
+            agree = sum(p["chosen_gold"] > p["rejected_gold"] for p in pairs) / max(1, len(pairs))
+            rows.append({"round": r + 1, "labelled_pairs": used, "label_agrees_with_gold": agree,
+                         "steps": info["steps"], **{k: s[k] for k in sweep.POINT_KEYS}})
+            print(f"online DPO ({labels} labels, seed {seed}) round {r + 1}: {used} pairs so far, gold "
+                  f"{s['gold_reward']:+.3f}, fluency {s['fluency']:.3f}, KL {s['kl_to_ref']:.2f}", flush=True)
+        write_json(folder / f"{name}.json", {"labels": labels, "seed": seed, "rounds": rows})
+    cfg_key = {**cfg.key(), "rounds": n_rounds, "refresh_reference": refresh_reference, **run.eval_config()}
+    run.cached(name, cfg_key, inputs, go, outputs=[folder / f"{name}.json"], code="studies.online_dpo",
+               folder=folder, announce=False)
+    return read_json(folder / f"{name}.json")["rounds"]
+
+
 def run_online_dpo(run) -> dict:
     return run.study("online_dpo", lambda: _online_dpo(run))
 
 
-def _online_dpo(run, rounds: int | None = None, refresh_reference: bool = False) -> None:
-    rounds = rounds or (2 if run.fast else 4)
-    tok = run.tok
-    n_offline = len(read_preferences(run.path("prefs_train.jsonl"))[0])
-    per_round = n_offline // rounds
-    cfg = run.settings(DPOConfig)
-    sft = run.load_policy("sft.pt")
-    val_pairs, _ = read_preferences(run.path("prefs_val.jsonl"))
-    val_enc, _ = encode_pairs(tok, val_pairs, sft.config.block_size)
-    val = (val_enc, pair_logps(sft, val_enc, tok.end_id, cfg.average_logps, dtype=run.dtype))
-    rm = load_reward_model(run.path("reward_model.pt"), run.device, tok.vocab_size)
-    scorers = {"gold": None, "reward model": lambda prompts, ids: score(rm, tok, prompts, ids, dtype=run.dtype)}
-    titles = world.split_titles()[0]
-    result = {"rounds": rounds, "pairs_per_round": per_round, "refresh_reference": refresh_reference,
-              "sft": summary_row(run.evaluate(sft, sft)),
-              "online": {}}
-    for name, scorer in scorers.items():
-        policy, ref = copy.deepcopy(sft), sft
-        rng = random.Random(run.seed)
-        rows, used = [], 0
-        for r in range(rounds):
-            prompts = [world.make_prompt(rng.choice(titles)) for _ in range(per_round)]
-            if refresh_reference:
-                ref = copy.deepcopy(policy).eval()
-            cfg_r = replace(cfg, seed=run.seed + r)
-            pairs, info = online_round(policy, ref, tok, prompts, cfg_r, val, run.seed + 1000 + r, scorer,
-                                       run.dtype, quiet=run.quiet)
-            used += len(pairs)
-            s = summary_row(run.evaluate(policy, sft))
-            label_acc = sum(p["chosen_gold"] > p["rejected_gold"] for p in pairs) / max(1, len(pairs))
-            rows.append({"round": r + 1, "labelled_pairs": used, "label_agrees_with_gold": label_acc, **info, **s})
-            print(f"online DPO ({name} labels) round {r + 1}: {used} pairs so far, gold {s['gold_reward']:+.3f}, "
-                  f"win rate {s['win_rate_vs_sft']:.3f}, fluency {s['fluency']:.3f}, KL {s['kl_to_ref']:.2f}", flush=True)
-        result["online"][name] = rows
-    offline = read_json(run.path("eval_dpo.json"))
-    result["offline"] = {**summary_row(offline), "labelled_pairs": n_offline}
+def _online_dpo(run) -> None:
+    seeds, sft = sweep.seeds(run), read_json(run.path("eval_sft.json"))
+    online = {labels: [online_unit(run, labels, s) for s in seeds] for labels in LABEL_SOURCES}
+    offline = [sweep.along_training(run, "dpo", DPOConfig().beta, s) for s in seeds]
+    result = {"seeds": seeds, "rounds": rounds(run), "sft": {k: sft[k] for k in ("gold_reward", "fluency")},
+              "online": online, "offline": offline,
+              "labelled_pairs": [len(read_preferences(sweep.data(run, s).train)[0]) for s in seeds],
+              "agreement": {labels: [sum(r["label_agrees_with_gold"] for r in rows) / len(rows) for rows in per_seed]
+                            for labels, per_seed in online.items()},
+              # at the same KL, paired by seed
+              "matched": {**{f"{labels} vs offline": sweep.matched(online[labels], offline, sft)
+                             for labels in LABEL_SOURCES},
+                          "reward model vs gold": sweep.matched(online["reward model"], online["gold"], sft)},
+              # at the end of training, each at its own KL: what a table of final rows would compare
+              "final": {**{labels: _final(per_seed) for labels, per_seed in online.items()},
+                        "offline": _final(offline)}}
     out = run.out / "online_dpo"
     write_json(out / "online_dpo.json", result)
     plots.online_figure(result, out / "online_dpo.png")
-    o = result["offline"]
-    print(f"offline DPO, {n_offline} pairs: gold {o['gold_reward']:+.3f}, win rate {o['win_rate_vs_sft']:.3f}, "
-          f"fluency {o['fluency']:.3f}, KL {o['kl_to_ref']:.2f}")
+    for what, m in result["matched"].items():
+        g = m["gold"]
+        print(f"{what}: at KL {', '.join(f'{k:.2f}' for k in m['kl'])} gold difference {g['gap_mean']:+.3f} "
+              f"[{g['low']:+.3f}, {g['high']:+.3f}] over {g['n']} seeds: {g['verdict']}")
+
+
+def _final(per_seed: list[list[dict]]) -> dict:
+    """The last point of each seed: gold, fluency and KL, their values, mean and spread."""
+    out = {}
+    for k in ("gold_reward", "fluency", "kl_to_ref"):
+        values = [rows[-1][k] for rows in per_seed]
+        m, s = C.mean_std(values)
+        out[k] = {"mean": m, "std": s, "values": values}
+    return out

@@ -238,6 +238,13 @@ def check_12(g, out):
     assert all("fewer than 3" in line for line in lines if re.search(r"\b2 seeds", line))
 
 
+def _claims_hold(out: str, *starts: str) -> None:
+    """Each claim of the output that starts with one of `starts` is printed and holds (✓)."""
+    for text in starts:
+        lines = [line for line in out.splitlines() if line[2:].startswith(text)]
+        assert lines and all(line.startswith("✓ ") for line in lines), (text, lines)
+
+
 def check_13(g, out):
     n = g["n"]
     assert g["picked_proxy"] == g["proxy"][:n].max().item()  # best-of-n picks by the proxy alone
@@ -245,7 +252,15 @@ def check_13(g, out):
     assert g["kl_by_hand"] == pytest.approx(g["kl_library"], abs=1e-9) and 0 < g["kl_by_hand"] <= g["bound"] + 1e-9
     rows = g["curves"]["full"]
     assert [r["n"] for r in rows] == [2 ** i for i in range(len(rows))] and rows[-1]["proxy"] > rows[0]["proxy"]
-    assert set(g["rl"]) == {"β=0, full RM", "β=0.01, full RM"} and "No saved full study" in out
+    assert all(0 <= r["kl_pool"] <= r["kl_bound"] + 1e-9 for r in rows) and rows[0]["pick_best_gold"] == 1.0
+    assert set(g["rl"]) == {"β=0, full RM", "β=0.01, full RM"}
+    # the fast folder holds no full study: the committed one is read, three seeds, and its claims hold
+    full = g["full"]
+    assert len(full["seeds"]) >= 3 and "committed with minidpo" in out
+    assert all(not s["best_of_n_summary"]["full"]["peaked"] for s in full["per_seed"])  # best-of-n never peaks
+    assert len(full["penalty"]["a_gold"]) == len(full["seeds"]) and "(95 % interval" in out
+    _claims_hold(out, "best-of-n's gold at n = ", "gold reward at the same KL: β = 0.01 is above β = 0",
+                 "best-of-n with the full proxy has no observed peak")
 
 
 def check_14(g, out):
@@ -254,8 +269,11 @@ def check_14(g, out):
     assert {p["method"] for p in g["points"]} == {"dpo", "rlhf"} and len(g["points"]) == sum(map(len, g["betas"].values()))
     assert all(g["dpo_row"][k] == g["rows"]["dpo"][k] for k in g["dpo_row"])  # the row from its parts
     assert g["rows"]["rlhf (REINFORCE)"]["models"] == ["policy", "reference", "reward model"]
-    assert set(g["per_nat"]) == {"rlhf", "dpo"} and f"{g['worse'].upper()} pays more" in out  # the answer is computed
-    assert "No saved full studies" in out
+    div, mt = g["div"], g["mt"]  # the committed full sweep: three seeds, read at the same KL
+    assert len(div["seeds"]) >= 3 and all(len(mt[k]["dpo"]) == len(div["seeds"]) for k in ("entropy", "unique_frac"))
+    assert g["entropy_at_kl"].n == len(div["seeds"]) and g["entropy_at_kl"].verdict in out
+    assert g["cost_rows"]["ppo"]["models"][-1] == "value model" and "committed with minidpo" in out
+    _claims_hold(out, "gold reward at the end: β = 0 RL is below the SFT model", "DPO's unique fraction")
 
 
 def check_15(g, out):
@@ -263,14 +281,25 @@ def check_15(g, out):
     assert g["mean_w"] == pytest.approx(d["logps_chosen_change"], abs=1e-3)
     assert g["mean_l"] == pytest.approx(d["logps_rejected_change"], abs=1e-3)
     assert g["mean_w"] - g["mean_l"] > 0 and set(g["rows"]) == set(g["names"])  # the margin grew
-    assert g["change"].shape == (len(g["val_pairs"]), 2) and "No saved full table" in out
+    assert g["change"].shape == (len(g["val_pairs"]), 2)
+    full = g["full"]  # the committed study: every remedy against DPO at the same KL, paired over 3 seeds
+    assert len(full["seeds"]) >= 3 and set(g["verdicts"]) == set(g["names"]) - {"DPO (default)"}
+    for name, m in full["matched"].items():  # read where both frontiers end first, seed by seed
+        for kl, a, b in zip(m["kl"], full["points"][name], full["points"]["DPO (default)"]):
+            assert kl == pytest.approx(min(max(p["kl_to_ref"] for p in a), max(p["kl_to_ref"] for p in b)))
+    assert all(v[0].n == len(full["seeds"]) for v in g["verdicts"].values())
+    _claims_hold(out, "plain DPO's held-out log π(y_w) from start to end", "fluency at the same KL: RPO")
 
 
 def check_16(g, out):
     assert g["same_pairs"] and g["max_diff"] == 0.0  # the round written out is the library's online_round
     assert abs(g["first"]["eval/loss"] - LN2) < 1e-6  # it starts at the reference: ln 2
     assert len(g["pairs"]) + g["refused"] == g["knobs"].prompts
-    assert set(g["res"]["online"]) == {"gold", "reward model"}
+    assert [r["round"] for r in g["online"]] == [1, 2] and g["online"][-1]["labelled_pairs"] > g["online"][0]["labelled_pairs"]
+    res = g["res"]  # the committed study: both label sources and offline DPO on three seeds, at the same KL
+    assert set(res["online"]) == {"gold", "reward model"} and len(res["seeds"]) >= 3
+    assert all(d.n == len(res["seeds"]) for d in g["at_kl"].values()) and "committed with minidpo" in out
+    _claims_hold(out, "gold reward at the same KL: ", "how often a round's labels agree")
 
 
 def _reading_falls(d, v, out):
