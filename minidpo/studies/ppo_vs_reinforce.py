@@ -13,8 +13,10 @@ Per seed, each algorithm's frontier is the upper concave hull of its evaluated p
 point (`harness.compare.frontier`). At each of the frontier study's matched KLs, PPO − REINFORCE is
 paired over the seeds where both frontiers reach it (`frontier.paired_table`: mean, 95 % interval,
 verdict; a KL that some seed does not reach counts fewer seeds, and says so).
-The cost side, per seed: the KL each reached at the end of its budget, the training seconds (wall
-time: noisy on a loaded machine) and the tokens through the policy's backward passes (exact).
+The cost side, per seed: the KL each reached at the end of its budget, the tokens through backward
+passes (exact; PPO's count its value model's too) and the training seconds (wall time: noisy on a
+loaded machine). And each seed's reward model: how well it ranks held-out pairs and follows the
+gold reward, the proxy both algorithms climb.
 """
 from __future__ import annotations
 
@@ -49,6 +51,15 @@ def unit_metrics(run, method: str, seed: int) -> dict:
     return read_json(F.study_folder(run) / "units" / f"{name}_metrics.json")
 
 
+def reward_model_quality(run, seed: int) -> dict:
+    """How well seed `seed`'s reward model ranks held-out pairs (against the labels' own ceiling) and
+    follows the gold reward on fresh samples: the proxy both algorithms climb in that seed."""
+    from ..preferences import PrefsConfig
+    data, _ = F.data_unit(run, "bt", run.settings(PrefsConfig).train_repeats, seed)
+    m = read_json(data.reward_model.with_name("reward_model_metrics.json"))
+    return {k: m[k] for k in ("val_accuracy", "oracle_accuracy", "gold_correlation_heldout")}
+
+
 def summarise(run, points: list[dict], seeds: list[int]) -> dict:
     """Each seed's frontiers read at the frontier study's matched KLs (`frontier.matched_table`),
     PPO − REINFORCE paired by seed where both reach a KL (`frontier.paired_table`), and the costs."""
@@ -64,6 +75,7 @@ def summarise(run, points: list[dict], seeds: list[int]) -> dict:
             "paired": F.paired_table(points, "bt", sft, base=A)[B],
             "final": {m: [{k: p[k] for k in ("kl_to_ref", "gold_reward", "fluency", "samples")} for p in finals[m]]
                       for m in METHODS},
+            "reward_models": [reward_model_quality(run, s) for s in seeds],
             "seconds": {m: [x["seconds"] for x in metrics[m]] for m in METHODS},
             "tokens_backward": {m: [x["tokens_backward"] for x in metrics[m]] for m in METHODS},
             "points": [{k: p[k] for k in ("method", "seed", "step", "samples", "kl_to_ref", "gold_reward", "fluency")}
@@ -101,9 +113,13 @@ def print_result(result: dict) -> None:
         print(f"  KL {kl:<4g} | " + " | ".join(cells) + f" | {labels[a]} − {labels[b]} = {diff}")
     for m in (a, b):
         f = result["final"][m]
-        print(f"  {labels[m]:9s} at the end: KL " + ", ".join(f"{x['kl_to_ref']:.2f}" for x in f)
-              + " | seconds " + ", ".join(f"{s:.0f}" for s in result["seconds"][m])
-              + " | tokens through backward passes " + ", ".join(f"{t:,}" for t in result["tokens_backward"][m]))
+        print(f"  {labels[m]:9s} at the end, per seed: KL " + ", ".join(f"{x['kl_to_ref']:.2f}" for x in f)
+              + " | tokens through backward passes " + ", ".join(f"{t:,}" for t in result["tokens_backward"][m])
+              + " | seconds " + ", ".join(f"{s:.0f}" for s in result["seconds"][m]) + " (on a shared machine)")
+    print("  each seed's reward model (the proxy both climb): held-out accuracy "
+          + ", ".join(f"{q['val_accuracy']:.3f} of {q['oracle_accuracy']:.3f}" for q in result["reward_models"])
+          + " (the labels' ceiling); correlation with gold " + ", ".join(f"{q['gold_correlation_heldout']:+.2f}"
+                                                                         for q in result["reward_models"]))
 
 
 def difference(result: dict, kl) -> C.Difference | None:
