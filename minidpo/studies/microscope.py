@@ -99,6 +99,7 @@ def displacement(policy, reference, encoded_pairs, pad_id, beta: float) -> dict:
            "length_chosen": lengths[:, 0].tolist(), "length_rejected": lengths[:, 1].tolist()}
     down = d_chosen < 0
     out["chosen_down_frac"] = down.float().mean().item()
+    out["corr_length_gap_d_chosen"] = correlation(lengths[:, 1] - lengths[:, 0], d_chosen)  # length alone
     for key, normalised in (("ches", False), ("ches_normalised", True)):
         ches = ches_scores(reference, encoded_pairs, pad_id, normalised=normalised)
         q = torch.quantile(ches.double(), torch.tensor([0.25, 0.75], dtype=torch.float64))
