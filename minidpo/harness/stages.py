@@ -120,7 +120,7 @@ STAGES = _stages(
     Stage("museum", "studies.museum:run_museum", ("sft", "eval_sft", "prefs"),
           {**SFT, **PAIRS, **BASELINE}, ("museum/museum.json",), "the bug museum: each classic DPO bug switched "
           "on, its symptom, what the doctor says, and the gold reward it costs against the clean run, paired "
-          "over 3 seeds (about ten minutes)", study=True, long=True),
+          "over 5 seeds (about a quarter of an hour)", study=True, long=True),
     Stage("microscope", "studies.microscope:run_microscope", ("sft", "prefs", "dpo"),
           {**SFT, **PAIRS, "policy": "dpo.pt"}, ("microscope/microscope.json",),
           "where the probability goes: per-pair displacement and CHES, and exact mass on an enumerable GPT",
@@ -135,7 +135,8 @@ STAGES = _stages(
           "at a time (reuses the frontier's units)", study=True, long=True),
     Stage("ppo_vs_reinforce", "studies.ppo_vs_reinforce:run_ppo_vs_reinforce", ("sft", "eval_sft", "prefs", "reward_model"),
           {**SFT, **PAIRS, **RM, **BASELINE}, ("ppo_vs_reinforce/ppo_vs_reinforce.json", "ppo_vs_reinforce/ppo_vs_reinforce.png"),
-          "PPO against REINFORCE on equal samples, 3 seeds, read at matched KL (lesson 17; about five minutes)",
+          "PPO against REINFORCE on equal samples, 3 seeds, read at matched KL (the PPO lesson; about five "
+          "minutes)",
           study=True, long=True),
     Stage("losses", "studies.loss_bench:run_loss_bench", ("sft", "eval_sft", "prefs", "reward_model"),
           {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/losses.json", "frontier/losses.png"),
