@@ -150,7 +150,10 @@ print(f"after the update: ratios from {ratio[at].min():.3f} to {ratio[at].max():
 # ## Training, next to REINFORCE
 # Now both algorithms train from the same SFT model against the same reward model, β = 0.05 each,
 # on the same budget of samples: the same number of steps, each drawing the same number of samples.
-# PPO makes `epochs × minibatches` updates per batch of samples; REINFORCE one. These are the units
+# PPO makes `epochs × minibatches` updates per batch of samples; REINFORCE one. Each keeps the rest
+# of the pipeline's settings (PPO's learning rate is a third of REINFORCE's, as PPO's several
+# passes need): this compares the two algorithms as this project configures them, at one β, not
+# each at its best. These are the units
 # of `studies/ppo_vs_reinforce.py` for this run's seed, trained once into `frontier/units/` and
 # evaluated on the held-out films at 1/8, 1/4 and 1/2 of training and at the end (the pipeline's
 # own, longer PPO run is `python -m minidpo ppo`). Watch three PPO diagnostics:
@@ -184,6 +187,8 @@ print("figure:", run.path("ppo_vs_reinforce.png"))
 # The same evaluation as every other method, at each checkpoint: samples of every held-out film at
 # temperature 1, **gold** (mean gold reward of those samples), **KL** to the reference (mean over
 # the samples of Σ_t log π/π_ref, nats per response), fluency (the share of grammatical samples).
+# Four evaluated points per run (and the SFT point) make a coarse frontier: between two points it is
+# the chord, which a run evaluated more often could only raise.
 # The two algorithms end at different KL, so their end points cannot be compared: one bought its
 # gold with more distance from the reference. As in the Figure 2 lesson, each run's **frontier** is the upper
 # concave hull of its points and the SFT point (a mixture of two policies reaches every point of the
@@ -247,6 +252,12 @@ if study is not None:
         if d is not None and d.n == seeds:  # every seed reaches it
             read[kl] = claim_paired(f"gold reward on the frontier at KL {kl:g}", "PPO", d.diffs, "REINFORCE",
                                     [0.0] * d.n, "=")
+    one = read[min(read)] if read else None
+    spread = {m: study["matched"][m][str(min(read))]["gold_std"] for m in (a, b)} if read else {}
+    claim(f"at KL {min(read, default=0):g} the seed moves either algorithm's gold more than the algorithm does: each "
+          "one's spread over the seeds exceeds the mean paired difference (why the seeds are paired)",
+          one is not None and min(spread.values()) > abs(one.mean), difference=one.mean if one else float("nan"),
+          **{f"std_{study['methods'][m]}": v for m, v in spread.items()})
     claim("at no KL both frontiers reach in every seed does PPO's gold measurably exceed REINFORCE's: its gain "
           "per sample is distance travelled, not a better trade of gold for KL",
           bool(read) and all(d.verdict != "above" for d in read.values()), kls=len(read), largest_kl=max(read, default=0.0))

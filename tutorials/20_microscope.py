@@ -101,7 +101,8 @@ claim("the most alike pair has a CHES near 0, the pair with the much longer reje
 # along with y_l. *Predict*: is corr(CHES, Δ log π(y_w)) positive or negative, and is it
 # measurable on a thousand pairs? Each correlation is printed with its 95 % interval (Fisher's z:
 # atanh r ± 1.96/√(n − 3)); an interval that covers 0 is "no measurable correlation". So is the
-# share of pairs whose log π(y_w) fell, in the most against the least similar quarter.
+# share of pairs whose log π(y_w) fell in the quarter with the largest score against the quarter
+# with the smallest. (These pairs are one DPO run's: the interval counts the pairs, not seeds.)
 
 # %%
 result = run_microscope(run)  # prints its tables (print_microscope)
@@ -138,7 +139,8 @@ claim("the exact KL and its sampled estimate agree within 3 standard errors",
 # pushing π(y_l) towards 0. IPO's loss (h − 1/(2β))² has a finite optimum: it stops pushing once the
 # margin h = log π(y_w)/π_ref(y_w) − log π(y_l)/π_ref(y_l) reaches 1/(2β). That target bounds the
 # *margin*, not the probabilities: it says nothing of where the two responses' mass goes while the
-# margin gets there. The traces below (full-batch Adam, the same steps for every run) print π(y_l)
+# margin gets there. (Azar et al.'s argument is about the optimum of the KL-regularised objective;
+# the loss on one pair only sees the pair, and the rest is left to how the network generalises.) The traces below (full-batch Adam, the same steps for every run) print π(y_l)
 # at six points of training; then, at the end, the margin h against IPO's target, and π(y_w).
 
 # %%
