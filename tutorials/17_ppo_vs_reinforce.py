@@ -76,8 +76,11 @@ print("response tokens per sample:", batch.mask.sum(1).tolist())
 # %%
 rewards = token_rewards(batch.reward, old.token_logps, batch.ref_token_logps, mask, cfg.beta)
 print("row 0 per-token rewards (response positions only):", rewards[0][batch.mask[0]])
-print("sum of each row:", rewards.sum(1), " vs reward − β·k1:",
-      batch.reward - cfg.beta * ((old.token_logps - batch.ref_token_logps) * mask).sum(1))
+reinforce_return = batch.reward - cfg.beta * ((old.token_logps - batch.ref_token_logps) * mask).sum(1)
+print("sum of each row:", rewards.sum(1), " vs reward − β·k1:", reinforce_return)
+claim("each row's per-token rewards sum to REINFORCE's return r − β·k1",
+      torch.allclose(rewards.sum(1), reinforce_return, atol=1e-5),
+      largest_gap=(rewards.sum(1) - reinforce_return).abs().max().item())
 
 # %% [markdown]
 # ## Step 4: GAE — advantages per token
@@ -106,6 +109,10 @@ from_to_go, from_own = (advantages - to_go).abs().max().item(), (advantages - re
 print(f"max |A_t − reward-to-go| = {from_to_go:.2e}; max |A_t − r_t| = {from_own:.2e}")
 white = whiten(advantages, mask)
 print(f"whitened: mean {white[batch.mask].mean():+.2e}, std {white[batch.mask].std():.3f}")
+claim(f"with λ = {knobs.lam:g}, A_t is " + {1.0: "the plain reward-to-go", 0.0: "each token's own reward"}.get(
+      knobs.lam, "neither the plain reward-to-go nor each token's own reward"),
+      {1.0: from_to_go < 1e-6, 0.0: from_own < 1e-6}.get(knobs.lam, min(from_to_go, from_own) > 1e-3),
+      from_reward_to_go=from_to_go, from_own_reward=from_own)
 
 # %% [markdown]
 # ## Step 5: the clipped surrogate and the clipped value loss
@@ -122,8 +129,11 @@ print(f"whitened: mean {white[batch.mask].mean():+.2e}, std {white[batch.mask].s
 new = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask)
 pg_loss, clip_frac = clipped_policy_loss(new.token_logps, old.token_logps, white, mask, cfg.clip)
 vf_loss = clipped_value_loss(value(batch.rows_ids), old_values, returns, mask, cfg.clip_value)
-print(f"policy loss {pg_loss.item():+.4f} (−mean A over tokens = {-(white * mask).sum().item() / mask.sum().item():+.4f}), "
+minus_mean_a = -(white * mask).sum().item() / mask.sum().item()
+print(f"policy loss {pg_loss.item():+.4f} (−mean A over tokens = {minus_mean_a:+.4f}), "
       f"clip fraction {clip_frac.item():.2f}, value loss {vf_loss.item():.4f}")
+claim("on the first minibatch the clipped loss is the plain policy gradient −mean(A) and nothing is clipped",
+      abs(pg_loss.item() - minus_mean_a) < 1e-6 and clip_frac.item() == 0, loss=pg_loss.item())
 
 # %% [markdown]
 # One deliberately large update (plain SGD at 500 times PPO's learning rate, so that the ratios move
@@ -145,6 +155,9 @@ clip_by_hand, outside_frac = cut[at].float().mean().item(), outside[at].float().
 _, clip_library = clipped_policy_loss(moved.token_logps, old.token_logps, white, mask, cfg.clip)
 print(f"after the update: ratios from {ratio[at].min():.3f} to {ratio[at].max():.3f}; clip fraction by hand "
       f"{clip_by_hand:.3f}, the library's {clip_library.item():.3f}; ratio outside [1 − ε, 1 + ε]: {outside_frac:.3f}")
+claim("the clip fraction by hand is the library's, and it is below the share of ratios outside [1 − ε, 1 + ε]: "
+      "a ratio outside on the other side is not clipped", abs(clip_by_hand - clip_library.item()) < 1e-6
+      and clip_by_hand < outside_frac, clipped=clip_by_hand, outside=outside_frac)
 
 # %% [markdown]
 # ## Training, next to REINFORCE

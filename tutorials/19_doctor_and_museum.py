@@ -68,11 +68,15 @@ for r in held_out:
           f"{r['eval/logps/rejected']:+14.2f}")
 oracle = read_json(run.path("prefs_report.json"))["val"]["oracle_accuracy"]
 first, last = held_out[0], held_out[-1]
-print(f"step 0: loss − ln 2 = {first['eval/loss'] - LN2:+.1e}, accuracy {first['eval/rewards/accuracies']:.2f} (all ties); "
-      f"end: accuracy {last['eval/rewards/accuracies']:.3f} against the labels' oracle accuracy {oracle:.3f}")
-print(f"log π fell on both sides: chosen {last['eval/logps/chosen'] - first['eval/logps/chosen']:+.2f} nats, "
-      f"rejected {last['eval/logps/rejected'] - first['eval/logps/rejected']:+.2f} nats; margin "
-      f"{last['eval/rewards/margins']:+.3f}")
+fell = {side: last[f"eval/logps/{side}"] - first[f"eval/logps/{side}"] for side in ("chosen", "rejected")}
+claim("at step 0 the held-out loss is ln 2 and the accuracy 0 (every pair a tie)",
+      abs(first["eval/loss"] - LN2) < 1e-4 and first["eval/rewards/accuracies"] == 0, loss_minus_ln2=first["eval/loss"] - LN2)
+print(f"end: accuracy {last['eval/rewards/accuracies']:.3f}; the labels' oracle accuracy (what the gold reward itself "
+      f"would score on these noisy labels) {oracle:.3f}")
+claim("at the end the accuracy is above ½", last["eval/rewards/accuracies"] > 0.5, accuracy=last["eval/rewards/accuracies"])
+claim("log π fell on both sides, the rejected more: the margin grew while both responses lost probability",
+      fell["rejected"] < fell["chosen"] < 0 and last["eval/rewards/margins"] > 0,
+      chosen=fell["chosen"], rejected=fell["rejected"], margin=last["eval/rewards/margins"])
 print("\nthe curves, checked (doctor.read_curves):")
 for c in read_curves(healthy):
     print(" ", c.line())
@@ -91,6 +95,7 @@ setup = build(run.tok, run.path("sft.pt"), run.path("prefs_train.jsonl"), cfg, m
 clean = diagnose(setup)
 for c in clean:
     print(c.line())
+claim("every check of the doctor passes on the clean setup", all(c.ok for c in clean), checks=len(clean))
 
 # %% [markdown]
 # ## One bug by hand: the reference is the policy itself
@@ -120,8 +125,11 @@ with torch.no_grad():
 moved = record.chosen_logps - before
 print("change of log π(y_w) after 3 steps:", moved)
 print(f"against the frozen reference: loss {clean_loss.item():.6f}, rewards/margins {m_clean['rewards/margins']:+.4f}")
-print(f"against the policy itself:    loss {shared_loss.item():.6f}, rewards/margins {m_shared['rewards/margins']:+.4f}"
-      f"  <- ln 2 and 0, whatever the policy did")
+print(f"against the policy itself:    loss {shared_loss.item():.6f}, rewards/margins {m_shared['rewards/margins']:+.4f}")
+claim("against the policy itself the loss is ln 2 and the margin 0 after the steps, while log π(y_w) moved and the "
+      "loss against the frozen reference fell", abs(shared_loss.item() - LN2) < 1e-6
+      and abs(m_shared["rewards/margins"]) < 1e-6 and moved.abs().max() > 1e-3 and clean_loss.item() < LN2,
+      largest_move=moved.abs().max().item(), frozen_loss=clean_loss.item())
 bug = inject(setup, "shared-reference")
 print("the doctor on that setup:", next(c.line() for c in diagnose(bug) if c.name == "reference-frozen"))
 
