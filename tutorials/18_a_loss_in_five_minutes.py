@@ -35,9 +35,10 @@ knobs = lesson_knobs(target=1.0, seeds=1)  # the smoothed hinge's target margin;
 # margin reaches $1/\beta$ and then not at all. Their **gradient weights** (how hard a pair is
 # pushed, $-\partial \mathcal{L}/\partial(\beta h)$):
 # $$\text{DPO: } \sigma(-\beta h), \qquad \text{hinge: } [\beta h < 1], \qquad \text{smoothed hinge: } \sigma(t - \beta h).$$
-# The smoothed hinge is DPO's curve moved right by $t$: for $t > 0$ it pushes every pair harder than
-# DPO at every margin — it is not "in between" DPO and the hinge. The cell below measures the three
-# weights with autograd on a grid of margins.
+# The smoothed hinge is DPO's curve moved right by $t$ (a constant form of the offset in Amini et
+# al.'s ODPO, 2024): for $t > 0$ it pushes every pair harder than DPO at every margin — it is not
+# "in between" DPO and the hinge. The cell below measures the three weights with autograd on a grid
+# of margins.
 #
 # The loss's hyperparameter has ONE default, in the registration (`target=...`); the function
 # itself takes it as an argument. What a training uses is that default overridden by the run's
@@ -145,9 +146,6 @@ for name in NEW:
         gold = {n: [C.at_kl(h, kl)[0] for h in hulls[n]] for n in (name, "sigmoid")}
         d = versus[name][kl] = C.paired(gold[name], gold["sigmoid"])
         print(f"{name:13s} − DPO at KL {kl:<5g}: {d.describe()} — {d.verdict}")
-if knobs.seeds == 1:
-    claim("with one seed no difference from DPO can be called measurable", all(
-        d.verdict == "one seed" for row in versus.values() for d in row.values()))
 
 # %% [markdown]
 # ## The leaderboard

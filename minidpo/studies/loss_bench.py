@@ -154,3 +154,4 @@ def measurable(result: dict, kl) -> dict[str, str]:
     from zero (DPO − loss's 95 % interval excludes it: "above" = DPO above the loss)."""
     return {name: d["verdict"] for name, row in result["paired"].items() if (d := row.get(str(kl)))
             and d["verdict"] in ("above", "below")}
+

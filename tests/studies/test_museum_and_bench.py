@@ -73,3 +73,26 @@ def test_the_ppo_study_difference_is_the_paired_reading():
     d = ppo_vs_reinforce.difference(result, 1.0)
     assert d.diffs == pytest.approx(gaps) and d.mean == pytest.approx(0.07 / 3) and d.verdict == "no measurable difference"
     assert ppo_vs_reinforce.difference(result, 2.0) is None
+
+
+STUDY_BLOCK = r"<!-- study:{name} -->\n(.*?)\n<!-- /study:{name} -->"
+DOC_TABLES = [  # (page, block, the report's renderer, the committed study it renders)
+    ("docs/loss-bench.md", "losses_paired", "bench_paired_lines", "losses.json"),
+    ("docs/doctor-museum-microscope.md", "museum_costs", "museum_costs_table", "museum.json"),
+    ("docs/doctor-museum-microscope.md", "microscope", "microscope_table", "microscope.json"),
+]
+
+
+@pytest.mark.parametrize("page,block,renderer,study", DOC_TABLES, ids=[b for _, b, _, _ in DOC_TABLES])
+def test_the_docs_tables_are_the_committed_studies(page, block, renderer, study):
+    """Each measured table of the docs is the report's rendering of the study committed in
+    data/studies/ (remake it with `report.<renderer>` after rerunning the study)."""
+    import re
+    from pathlib import Path
+    from minidpo.checkpoint import read_json
+    from minidpo.harness import report
+    root = Path(__file__).resolve().parents[2]
+    found = re.search(STUDY_BLOCK.format(name=block), (root / page).read_text(encoding="utf-8"), re.S)
+    assert found, f"{page}: no <!-- study:{block} --> block"
+    rendered = "\n".join(getattr(report, renderer)(read_json(root / "data" / "studies" / study)))
+    assert found.group(1) == rendered, f"{page}: the '{block}' table differs from data/studies/{study}"
