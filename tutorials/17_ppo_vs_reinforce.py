@@ -1,7 +1,8 @@
 # %% [markdown]
 # # 17 · PPO next to REINFORCE
-# **You need** lesson 06 (REINFORCE with a KL penalty). **You will see** what PPO adds to it.
-# InstructGPT did RLHF with PPO, not with the REINFORCE of lesson 06. Both start from the same
+# **You need** the RLHF lesson (REINFORCE with a KL penalty) and the Figure 2 lesson (methods read at
+# the same KL). **You will see** what PPO adds to REINFORCE, and what it buys on equal terms.
+# InstructGPT did RLHF with PPO, not with the REINFORCE of the RLHF lesson. Both start from the same
 # rollouts: prompts, K samples each from the current policy, a reward for each sample, and the
 # log-ratio to the reference. What PPO adds is (1) a **value model** V(s_t) that predicts, at every
 # token, the reward still to come, so credit is given per token instead of per sequence; and (2) a
@@ -9,9 +10,11 @@
 # without the policy running away from the one that sampled them.
 #
 # This lesson runs one PPO step in the open on one batch, tensor by tensor, then trains PPO and
-# REINFORCE from the same SFT model on the same budget of samples and compares the two on gold
-# reward per sample drawn and per minute. Run: `python tutorials/17_ppo_vs_reinforce.py` (about a minute and a half;
-# `--fast` for a smoke run); the lesson prints how long it took.
+# REINFORCE from the same SFT model on the same budget of samples and compares the two the way the
+# Figure 2 lesson compares methods: at the same KL to the reference, paired by seed over 3 seeds
+# (this run trains one seed; the 3-seed study is read from where it ran, or from the copy committed
+# with minidpo). Run: `python tutorials/17_ppo_vs_reinforce.py` (about a minute and a half; `--fast` for
+# a smoke run); the lesson prints how long it took.
 
 # %%
 import time
@@ -19,14 +22,16 @@ import time
 import torch
 
 from minidpo.checkpoint import read_json
+from minidpo.harness import compare as C
 from minidpo.harness import pipeline as P
 from minidpo.harness import plots
-from minidpo.harness.tutorial import lesson_knobs, show, tutorial_run
+from minidpo.harness.stages import ensure
+from minidpo.harness.tutorial import claim, claim_paired, lesson_knobs, saved_study, show, tutorial_run, where_from
 from minidpo.model import sequence_logps
 from minidpo.ppo import PPOConfig, ValueModel, clipped_policy_loss, clipped_value_loss, gae, token_rewards, whiten
 from minidpo.rollouts import RLLoop
-from minidpo.studies import sweep
-from minidpo.harness.stages import ensure
+from minidpo.studies import frontier as F
+from minidpo.studies import ppo_vs_reinforce
 
 started = time.perf_counter()
 run = tutorial_run("17: PPO next to REINFORCE")
@@ -71,8 +76,11 @@ print("response tokens per sample:", batch.mask.sum(1).tolist())
 # %%
 rewards = token_rewards(batch.reward, old.token_logps, batch.ref_token_logps, mask, cfg.beta)
 print("row 0 per-token rewards (response positions only):", rewards[0][batch.mask[0]])
-print("sum of each row:", rewards.sum(1), " vs reward − β·k1:",
-      batch.reward - cfg.beta * ((old.token_logps - batch.ref_token_logps) * mask).sum(1))
+reinforce_return = batch.reward - cfg.beta * ((old.token_logps - batch.ref_token_logps) * mask).sum(1)
+print("sum of each row:", rewards.sum(1), " vs reward − β·k1:", reinforce_return)
+claim("each row's per-token rewards sum to REINFORCE's return r − β·k1",
+      torch.allclose(rewards.sum(1), reinforce_return, atol=1e-5),
+      largest_gap=(rewards.sum(1) - reinforce_return).abs().max().item())
 
 # %% [markdown]
 # ## Step 4: GAE — advantages per token
@@ -83,7 +91,7 @@ print("sum of each row:", rewards.sum(1), " vs reward − β·k1:",
 # **whitened** over the batch's tokens (mean 0, std 1).
 #
 # The cell prints how far $A_t$ is from the two extremes: the plain reward-to-go
-# $\sum_{t' \ge t} r_{t'}$ (λ = 1: the Monte-Carlo reward-to-go; lesson 06's
+# $\sum_{t' \ge t} r_{t'}$ (λ = 1: the Monte-Carlo reward-to-go; the RLHF lesson's
 # REINFORCE instead credits every token with the whole return R) and the token's own reward
 # $r_t$ (λ = 0: one-step TD; with V = 0 that is all a token gets).
 #
@@ -101,6 +109,10 @@ from_to_go, from_own = (advantages - to_go).abs().max().item(), (advantages - re
 print(f"max |A_t − reward-to-go| = {from_to_go:.2e}; max |A_t − r_t| = {from_own:.2e}")
 white = whiten(advantages, mask)
 print(f"whitened: mean {white[batch.mask].mean():+.2e}, std {white[batch.mask].std():.3f}")
+claim(f"with λ = {knobs.lam:g}, A_t is " + {1.0: "the plain reward-to-go", 0.0: "each token's own reward"}.get(
+      knobs.lam, "neither the plain reward-to-go nor each token's own reward"),
+      {1.0: from_to_go < 1e-6, 0.0: from_own < 1e-6}.get(knobs.lam, min(from_to_go, from_own) > 1e-3),
+      from_reward_to_go=from_to_go, from_own_reward=from_own)
 
 # %% [markdown]
 # ## Step 5: the clipped surrogate and the clipped value loss
@@ -117,8 +129,11 @@ print(f"whitened: mean {white[batch.mask].mean():+.2e}, std {white[batch.mask].s
 new = sequence_logps(loop.policy, batch.rows_ids, batch.rows_mask)
 pg_loss, clip_frac = clipped_policy_loss(new.token_logps, old.token_logps, white, mask, cfg.clip)
 vf_loss = clipped_value_loss(value(batch.rows_ids), old_values, returns, mask, cfg.clip_value)
-print(f"policy loss {pg_loss.item():+.4f} (−mean A over tokens = {-(white * mask).sum().item() / mask.sum().item():+.4f}), "
+minus_mean_a = -(white * mask).sum().item() / mask.sum().item()
+print(f"policy loss {pg_loss.item():+.4f} (−mean A over tokens = {minus_mean_a:+.4f}), "
       f"clip fraction {clip_frac.item():.2f}, value loss {vf_loss.item():.4f}")
+claim("on the first minibatch the clipped loss is the plain policy gradient −mean(A) and nothing is clipped",
+      abs(pg_loss.item() - minus_mean_a) < 1e-6 and clip_frac.item() == 0, loss=pg_loss.item())
 
 # %% [markdown]
 # One deliberately large update (plain SGD at 500 times PPO's learning rate, so that the ratios move
@@ -140,31 +155,39 @@ clip_by_hand, outside_frac = cut[at].float().mean().item(), outside[at].float().
 _, clip_library = clipped_policy_loss(moved.token_logps, old.token_logps, white, mask, cfg.clip)
 print(f"after the update: ratios from {ratio[at].min():.3f} to {ratio[at].max():.3f}; clip fraction by hand "
       f"{clip_by_hand:.3f}, the library's {clip_library.item():.3f}; ratio outside [1 − ε, 1 + ε]: {outside_frac:.3f}")
+claim("the clip fraction by hand is the library's, and it is below the share of ratios outside [1 − ε, 1 + ε]: "
+      "a ratio outside on the other side is not clipped", abs(clip_by_hand - clip_library.item()) < 1e-6
+      and clip_by_hand < outside_frac, clipped=clip_by_hand, outside=outside_frac)
 
 # %% [markdown]
 # ## Training, next to REINFORCE
 # Now both algorithms train from the same SFT model against the same reward model, β = 0.05 each,
-# on the same budget: the same number of steps, each drawing the same number of samples. PPO makes
-# `epochs × minibatches` updates per batch of samples; REINFORCE one. (These are units of
-# `studies/sweep.py`, trained once into `sweeps/`; the pipeline's own, longer PPO run is
-# `python -m minidpo ppo`.) Watch three PPO diagnostics:
+# on the same budget of samples: the same number of steps, each drawing the same number of samples.
+# PPO makes `epochs × minibatches` updates per batch of samples; REINFORCE one. Each keeps the rest
+# of the pipeline's settings (PPO's learning rate is a third of REINFORCE's, as PPO's several
+# passes need): this compares the two algorithms as this project configures them, at one β, not
+# each at its best. These are the units
+# of `studies/ppo_vs_reinforce.py` for this run's seed, trained once into `frontier/units/` and
+# evaluated on the held-out films at 1/8, 1/4 and 1/2 of training and at the end (the pipeline's
+# own, longer PPO run is `python -m minidpo ppo`). Watch three PPO diagnostics:
 # - **clip fraction**: the share of tokens whose gradient the clip cut (above) — a few percent
 #   means the learning rate leaves room for several updates per batch;
 # - **approx KL** between the sampling policy and the updated one — how far one batch moved it;
 # - **value explained variance** 1 − Var(R − V)/Var(R) — how much of the return the value model
 #   predicts (it starts at 0 and should rise).
 #
-# *Predict before running*: which reaches a higher gold reward per sample drawn? Which per minute of training?
+# *Predict before running*: which reaches a higher gold reward per sample drawn? Which per minute of
+# training? And which question does "per sample" really ask, when one algorithm travels further
+# from the reference on the same samples?
 
 # %%
-STEPS = 8 if run.fast else 40
-units = {name: sweep.trained(run, method, cfg.beta, steps=STEPS) for name, method in (("REINFORCE", "rlhf"), ("PPO", "ppo"))}
-reinforce, ppo = (read_json(units[n].with_name(units[n].stem + "_metrics.json")) for n in ("REINFORCE", "PPO"))
+points = ppo_vs_reinforce.train(run, [run.seed])
+names = {"REINFORCE": ppo_vs_reinforce.B, "PPO": ppo_vs_reinforce.A}
+reinforce, ppo = (ppo_vs_reinforce.unit_metrics(run, names[n], run.seed) for n in ("REINFORCE", "PPO"))
 for name, m in (("REINFORCE", reinforce), ("PPO", ppo)):
-    h = m["history"]
     print(f"{name:9s}: {m['steps']} steps, {m['samples_generated']} samples, {m['seconds']:.0f}s "
           f"(sampling {m['time_split']['sampling']:.0f}s, scoring {m['time_split']['scoring']:.0f}s, "
-          f"update {m['time_split']['update']:.0f}s); last-{len(h[-10:])}-logged-step gold {sum(r['gold_reward'] for r in h[-10:]) / len(h[-10:]):+.3f}")
+          f"update {m['time_split']['update']:.0f}s), {m['tokens_backward']:,} tokens through backward passes")
 h = ppo["history"]
 for r in h[:: max(1, len(h) // 6)] + [h[-1]]:
     print(f"PPO step {r['step']:3d} | gold {r['gold_reward']:+.3f} | KL {r['kl_k1']:.2f} | clip frac {r['clip_frac']:.3f} "
@@ -173,33 +196,103 @@ show(plots.ppo_figure(ppo["history"], reinforce["history"], run.path("ppo_vs_rei
 print("figure:", run.path("ppo_vs_reinforce.png"))
 
 # %% [markdown]
-# ## On the held-out films
-# The same evaluation as every other method: samples of every held-out film at temperature 1, gold
-# reward, win rate against the SFT model's samples of the same prompts, KL to the reference.
+# ## On the held-out films, at the same KL
+# The same evaluation as every other method, at each checkpoint: samples of every held-out film at
+# temperature 1, **gold** (mean gold reward of those samples), **KL** to the reference (mean over
+# the samples of Σ_t log π/π_ref, nats per response), fluency (the share of grammatical samples).
+# Four evaluated points per run (and the SFT point) make a coarse frontier: between two points it is
+# the chord, which a run evaluated more often could only raise.
+# The two algorithms end at different KL, so their end points cannot be compared: one bought its
+# gold with more distance from the reference. As in the Figure 2 lesson, each run's **frontier** is the upper
+# concave hull of its points and the SFT point (a mixture of two policies reaches every point of the
+# chord between them), and the two are read at the same KL.
 
 # %%
 sft_eval = P.stage_eval_sft(run)
-evals = {name: sweep.evaluate(run, checkpoint) for name, checkpoint in units.items()}
 print(f"{run.eval_config()['samples_per_film']} samples per held-out film; SFT gold {sft_eval['gold_reward']:+.3f}")
-for name, ev in evals.items():
-    print(f"{name:9s}: gold {ev['gold_reward']:+.3f}, win rate vs SFT {ev['win_rate_vs_sft']:.3f}, "
-          f"KL {ev['kl_to_ref']:.2f}, fluency {ev['fluency']:.3f}")
+for name, method in names.items():
+    for p in F.points_of(points, method, "bt", run.seed):
+        print(f"{name:9s} step {p['step']:3d} ({p['samples']:5d} samples): gold {p['gold_reward']:+.3f}, "
+              f"KL {p['kl_to_ref']:.2f}, fluency {p['fluency']:.3f}, win rate vs SFT {p['win_rate_vs_sft']:.3f}")
+hulls = {name: F.hull(F.points_of(points, method, "bt", run.seed), sft_eval) for name, method in names.items()}
+reach = {name: max(v[0] for v in hull) for name, hull in hulls.items()}
+print(f"KL reached on the same {ppo['samples_generated']} samples: PPO {reach['PPO']:.2f}, REINFORCE {reach['REINFORCE']:.2f}")
+one_seed = {}
+for kl in F.KL_TARGETS:
+    read = {name: C.at_kl(hull, kl) for name, hull in hulls.items()}
+    if all(r is not None for r in read.values()):
+        one_seed[kl] = read["PPO"][0] - read["REINFORCE"][0]
+        print(f"  KL {kl:<4g}: PPO {read['PPO'][0]:+.3f}, REINFORCE {read['REINFORCE'][0]:+.3f}; "
+              f"PPO − REINFORCE {one_seed[kl]:+.3f} (seed {run.seed} alone: no spread to judge by)")
+
+# %% [markdown]
+# ## Three seeds
+# One seed cannot say whether a difference is more than that seed's luck. The study trains both on
+# 3 seeds (each its own pairs, reward model and RL randomness; its seed 0 is the run above when the
+# study ran in this folder) and pairs them by seed at each KL that both frontiers reach: the mean
+# difference, its 95 % interval (Student t over the seeds) and "no measurable difference" when that
+# covers 0 (`harness.compare`). It also prints how good each seed's reward model is — the proxy
+# both algorithms climb: a seed whose reward model barely ranks the held-out pairs buys little gold
+# for its KL, whichever algorithm climbs it. `python -m minidpo ppo-vs-reinforce --out runs/tutorial` runs it in this
+# folder (about five minutes); otherwise the lesson reads it from `runs/default` or the copy
+# committed with minidpo, and says which.
+
+# %%
+found = saved_study(run, "ppo_vs_reinforce/ppo_vs_reinforce.json")
+study = read_json(found) if found else None
+if study is None:
+    print("no PPO-vs-REINFORCE study here: " + run.command("ppo-vs-reinforce"))
+else:
+    print(f"Shown: {where_from(run, found)}")
+    ppo_vs_reinforce.print_result(study)
+    show(plots.ppo_vs_reinforce_figure(study, run.path("ppo_vs_reinforce_seeds.png")))
+    print("figure:", run.path("ppo_vs_reinforce_seeds.png"))
 
 # %% [markdown]
 # ## Answers
-# *Predict before running* — gold per sample drawn, and per minute of training: the held-out gold gained over
-# the SFT model, divided by the samples each algorithm drew in training and by its training time.
+# *Predict before running* — per sample drawn: on the same samples, which algorithm travels further
+# from the reference, and at a KL both reach, which has the higher gold (paired by seed)?
 
 # %%
-gain = {}
-for name, m in (("REINFORCE", reinforce), ("PPO", ppo)):
-    g = evals[name]["gold_reward"] - sft_eval["gold_reward"]
-    gain[name] = {"per_1k_samples": 1000 * g / m["samples_generated"], "per_minute": 60 * g / m["seconds"]}
-    print(f"{name:9s}: gold {g:+.3f} over SFT; {gain[name]['per_1k_samples']:+.3f} per 1000 samples, "
-          f"{gain[name]['per_minute']:+.3f} per minute of training")
-for unit, words in (("per_1k_samples", "per sample drawn"), ("per_minute", "per minute of training")):
-    best = max(gain, key=lambda n: gain[n][unit])
-    print(f"higher gold gain {words}: {best}")
+if study is not None:
+    a, b = ppo_vs_reinforce.A, ppo_vs_reinforce.B
+    seeds = len(study["seeds"])
+    final_kl = {m: [x["kl_to_ref"] for x in study["final"][m]] for m in (a, b)}
+    claim_paired("KL at the end of the same sample budget", "PPO", final_kl[a], "REINFORCE", final_kl[b], ">", " nats")
+    read = {}  # kl -> PPO − REINFORCE, paired over the seeds where both frontiers reach it
+    for kl in study["kl_targets"]:
+        d = ppo_vs_reinforce.difference(study, kl)
+        if d is not None and d.n == seeds:  # every seed reaches it
+            read[kl] = claim_paired(f"gold reward on the frontier at KL {kl:g}", "PPO", d.diffs, "REINFORCE",
+                                    [0.0] * d.n, "=")
+    one = read[min(read)] if read else None
+    spread = {m: study["matched"][m][str(min(read))]["gold_std"] for m in (a, b)} if read else {}
+    claim(f"at KL {min(read, default=0):g} the seed moves either algorithm's gold more than the algorithm does: each "
+          "one's spread over the seeds exceeds the mean paired difference (why the seeds are paired)",
+          one is not None and min(spread.values()) > abs(one.mean), difference=one.mean if one else float("nan"),
+          **{f"std_{study['methods'][m]}": v for m, v in spread.items()})
+    claim("at no KL both frontiers reach in every seed does PPO's gold measurably exceed REINFORCE's: its gain "
+          "per sample is distance travelled, not a better trade of gold for KL",
+          bool(read) and all(d.verdict != "above" for d in read.values()), kls=len(read), largest_kl=max(read, default=0.0))
+
+# %% [markdown]
+# *Predict*, second half — per minute of training: on the same samples PPO makes `epochs ×
+# minibatches` passes of updates over each batch, and a value model learns beside it. The tokens
+# through backward passes are exact (PPO's count its value model's too); seconds depend on the
+# machine and on what else runs on it (the study's were measured on a shared machine), so the claim
+# about time rests on this run's own two trainings.
+
+# %%
+faster = "REINFORCE" if reinforce["seconds"] < ppo["seconds"] else "PPO"
+claim("in this run PPO's training took longer than REINFORCE's on the same samples", faster == "REINFORCE",
+      ppo_seconds=ppo["seconds"], reinforce_seconds=reinforce["seconds"])
+if study is not None:
+    tokens = {m: study["tokens_backward"][m] for m in (a, b)}
+    ratio = [x / y for x, y in zip(tokens[a], tokens[b])]
+    print("tokens through backward passes, PPO / REINFORCE per seed: " + ", ".join(f"{r:.2f}" for r in ratio))
+    claim("PPO spends several times REINFORCE's update compute on the same samples in every seed, and at the KLs "
+          "both reach buys no measurable gold for it: per minute of training, REINFORCE is the cheaper road there",
+          min(ratio) > 2 and bool(read) and all(d.verdict != "above" for d in read.values()), min_ratio=min(ratio))
 print(f"this lesson took {time.perf_counter() - started:.0f}s")
 
 # %% [markdown]
@@ -207,7 +300,7 @@ print(f"this lesson took {time.perf_counter() - started:.0f}s")
 # - PPO = REINFORCE's rollouts + a value model (credit per token, through GAE) + a clipped ratio
 #   (several updates per batch of samples without running away from the sampling policy).
 # - The clip fraction counts the tokens whose gradient the clip cut, not every ratio outside 1 ± ε.
-# - Compare RL algorithms on equal budgets: per sample drawn and per unit of time can tell different
-#   stories (compare the two lines of the answer).
+# - Compare RL algorithms on equal budgets and at the same KL: several updates per batch move a
+#   policy further on the same samples, which is not the same as a better trade of reward for KL.
 # - **Exercises**: write them yourself and have them graded — `python -m minidpo grade gae`, `python -m minidpo grade ppo-clipped-loss`
 #   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

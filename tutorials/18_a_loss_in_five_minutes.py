@@ -1,6 +1,6 @@
 # %% [markdown]
 # # 18 · A new preference loss in five minutes
-# **You need** lesson 08 (the loss ladder, registering a loss) and lesson 12 (reading methods at a
+# **You need** the DPO-loss lesson (the loss ladder, registering a loss) and the Figure 2 lesson (reading methods at a
 # matched KL). **You will see** a new loss written in one cell, trained, and put on the bench.
 # Every preference loss in `minidpo/losses.py` is a function registered under a name. A loss of
 # the log-ratio margin $h = \log\frac{\pi(y_w)}{\pi_{ref}(y_w)} - \log\frac{\pi(y_l)}{\pi_{ref}(y_l)}$
@@ -10,29 +10,35 @@
 # Run: `python tutorials/18_a_loss_in_five_minutes.py` (`--fast`: seconds).
 
 # %%
+import math
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from minidpo.studies import frontier
-from minidpo.checkpoint import input_hash, read_json
-from minidpo.harness import provenance
-from minidpo.harness.stages import STAGES
-from minidpo.harness.tutorial import lesson_knobs, tutorial_run
-from minidpo.studies.loss_bench import bench_methods
-from minidpo.losses import LOSSES, PairRecord, LossOutput, register_loss, register_margin_loss
+from minidpo.studies import loss_bench
+from minidpo.checkpoint import read_json
+from minidpo.harness import compare as C
+from minidpo.harness.tutorial import claim, lesson_knobs, saved_study, tutorial_run, where_from
+from minidpo.losses import LOSSES, PairRecord, LossOutput, hinge_loss, register_loss, register_margin_loss, sigmoid_loss
 from minidpo.preferences import PrefsConfig
 
 run = tutorial_run("18: a new preference loss in five minutes")
-knobs = lesson_knobs(target=1.0)  # the target margin of the smoothed hinge (the Try below)
+knobs = lesson_knobs(target=1.0, seeds=1)  # the smoothed hinge's target margin; seeds the new losses train on
 
 # %% [markdown]
 # ## One cell: the loss
-# A *smoothed hinge*: DPO's logistic loss $-\log\sigma(\beta h)$ keeps pushing the margin up for
-# ever (its gradient never reaches 0), the hinge $\max(0, 1 - \beta h)$ stops abruptly at the margin
-# $1/\beta$. In between: the logistic loss of $\beta h - 1$, which is a DPO with a target margin.
+# A *smoothed hinge*: the logistic loss of $\beta h - t$ instead of DPO's $\beta h$, a DPO with a
+# target margin $t$. DPO's logistic loss $-\log\sigma(\beta h)$ keeps pushing the margin up for ever
+# (its gradient never reaches 0); the hinge $\max(0, 1 - \beta h)$ pushes with full force until the
+# margin reaches $1/\beta$ and then not at all. Their **gradient weights** (how hard a pair is
+# pushed, $-\partial \mathcal{L}/\partial(\beta h)$):
+# $$\text{DPO: } \sigma(-\beta h), \qquad \text{hinge: } [\beta h < 1], \qquad \text{smoothed hinge: } \sigma(t - \beta h).$$
+# The smoothed hinge is DPO's curve moved right by $t$ (a constant form of the offset in Amini et
+# al.'s ODPO, 2024): for $t > 0$ it pushes every pair harder than DPO at every margin — it is not
+# "in between" DPO and the hinge. The cell below measures the three weights with autograd on a grid
+# of margins.
 #
 # The loss's hyperparameter has ONE default, in the registration (`target=...`); the function
 # itself takes it as an argument. What a training uses is that default overridden by the run's
@@ -41,8 +47,7 @@ knobs = lesson_knobs(target=1.0)  # the target margin of the smoothed hinge (the
 # (and reuses every other unit), a changed line of the function too (its source is in the key).
 #
 # *Try*: `--set target=3.0` (or set `target` in the knobs cell and re-run from there): the smoothed
-# hinge's gradient weight σ(target − βh) — DPO's weight σ(−βh), shifted by the target — stays near
-# 1 until the margin βh passes the target, so the
+# hinge's gradient weight σ(target − βh) stays near 1 until the margin βh passes the target, so the
 # smoothed hinge pushes its pairs further apart: its held-out margin `eval/rewards/margins` and its
 # KL to the reference (both printed in the bench's table below) grow.
 
@@ -57,6 +62,20 @@ print("registered:", ", ".join(sorted(LOSSES)))
 print(f"on four numbers: chosen up 1 nat, rejected down 1 nat, β = 0.5, target {knobs.target} →",
       smooth_hinge(torch.tensor(2.0), 0.5, knobs.target).item(), "vs DPO", -F.logsigmoid(torch.tensor(1.0)).item())
 print("what a training calls it with:", LOSSES["smooth-hinge"].resolve({}))
+margins = torch.linspace(-4, 8, 25, requires_grad=True)      # βh (β = 1, so h = βh)
+weights = {name: -torch.autograd.grad(fn(margins).sum(), margins)[0] for name, fn in (
+    ("DPO", lambda z: sigmoid_loss(z, 1.0)), ("hinge", lambda z: hinge_loss(z, 1.0)),
+    ("smooth-hinge", lambda z: smooth_hinge(z, 1.0, knobs.target)))}
+print("βh            " + " ".join(f"{z:+5.1f}" for z in margins[::3].tolist()))
+for name, w in weights.items():
+    print(f"{name:13s} " + " ".join(f"{x:5.2f}" for x in w[::3].tolist()))
+claim(f"the smoothed hinge's weight exceeds DPO's at every margin of the grid (target {knobs.target:g} > 0): "
+      "it pushes harder than DPO everywhere, not in between DPO and the hinge",
+      bool((weights["smooth-hinge"] > weights["DPO"]).all()),
+      smallest_excess=(weights["smooth-hinge"] - weights["DPO"]).min().item())
+claim("against the hinge it pushes less before the hinge's margin βh = 1 and more after it",
+      bool((weights["smooth-hinge"][margins < 1] < weights["hinge"][margins < 1]).all()
+           and (weights["smooth-hinge"][margins > 1] > weights["hinge"][margins > 1]).all()))
 
 # %% [markdown]
 # ## The record form, for a loss that reads more than the margin
@@ -73,61 +92,85 @@ def mean_margin(record: PairRecord, target) -> LossOutput:
 
 # %% [markdown]
 # ## On the bench
-# The bench trains every loss the same way: one epoch over the run's pairs, evaluated along
-# training on the held-out films (gold reward, KL, fluency), here on the first seed only, with DPO
-# beside it. `python -m minidpo losses` runs all of them on 3 seeds (about a quarter of an hour).
+# The bench trains every loss the same way: one epoch over a seed's pairs, evaluated on the held-out
+# films (gold reward, KL, fluency) at 1/8, 1/4 and 1/2 of training and at the end. Here: our two new
+# losses and DPO beside them, on the run's own seed (`seeds` more with the *Try* below).
+# **gold** is the mean gold reward of the policy's samples on the held-out films, **KL** the mean
+# over those samples of Σ_t log π/π_ref (nats per response), **win** the win rate against the SFT
+# model's samples, **fluency** the share of grammatical samples.
 
 # %%
-methods = bench_methods()
+methods = loss_bench.bench_methods()
 hinge = methods["smooth-hinge"]  # the knob's target into the unit's settings (and so into its key)
 methods["smooth-hinge"] = replace(hinge, settings={**hinge.settings, "loss_args": {"target": knobs.target}})
-seed_data, _ = frontier.data_unit(run, "bt", run.settings(PrefsConfig).train_repeats, run.seed)
-rows, margins = {}, {}
-for name in ("sigmoid", "smooth-hinge", "mean-margin"):
-    points, seconds = frontier.method_unit(run, methods[name], {}, seed_data)
-    unit = frontier.unit_name(methods[name], {}, seed_data)
-    trained = read_json(frontier.study_folder(run) / "units" / f"{unit}_metrics.json")
-    final = points[-1]
-    rows[name], margins[name] = final, trained["final"]["eval/rewards/margins"]
-    print(f"{name:13s} gold {final['gold_reward']:+.3f} | win {final['win_rate_vs_sft']:.3f} | KL {final['kl_to_ref']:.2f} | "
-          f"fluency {final['fluency']:.3f} | eval/rewards/margins {margins[name]:+.3f} | loss args "
-          f"{trained['loss_args']} | " + ("reused" if seconds is None else f"trained in {seconds:.0f}s"))
+NEW = ("smooth-hinge", "mean-margin")
+repeats = run.settings(PrefsConfig).train_repeats
+seed_list = [run.seed + i for i in range(knobs.seeds)]
+points, rows, margins_at_end = [], {}, {}
+for seed in seed_list:
+    seed_data, _ = frontier.data_unit(run, "bt", repeats, seed)
+    for name in ("sigmoid", *NEW):
+        unit_points, seconds = frontier.method_unit(run, methods[name], {}, seed_data)
+        points += [{"method": name, "seed": seed, "labels": "bt", **p} for p in unit_points]
+        if seed != run.seed:
+            continue
+        unit = frontier.unit_name(methods[name], {}, seed_data)
+        trained = read_json(frontier.study_folder(run) / "units" / f"{unit}_metrics.json")
+        final = unit_points[-1]
+        rows[name], margins_at_end[name] = final, trained["final"]["eval/rewards/margins"]
+        print(f"{name:13s} gold {final['gold_reward']:+.3f} | win {final['win_rate_vs_sft']:.3f} | KL {final['kl_to_ref']:.2f} | "
+              f"fluency {final['fluency']:.3f} | eval/rewards/margins {margins_at_end[name]:+.3f} | loss args "
+              f"{trained['loss_args']} | " + ("reused" if seconds is None else f"trained in {seconds:.0f}s"))
+claim("the three end at different KL: their final gold reward cannot rank them (the Figure 2 lesson)",
+      len({round(r["kl_to_ref"], 2) for r in rows.values()}) == len(rows),
+      **{f"KL_{name}": r["kl_to_ref"] for name, r in rows.items()})
 
 # %% [markdown]
-# ## The leaderboard, with our new losses placed on it
-# If the full bench has run, its rows are read back and our losses are placed by their final gold
-# reward (one seed here: a first look, not a verdict — the bench's spread over seeds says how much
-# a difference has to be before it means anything). The bench writes `frontier/losses.json` in the
-# folder it ran in (the stage table says so): this lesson's folder after
-# `python -m minidpo losses --out runs/tutorial`, or `runs/default` after a plain
-# `python -m minidpo losses`, which we read too when it holds the same configuration. The cell says
-# which file it shows, and whether that bench started from the same SFT model as this run.
+# ## At the same KL
+# So each new loss is read against DPO where both are: on each seed's frontier (the upper concave
+# hull of its evaluated points and the SFT point), at the largest KL both frontiers reach in every
+# seed, and at the bench's KL 0.5 when both reach it. With one seed there is no spread to judge a
+# difference by: the lesson prints it and says so. *Try*: `--set seeds=3` trains the two new losses
+# and DPO on the bench's 3 seeds (two more seeds' pairs and reward models first: several minutes):
+# each difference then has a 95 % interval, paired by seed, and a verdict.
 
 # %%
-bench_file = STAGES["losses"].outputs[0]  # frontier/losses.json, inside the folder the bench ran in
-bench, board = None, {}
-for folder in dict.fromkeys([run.out, Path("runs/fast" if run.fast else "runs/default")]):
-    config = folder / "run_config.json"
-    if not (folder / bench_file).is_file() or not config.is_file():
-        continue
-    if any(read_json(config).get(k) != v for k, v in run.folder_config().items()):
-        continue  # another configuration (fast or not, seed, dtype): not comparable
-    why = provenance.why_stale(folder, "losses")  # its outputs and the files it read as it left them
-    same_sft = (folder / "sft.pt").is_file() and input_hash(folder / "sft.pt") == input_hash(run.path("sft.pt"))
-    saved = read_json(folder / bench_file)
-    print(f"the bench's table: {folder / bench_file} ({len(saved['seeds'])} seed{'s' if len(saved['seeds']) > 1 else ''}, {len(saved['rows'])} losses; "
-          + ("its files as the bench left them" if why is None else f"out of date: {why}") + "; "
-          + ("the same SFT model as this run" if same_sft else "another SFT model than this run's") + ")")
-    bench, board = folder / bench_file, {n: r["gold_reward"]["mean"] for n, r in saved["rows"].items()}
-    break
+sft = read_json(run.path("eval_sft.json"))
+hulls = {name: [frontier.hull(frontier.points_of(points, name, "bt", s), sft) for s in seed_list]
+         for name in ("sigmoid", *NEW)}
+versus = {}  # loss -> {kl: Difference of loss − DPO, paired by seed}
+for name in NEW:
+    shared = min(max(v[0] for v in h) for h in hulls[name] + hulls["sigmoid"])  # the largest KL both reach in every seed
+    versus[name] = {}
+    for kl in sorted({math.floor(100 * shared) / 100, *(k for k in frontier.KL_TARGETS if k <= shared)}):
+        gold = {n: [C.at_kl(h, kl)[0] for h in hulls[n]] for n in (name, "sigmoid")}
+        d = versus[name][kl] = C.paired(gold[name], gold["sigmoid"])
+        print(f"{name:13s} − DPO at KL {kl:<5g}: {d.describe()} — {d.verdict}")
+
+# %% [markdown]
+# ## The leaderboard
+# The full bench (`python -m minidpo losses`: every registered loss, 3 seeds, about a quarter of an
+# hour) ranks the losses by their gold on each seed's frontier at the bench's matched KL (the
+# largest of 0.5, 1, 2, 3 nats that half the losses reach in every seed), and reads each against
+# DPO paired by seed. The lesson reads it from this folder, `runs/default` or the copy committed
+# with minidpo, and says which; our two losses are not on it (they are registered in this lesson
+# only), so they are placed by the reading above.
+
+# %%
+found = saved_study(run, "frontier/losses.json")
+bench = read_json(found) if found else None
 if bench is None:
-    print(f"no loss bench for this configuration yet ({run.out / bench_file}): `python -m minidpo losses "
-          f"--out {run.out}` runs it (about a quarter of an hour); the board is our three losses alone")
-for name, final in rows.items():
-    board.setdefault(name, final["gold_reward"])
-for rank, (name, gold) in enumerate(sorted(board.items(), key=lambda kv: -kv[1]), 1):
-    mark = "  <- new" if name in ("smooth-hinge", "mean-margin") else ""
-    print(f"{rank:2d}. {name:14s} final gold {gold:+.3f}{mark}")
+    print("no loss bench here: " + run.command("losses"))
+else:
+    print(f"Shown: {where_from(run, found)}")
+    loss_bench.print_bench(bench)
+    kl = bench["matched_kl"]
+    told = loss_bench.measurable(bench, kl)
+    ranked = [n for n in bench["order"] if bench["rows"][n]["matched"].get(str(kl), {}).get("n") == len(bench["seeds"])]
+    side = {"above": "below DPO", "below": "above DPO"}  # the verdict is DPO's, against the loss
+    print(f"\nat KL {kl}, paired with DPO over {len(bench['seeds'])} seeds: "
+          + (", ".join(f"{n} {side[v]}" for n, v in told.items()) or "no loss measurably above or below DPO")
+          + f"; the other {len(ranked) - 1 - len(told)} ranked losses: no measurable difference")
 
 # %% [markdown]
 # ## What to remember
@@ -135,3 +178,7 @@ for rank, (name, gold) in enumerate(sorted(board.items(), key=lambda kv: -kv[1])
 #   the whole batch record when it needs log-probs, lengths or no reference.
 # - Its hyperparameters and its source are part of the training's key: change either and only that
 #   training is redone.
+# - Read a loss by its gradient weight: a target margin moves DPO's weight curve, it does not bend
+#   it towards the hinge.
+# - Rank losses at the same KL, paired by seed, and call a difference only when its interval
+#   excludes 0; a loss that does not reach that KL in every seed cannot be ranked there at all.

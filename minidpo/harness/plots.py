@@ -291,6 +291,31 @@ def ppo_figure(ppo: list[dict], reinforce: list[dict], path=None) -> Figure:
     return _save(fig, path)
 
 
+def ppo_vs_reinforce_figure(result: dict, path=None) -> Figure:
+    """Left: each seed's evaluated points and frontier (upper concave hull) for both algorithms.
+    Right: the paired difference at each matched KL, mean and 95 % interval over the seeds."""
+    fig, (a, b) = _subplots(1, 2, figsize=(13, 4.6))
+    a.plot([0], [result["sft"]["gold_reward"]], "k*", ms=12, label="SFT (the reference)")
+    for i, (method, label) in enumerate(result["methods"].items()):
+        pts = [p for p in result["points"] if p["method"] == method]
+        a.scatter([p["kl_to_ref"] for p in pts], [p["gold_reward"] for p in pts], s=14, color=f"C{i}", alpha=0.5)
+        for j, hull in enumerate(result["hulls"][method]):
+            a.plot([v[0] for v in hull], [v[1] for v in hull], "-" if i == 0 else "--", color=f"C{i}", alpha=0.7,
+                   label=f"{label}: each seed's frontier" if j == 0 else None)
+    a.set(xlabel="KL(π ‖ π_ref) per response (nats)", ylabel="mean gold reward on held-out films",
+          title=f"Equal samples ({result['budgets'][result['difference'][0]]['samples_per_unit']} each), "
+                f"{len(result['seeds'])} seeds")
+    a.legend(fontsize=7)
+    first, second = (result["methods"][m] for m in result["difference"])
+    kls = [float(kl) for kl in result["paired"]]
+    d = list(result["paired"].values())
+    b.errorbar(kls, [x["gap_mean"] for x in d], yerr=[[x["gap_mean"] - x["low"] for x in d],
+                                                      [x["high"] - x["gap_mean"] for x in d]], fmt="o", capsize=4)
+    b.axhline(0, color="grey", lw=1)
+    b.set(xlabel="matched KL (nats)", ylabel=f"{first} − {second}, gold", title="Paired by seed: mean and 95 % interval")
+    return _save(fig, path)
+
+
 def loss_bench_figure(result: dict, curves: dict, path=None) -> Figure:
     """Each loss's final policy (mean over seeds, ±1 std bars) on the reward-vs-KL axes, beside the
     frontiers of DPO and the RL methods from the Figure 2 study when it has run."""

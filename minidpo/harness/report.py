@@ -8,6 +8,7 @@ comparison.
 """
 from __future__ import annotations
 
+import math
 
 from . import headline, plots, provenance
 from ..checkpoint import atomic_write, read_json, write_json
@@ -279,10 +280,14 @@ def long_study_sections(run) -> list[str]:
     if "losses" in h:
         x = h["losses"]
         out += ["", "## 14. The loss bench", "",
-                f"Every registered loss, {x['epochs']} epoch on the same pairs, {len(x['seeds'])} seeds; sorted by gold "
-                f"at KL {x['matched_kl']} (mean ± std; (n=k) where only k seeds reach it, ranked with those that do not), "
-                "then by the final policy's gold.", "", *headline.losses_table(x),
+                f"Every registered loss, {x['epochs']} epoch on the same pairs, {len(x['seeds'])} seeds; ranked by gold "
+                f"on each seed's frontier at KL {x['matched_kl']} (mean ± std); the losses that not every seed takes "
+                "that far ((n=k): only k seeds; '-': none) follow, listed by their final gold, unranked.", "",
+                *headline.losses_table(x), "", "Each loss against DPO at the same KL, paired by seed (the 95 % "
+                "interval is Student t over the seeds where both frontiers reach it):", "",
+                *bench_paired_lines(read_json(run.out / "frontier" / "losses.json")),
                 "", "![loss bench](frontier/losses.png)"]
+    out += ppo_vs_reinforce_section(run) + museum_section(run) + microscope_section(run)
     return out
 
 
@@ -297,6 +302,116 @@ def _interval(d: dict | None) -> str:
 
 def _mean_std(cell: dict, fmt: str = "+.3f") -> str:
     return f"{cell['mean']:{fmt}} ± {cell['std']:.3f}"
+
+
+def bench_paired_lines(bench: dict) -> list[str]:
+    """The loss bench read against DPO (the report's section 14 and docs/loss-bench.md): each loss
+    ranked by gold at the bench's matched KL, DPO − loss paired by seed with its 95 % interval and
+    verdict; the losses not every seed takes that far follow, unranked."""
+    kl, n, paired = bench["matched_kl"], len(bench["seeds"]), bench.get("paired", {})
+    lines = [f"| loss | gold at KL {kl} (mean ± std) | DPO − loss, paired by seed | 95 % interval | seeds | verdict |",
+             "|---|---|---|---|---|---|"]
+    for name in bench["order"]:
+        cell, d = bench["rows"][name]["matched"].get(str(kl)), paired.get(name, {}).get(str(kl))
+        gold = (f"{cell['gold_mean']:+.2f} ± {cell['gold_std']:.2f}" + ("" if cell["n"] == n else f" (n={cell['n']})")
+                if cell else "-")
+        if name == bench.get("base"):
+            lines.append(f"| {name} (DPO) | {gold} | | | | |")
+        elif d is None:
+            lines.append(f"| {name} | {gold} | - | - | 0 | no seed takes both this far |")
+        else:
+            interval = f"{d['low']:+.2f} … {d['high']:+.2f}" if d["n"] > 1 else "-"
+            lines.append(f"| {name} | {gold} | {d['gap_mean']:+.2f} | {interval} | {d['n']} | {d['verdict']} |")
+    return lines
+
+
+def ppo_vs_reinforce_section(run) -> list[str]:
+    f = run.out / "ppo_vs_reinforce" / "ppo_vs_reinforce.json"
+    if not f.is_file():
+        return []
+    r = read_json(f)
+    labels, (a, b) = r["methods"], r["difference"]
+    return ["", "## 15. PPO against REINFORCE", "",
+            f"Both at β {r['beta']} on the same {r['budgets'][a]['samples_per_unit']} sampled responses, "
+            f"{len(r['seeds'])} seeds; {labels[a]} − {labels[b]} in gold on each seed's frontier, paired by seed.", "",
+            *ppo_vs_reinforce_table(r), "", "![PPO vs REINFORCE](ppo_vs_reinforce/ppo_vs_reinforce.png)"]
+
+
+def ppo_vs_reinforce_table(r: dict) -> list[str]:
+    """PPO − REINFORCE at each matched KL (the report's section 15 and docs), then where each ended."""
+    labels, (a, b) = r["methods"], r["difference"]
+    lines = [f"| KL | seeds | {labels[a]} − {labels[b]} | 95 % interval | verdict |", "|---|---|---|---|---|"]
+    for kl in r["kl_targets"]:
+        d = r["paired"].get(str(kl))
+        if d:
+            interval = f"{d['low']:+.3f} … {d['high']:+.3f}" if d["n"] > 1 else "-"
+            lines.append(f"| {kl} | {d['n']} | {d['gap_mean']:+.3f} | {interval} | {d['verdict']} |")
+    lines.append(f"| end of the budget | {len(r['seeds'])} | KL {labels[a]} "
+                 + ", ".join(f"{x['kl_to_ref']:.2f}" for x in r["final"][a]) + f"; {labels[b]} "
+                 + ", ".join(f"{x['kl_to_ref']:.2f}" for x in r["final"][b]) + " | | |")
+    return lines
+
+
+def museum_section(run) -> list[str]:
+    f = run.out / "museum" / "museum.json"
+    if not f.is_file():
+        return []
+    r = read_json(f)
+    spread = r["clean_spread"]
+    return ["", "## 16. The bug museum", "",
+            f"Each classic DPO bug switched on alone, {len(r['seeds'])} seeds; its gold cost = clean − faulty gold, "
+            f"paired by seed. The clean run's gold over the seeds: {spread['mean']:+.3f} ± {spread['std']:.3f}.", "",
+            *museum_costs_table(r)]
+
+
+def museum_costs_table(r: dict) -> list[str]:
+    """Each bug's gold cost paired by seed, its interval and verdict, and the doctor's failing checks
+    (the report's section 16 and docs/doctor-museum-microscope.md)."""
+    lines = [f"| bug | gold cost (clean − bug), {len(r['seeds'])} seeds | 95 % interval | verdict | fluency, seed "
+             f"{r['seeds'][0]} | the doctor's failing checks |", "|---|---|---|---|---|---|"]
+    for name, d in r["costs"].items():
+        row = r["rows"][name]
+        lines.append(f"| `{name}` | {d['gap_mean']:+.2f} | {d['low']:+.2f} … {d['high']:+.2f} | {d['verdict']} | "
+                     f"{row['eval']['fluency']:.3f} | {', '.join(f'`{c}`' for c in row['failed_checks'])} |")
+    return lines
+
+
+def microscope_section(run) -> list[str]:
+    f = run.out / "microscope" / "microscope.json"
+    if not f.is_file():
+        return []
+    return ["", "## 17. The likelihood-displacement microscope", "", *microscope_table(read_json(f))]
+
+
+def microscope_table(r: dict) -> list[str]:
+    """What the microscope measured (the report's section 17 and docs/doctor-museum-microscope.md):
+    how the falls of log π(y_w) relate to CHES and its length-normalised form, each with its
+    interval; then, on the enumerable GPT, the deterministic pair under DPO and IPO at the end of
+    training, and the mass on responses no pair contains."""
+    p = r["pairs"]
+    lines = [f"log π(y_w) fell in {p['chosen_down_frac']:.1%} of {len(p['ches'])} training pairs of the run's DPO policy.", "",
+             "| score | corr with Δ log π(y_w) | 95 % interval | verdict | fell: largest quarter − smallest | 95 % interval |",
+             "|---|---|---|---|---|---|"]
+    for key, words in (("ches", "CHES"), ("ches_normalised", "length-normalised CHES")):
+        c, q = p[f"corr_{key}_d_chosen"], p[f"{key}_quarters"]
+        lines.append(f"| {words} | {c['r']:+.3f} | {c['low']:+.3f} … {c['high']:+.3f} | {c['verdict']} | "
+                     f"{q['a']:.1%} − {q['b']:.1%} = {q['gap']:+.3f} | {q['low']:+.3f} … {q['high']:+.3f} |")
+    c = p["corr_ches_length_gap"]
+    lines += ["", f"Raw CHES against the length gap |y_l| − |y_w|: r = {c['r']:+.3f} ({c['low']:+.3f} … {c['high']:+.3f}).", ""]
+    pair = r["enumerable"]["deterministic_pair"]
+    lines += ["| loss, β | margin h at the end | IPO's target 1/(2β) | π(y_w): reference → end | π(y_l): reference → end |",
+              "|---|---|---|---|---|"]
+    for name, trace in pair["traces"].items():
+        loss, beta = name.split("_beta")
+        last = trace[-1]
+        h = math.log(last["p_winner"] / pair["ref_p_winner"]) - math.log(last["p_loser"] / pair["ref_p_loser"])
+        target = f"{1 / (2 * float(beta)):.2f}" if loss == "ipo" else "-"
+        lines.append(f"| {'DPO' if loss == 'sigmoid' else 'IPO'}, {beta} | {h:+.2f} | {target} | "
+                     f"{pair['ref_p_winner']:.3f} → {last['p_winner']:.2e} | {pair['ref_p_loser']:.3f} → {last['p_loser']:.2e} |")
+    o = r["enumerable"]["out_of_data"]
+    lines += ["", "Probability on the responses in no pair: " + ", ".join(
+        f"{k} {v:.4f}" for k, v in o.items() if isinstance(v, float) and "gain" not in k and k != "beta") + "."]
+    return lines
 
 
 def critics_sections(run) -> list[str]:

@@ -117,9 +117,10 @@ STAGES = _stages(
           {**SFT, **PAIRS, **RM, **BASELINE, "dpo_eval": "eval_dpo.json"},
           ("online_dpo/online_dpo.json", "online_dpo/online_dpo.png"),
           "rounds of fresh on-policy pairs vs offline DPO at equal labels", study=True),
-    Stage("museum", "studies.museum:run_museum", ("sft", "eval_sft", "prefs"), {**SFT, **PAIRS, **BASELINE},
-          ("museum/museum.json",), "the bug museum: each classic DPO bug switched on, its symptom, what the "
-          "doctor says, and the gold reward it costs", study=True),
+    Stage("museum", "studies.museum:run_museum", ("sft", "eval_sft", "prefs"),
+          {**SFT, **PAIRS, **BASELINE}, ("museum/museum.json",), "the bug museum: each classic DPO bug switched "
+          "on, its symptom, what the doctor says, and the gold reward it costs against the clean run, paired "
+          "over 5 seeds (about a quarter of an hour)", study=True, long=True),
     Stage("microscope", "studies.microscope:run_microscope", ("sft", "prefs", "dpo"),
           {**SFT, **PAIRS, "policy": "dpo.pt"}, ("microscope/microscope.json",),
           "where the probability goes: per-pair displacement and CHES, and exact mass on an enumerable GPT",
@@ -132,6 +133,11 @@ STAGES = _stages(
           {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/ablation.json",),
           "why DPO against RL comes out as it does here: from our setting to the paper's one factor "
           "at a time (reuses the frontier's units)", study=True, long=True),
+    Stage("ppo_vs_reinforce", "studies.ppo_vs_reinforce:run_ppo_vs_reinforce", ("sft", "eval_sft", "prefs", "reward_model"),
+          {**SFT, **PAIRS, **RM, **BASELINE}, ("ppo_vs_reinforce/ppo_vs_reinforce.json", "ppo_vs_reinforce/ppo_vs_reinforce.png"),
+          "PPO against REINFORCE on equal samples, 3 seeds, read at matched KL (the PPO lesson; about five "
+          "minutes)",
+          study=True, long=True),
     Stage("losses", "studies.loss_bench:run_loss_bench", ("sft", "eval_sft", "prefs", "reward_model"),
           {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/losses.json", "frontier/losses.png"),
           "the loss bench: every registered loss on the same pairs, 3 seeds, sorted by gold reward at "

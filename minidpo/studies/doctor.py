@@ -15,7 +15,8 @@ encoded pairs, the settings) and gives a one-line verdict and, when it fails, th
   gradient-finite     the step-0 gradient is finite
   truncation          how many pairs were truncated, and by how much
   log-prob-scale      sums of log-probs, or a β that was scaled up with the mean
-  labels-agree        (the toy world only, where the gold reward is known) chosen beats rejected
+  labels-agree        (the toy world only, where the gold reward is known) chosen beats rejected;
+                      a real run has no gold reward, so it cannot run this one (NEEDS_GOLD)
 
 The museum (`museum.py`) switches the classic bugs on one at a time in a `Setup` and shows which of
 these checks catches each.
@@ -238,6 +239,9 @@ def check_labels(s: Setup) -> Check:
         return Check("labels-agree", False, f"chosen beats rejected under the gold reward in only {agree:.1%} of pairs: "
                      "the labels look swapped", "check which field is chosen when the file is read")
     return Check("labels-agree", True, f"chosen beats rejected under the gold reward in {agree:.1%} of pairs")
+
+
+NEEDS_GOLD = ("labels-agree",)  # the checks only a world with a known reward can run: a real run has none
 
 
 CHECKS = (check_ln2, check_reference_frozen, check_no_empty, check_end_token, check_tokenized_apart, check_dropout,

@@ -27,7 +27,7 @@ this project's tuned default, so the DPO family uses β = 0.5 unless its paper s
 from __future__ import annotations
 
 from . import frontier as F
-from ..harness import plots
+from ..harness import compare as C, plots
 from ..checkpoint import read_json, write_json
 from ..losses import LOSSES
 
@@ -76,7 +76,9 @@ def _bench(run) -> None:
     kl = bench_kl(rows, len(seeds))
     order = sorted(rows, key=lambda name: bench_rank(rows[name], kl, len(seeds)))
     result = {"rows": rows, "order": order, "matched_kl": kl, "seeds": seeds, "epochs": EPOCHS,
-              "sft": {k: sft[k] for k in ("gold_reward", "fluency")}, "points": points}
+              "kl_targets": list(F.KL_TARGETS), "base": BASE, "paired": F.paired_table(points, "bt", sft, base=BASE),
+              "sft": {k: sft[k] for k in ("gold_reward", "fluency")},
+              "points": [{k: p[k] for k in POINT_KEYS} for p in points]}
     frontier_file = F.study_folder(run) / "frontier.json"
     curves = read_json(frontier_file)["curves"]["bt"] if frontier_file.is_file() else {}
     out = F.study_folder(run)
@@ -84,6 +86,17 @@ def _bench(run) -> None:
     plots.loss_bench_figure(result, {m: curves[m] for m in ("dpo", "reinforce", "ppo") if m in curves},
                             out / "losses.png")
     print_bench(result)
+
+
+BASE = "sigmoid"  # DPO: every loss is read against it, paired by seed
+POINT_KEYS = ("method", "seed", "step", "kl_to_ref", "gold_reward", "fluency")  # what losses.json keeps of a point
+
+
+def difference(result: dict, name: str, kl) -> C.Difference | None:
+    """The bench's DPO − `name` at `kl`, paired by seed, as a `compare.Difference` (None where no
+    seed's two frontiers both reach it)."""
+    d = result["paired"].get(name, {}).get(str(kl))
+    return None if d is None else C.paired(d["gaps"], [0.0] * len(d["gaps"]))
 
 
 def bench_kl(rows: dict, n_seeds: int) -> float | None:
@@ -117,16 +130,28 @@ def print_bench(result: dict) -> None:
     kl = result["matched_kl"] if result["matched_kl"] is not None else "-"
     n = len(result["seeds"])
     spread = "mean ± std over seeds" if n > 1 else "one seed: no spread, a smoke run only"
-    print(f"{len(result['rows'])} losses, {n} seed{'s' if n > 1 else ''}, {result['epochs']} epoch; sorted by gold "
-          f"reward at KL {kl} ({spread}; '-' = reached by no seed, (n=) = by only n seeds, ranked with those "
-          "that do not reach it); s = seconds of training")
-    print(f"{'loss':14s} | gold at KL {kl:<10} | final gold      | win   | KL    | fluency | unique | Δlog π(y_w) | s")
+    print(f"{len(result['rows'])} losses, {n} seed{'s' if n > 1 else ''}, {result['epochs']} epoch; ranked by gold "
+          f"reward on each seed's frontier at KL {kl} ({spread}); then, unranked, the losses not every seed of which "
+          "reaches it ('-': no seed does, (n=): only n do); s = seconds of training")
+    print(f"{'loss':14s} | gold at KL {kl:<10} | DPO − loss at KL {kl}, paired by seed (95 % interval) | final gold      | "
+          f"KL    | fluency | Δlog π(y_w) | s")
     for name in result["order"]:
         r = result["rows"][name]
         at = matched_cell(r["matched"].get(str(kl)), n)
         gold = r["gold_reward"]
         final = f"{gold['mean']:+.3f} ± {gold['std']:.3f}" if n > 1 else f"{gold['mean']:+.3f}"
-        print(f"{name:14s} | {at:21s} | {final:15s} | "
-              f"{r['win_rate_vs_sft']['mean']:.3f} | {r['kl_to_ref']['mean']:5.2f} | {r['fluency']['mean']:.3f}   | "
-              f"{r['unique_frac']['mean']:.3f}  | {r['logps_chosen_change']['mean']:+.2f}       | "
+        d = difference(result, name, kl) if kl != "-" else None
+        versus = "(DPO itself)" if name == result["base"] else (
+            f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}] {d.verdict}" if d is not None and d.n > 1
+            else f"{d.mean:+.2f} (one seed)" if d is not None else "-")
+        print(f"{name:14s} | {at:21s} | {versus:48s} | {final:15s} | "
+              f"{r['kl_to_ref']['mean']:5.2f} | {r['fluency']['mean']:.3f}   | {r['logps_chosen_change']['mean']:+.2f}       | "
               f"{r['train_seconds']['mean']:.0f}")
+
+
+def measurable(result: dict, kl) -> dict[str, str]:
+    """{loss: "above" | "below"}: the losses whose difference from DPO at `kl` the seeds can tell
+    from zero (DPO − loss's 95 % interval excludes it: "above" = DPO above the loss)."""
+    return {name: d["verdict"] for name, row in result["paired"].items() if (d := row.get(str(kl)))
+            and d["verdict"] in ("above", "below")}
+

@@ -17,7 +17,8 @@ measured, not estimated. It reproduces two published claims:
     IPO's optimum keeps it bounded;
   - Xu et al. (2024): DPO can put probability on responses absent from the data, where the
     KL-regularised RL optimum π_ref·exp(r̂/β)/Z (with a reward fitted to the same pairs) does not.
-and shows the remedies on the same pairs: an SFT (RPO) term, DPOP, and dropping the most similar pairs.
+and shows the remedies on the same pairs: an SFT (RPO) term, DPOP, and dropping the quarter of pairs
+with the largest length-normalised CHES.
 """
 from __future__ import annotations
 
@@ -37,9 +38,11 @@ from ..model import GPT, GPTConfig, sequence_logps
 
 
 @torch.no_grad()
-def ches_scores(model, encoded_pairs, pad_id, batch_size: int = 128) -> torch.Tensor:
+def ches_scores(model, encoded_pairs, pad_id, batch_size: int = 128, normalised: bool = False) -> torch.Tensor:
     """CHES of each pair from `model`'s final hidden states at the positions that predict response
-    tokens (Razin et al. 2024, Definition 2)."""
+    tokens (Razin et al. 2024, Definition 2). `normalised=True`: their length-normalised CHES, the same
+    with H(y) divided by the number of response tokens (a mean hidden state instead of a sum), so a
+    long response does not win by length alone."""
     model.eval()
     out = []
     for i in range(0, len(encoded_pairs), batch_size):
@@ -48,28 +51,64 @@ def ches_scores(model, encoded_pairs, pad_id, batch_size: int = 128) -> torch.Te
         ids, mask = collate(rows, pad_id)
         hidden = model.hidden(ids[:, :-1])                        # (2B, T-1, C)
         summed = (hidden * mask[:, 1:].unsqueeze(-1)).sum(1)      # H(y) = Σ_k h(x, y_<k)
+        if normalised:
+            summed = summed / mask[:, 1:].sum(1, keepdim=True).clamp(min=1)
         w, l = summed[:len(chunk)], summed[len(chunk):]
         out.append((w * l).sum(-1) - (w * w).sum(-1))
     return torch.cat(out)
 
 
+Z95 = 1.959964  # the two-sided 95 % quantile of the normal distribution
+
+
+def correlation(x, y) -> dict:
+    """Pearson's r of two per-pair measurements and its 95 % interval by Fisher's z (atanh r is
+    near-normal with standard error 1/√(n − 3)); "no measurable correlation" when it covers 0."""
+    x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    n = len(x)
+    r = torch.corrcoef(torch.stack([x, y]))[0, 1].item()
+    half = Z95 / math.sqrt(n - 3)
+    low, high = math.tanh(math.atanh(r) - half), math.tanh(math.atanh(r) + half)
+    verdict = "positive" if low > 0 else "negative" if high < 0 else "no measurable correlation"
+    return {"r": r, "low": low, "high": high, "n": n, "verdict": verdict}
+
+
+def share_gap(a, b) -> dict:
+    """Two shares (fractions of True) and their difference a − b with a 95 % normal interval."""
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    pa, pb = a.mean().item(), b.mean().item()
+    half = Z95 * math.sqrt(pa * (1 - pa) / len(a) + pb * (1 - pb) / len(b))
+    d = pa - pb
+    return {"a": pa, "b": pb, "gap": d, "low": d - half, "high": d + half,
+            "verdict": "above" if d - half > 0 else "below" if d + half < 0 else "no measurable difference"}
+
+
 def displacement(policy, reference, encoded_pairs, pad_id, beta: float) -> dict:
     """Per pair: Δ log π(y_w), Δ log π(y_l) (policy − reference), the gradient weight σ(−β·h) of the
-    trained policy, and CHES; plus how the falls of log π(y_w) relate to CHES."""
+    trained policy, CHES and its length-normalised form, and the response lengths; then how the falls
+    of log π(y_w) relate to each CHES (correlations with their intervals; the share of pairs whose
+    log π(y_w) fell in the most and the least similar quarter)."""
     ref = pair_logps(reference, encoded_pairs, pad_id, average=False)
     with torch.no_grad():
         pol = torch.cat([torch.stack([(r := pair_record(policy.eval(), encoded_pairs[i:i + 128], pad_id, beta, False)).chosen_logps,
                                       r.rejected_logps], 1) for i in range(0, len(encoded_pairs), 128)])
     d_chosen, d_rejected = pol[:, 0] - ref[:, 0], pol[:, 1] - ref[:, 1]
     weight = torch.sigmoid(-beta * (d_chosen - d_rejected))
-    ches = ches_scores(reference, encoded_pairs, pad_id)
+    lengths = torch.tensor([[sum(c[1]), sum(r[1])] for c, r in encoded_pairs], dtype=torch.float64)
+    out = {"d_logp_chosen": d_chosen.tolist(), "d_logp_rejected": d_rejected.tolist(), "weight": weight.tolist(),
+           "length_chosen": lengths[:, 0].tolist(), "length_rejected": lengths[:, 1].tolist()}
     down = d_chosen < 0
-    q = torch.quantile(ches, torch.tensor([0.25, 0.75]))
-    return {"d_logp_chosen": d_chosen.tolist(), "d_logp_rejected": d_rejected.tolist(), "weight": weight.tolist(),
-            "ches": ches.tolist(), "chosen_down_frac": down.float().mean().item(),
-            "corr_ches_d_chosen": torch.corrcoef(torch.stack([ches, d_chosen]))[0, 1].item(),
-            "chosen_down_frac_most_similar": down[ches >= q[1]].float().mean().item(),
-            "chosen_down_frac_least_similar": down[ches <= q[0]].float().mean().item()}
+    out["chosen_down_frac"] = down.float().mean().item()
+    out["corr_length_gap_d_chosen"] = correlation(lengths[:, 1] - lengths[:, 0], d_chosen)  # length alone
+    for key, normalised in (("ches", False), ("ches_normalised", True)):
+        ches = ches_scores(reference, encoded_pairs, pad_id, normalised=normalised)
+        q = torch.quantile(ches.double(), torch.tensor([0.25, 0.75], dtype=torch.float64))
+        most, least = down[ches >= q[1]], down[ches <= q[0]]
+        out[key] = ches.tolist()
+        out[f"corr_{key}_d_chosen"] = correlation(ches, d_chosen)
+        out[f"{key}_quarters"] = share_gap(most, least)  # log π(y_w) fell: largest-CHES quarter − smallest
+        out[f"corr_{key}_length_gap"] = correlation(ches, lengths[:, 1] - lengths[:, 0])
+    return out
 
 
 # --- part 2: exactly, on an enumerable GPT ------------------------------------------------------------------
@@ -215,7 +254,8 @@ def _enumerable_study(seed: int, fast: bool) -> dict:
             claims[f"{loss_type}_beta{beta}"] = [{"step": t["step"], "p_winner": t["probs"][winner],
                                                   "p_loser": t["probs"][loser]} for t in trace]
     result["deterministic_pair"] = {"winner": responses[winner], "loser": responses[loser],
-                                    "ref_p_loser": ref_logp.exp()[loser].item(), "traces": claims}
+                                    "ref_p_loser": ref_logp.exp()[loser].item(),
+                                    "ref_p_winner": ref_logp.exp()[winner].item(), "steps": steps, "traces": claims}
 
     # Xu et al.: pairs over a few responses; the mass on the others, DPO vs the RL optimum
     g = torch.Generator().manual_seed(seed + 1)
@@ -238,12 +278,13 @@ def _enumerable_study(seed: int, fast: bool) -> dict:
         logp = exact_logps(policy).detach()
         ood[name] = mass(logp)
         ood[f"{name}: max unlabelled probability gain"] = (logp.exp() - ref_logp.exp())[unlabelled].max().item()
-    # dropping the pairs whose two responses are most alike (CHES from the reference's hidden states)
+    # dropping the quarter of pairs with the largest length-normalised CHES (from the reference's hidden
+    # states): the pairs Razin et al. expect to displace the chosen response most
     rows = [(row([PROMPT], responses[w]), row([PROMPT], responses[l])) for w, l in pairs]
-    ches = ches_scores(ref, rows, END)
+    ches = ches_scores(ref, rows, END, normalised=True)
     keep = [p for p, c in zip(pairs, ches.tolist()) if c < torch.quantile(ches, 0.75).item()]
     policy, _ = train_pairs(ref, keep, "sigmoid", beta, steps)
-    ood["dpo without the most similar quarter of pairs"] = mass(exact_logps(policy).detach())
+    ood["dpo without the quarter of largest normalised CHES"] = mass(exact_logps(policy).detach())
     result["out_of_data"] = ood
     return result
 
@@ -269,15 +310,18 @@ def _microscope(run) -> None:
 
 def print_microscope(result: dict) -> None:
     p = result["pairs"]
-    print(f"run's DPO: log π(y_w) fell in {p['chosen_down_frac']:.1%} of pairs; corr(CHES, Δ log π(y_w)) = "
-          f"{p['corr_ches_d_chosen']:+.3f}; it fell in {p['chosen_down_frac_most_similar']:.1%} of the most similar "
-          f"quarter vs {p['chosen_down_frac_least_similar']:.1%} of the least similar")
+    print(f"run's DPO: log π(y_w) fell in {p['chosen_down_frac']:.1%} of {len(p['ches'])} pairs")
+    for key, words in (("ches", "CHES"), ("ches_normalised", "length-normalised CHES")):
+        c, q = p[f"corr_{key}_d_chosen"], p[f"{key}_quarters"]
+        print(f"  {words:22s}: corr with Δ log π(y_w) {c['r']:+.3f} (95 % interval {c['low']:+.3f} … {c['high']:+.3f}: "
+              f"{c['verdict']}); log π(y_w) fell in {q['a']:.1%} of the quarter with the largest score vs {q['b']:.1%} of the smallest "
+              f"(gap {q['gap']:+.3f}, {q['low']:+.3f} … {q['high']:+.3f}: {q['verdict']})")
     e = result["enumerable"]
     k = e["kl"]
     print(f"enumerable GPT: {e['n_responses']} responses, total probability {e['ref_total_probability']:.12f}; KL exact "
           f"{k['exact']:.4f}, sampled {k['sampled']:.4f} ± {k['standard_error']:.4f}")
     for name, trace in e["deterministic_pair"]["traces"].items():
-        print(f"  {name:14s} π(y_l): " + " -> ".join(f"{t['p_loser']:.2e}" for t in trace))
+        print(f"  {name:16s} π(y_l): " + " -> ".join(f"{t['p_loser']:.2e}" for t in trace))
     o = e["out_of_data"]
     print("  probability on responses in no pair: " + ", ".join(f"{k} {v:.3f}" for k, v in o.items()
-                                                                 if isinstance(v, float) and "gain" not in k))
+                                                                 if isinstance(v, float) and "gain" not in k and k != "beta"))

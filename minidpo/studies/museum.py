@@ -14,12 +14,13 @@ from pathlib import Path
 
 from ..checkpoint import read_json, save_checkpoint, write_json
 from ..data import row
-from ..dpo import DPOConfig, pair_logps, run_dpo
+from ..dpo import DPOConfig, pair_logps, run_dpo, train_dpo
 from ..evaluate import summary_row
 from ..preferences import read_preferences
+from ..harness.compare import mean_std, paired
 from ..harness.stages import ensure
 from ..training import StudyProgress
-from .doctor import Setup, build, diagnose, encode_with_truncation
+from .doctor import Setup, build, diagnose, encode_with_truncation, read_curves
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,9 @@ FAULTS = {
         "the loss is stuck at ln 2 and every reward at 0: the log-ratios are 0 by construction",
         "https://github.com/huggingface/trl/issues/1627"),
     "swap-labels": Fault(
-        "chosen and rejected are swapped when the file is read",
+        "chosen and rejected are swapped when the file is read (a column mapping the wrong way round)",
         "the implicit reward learns, the accuracy rises, and the gold reward falls",
-        "https://github.com/eric-mitchell/direct-preference-optimization/issues/8"),
+        "https://github.com/huggingface/trl/issues/2578"),
     "merge-boundary": Fault(
         "prompt + response tokenized as one string and the mask placed by the prompt's token count",
         "rows lose the prompt/response separator, the mask can be off by a token; tuning transfers less",
@@ -159,11 +160,13 @@ def dpo_with_fault(run, fault: str, train_file=None, val_file=None, **overrides)
 
 
 def run_museum(run) -> dict:
-    """Every fault of FAULTS, and the clean run, trained the same way on the run's pairs: the
+    """Every fault of FAULTS, and the clean run, trained the same way on each seed's pairs: the
     metrics learners watch at the start and the end, the samples' gold reward, fluency and length
-    on the held-out films, and which of the doctor's checks fail."""
+    on the held-out films, which of the doctor's checks fail, and what each fault costs in gold
+    against the clean run of the same seed (paired by seed: `museum_costs`)."""
     result = run.study("museum", lambda: _museum(run))
-    print_museum(result["rows"])  # also when reused: the table is what the command is for
+    print_museum(result["rows"])  # also when reused: the tables are what the command is for
+    print_costs(result)
     return result
 
 
@@ -174,17 +177,38 @@ def museum_folder(run) -> Path:
 ROW_KEYS = ("loss", "rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
 
 
-def museum_unit(run, fault: str | None) -> tuple[dict, float | None]:
-    """One row of the museum: the DPO run with `fault` switched on (None: the clean run), what the
-    doctor says about its setup, its whole logged history (train batches and held-out pairs), and
-    its held-out samples scored. Cached per fault, so a lesson that runs a few faults and the full
-    museum share them. Returns (the row, seconds it took or None when reused).
+def seed_data(run, seed: int) -> tuple[Path, Path]:
+    """(training pairs, held-out pairs) of `seed`: the run's own for the run's seed, else that seed's
+    pairs of the frontier machinery (`frontier.data_unit`, shared with the Figure 2 study, the loss
+    bench and lesson 17's study)."""
+    if seed == run.seed:
+        return run.path("prefs_train.jsonl"), run.path("prefs_val.jsonl")
+    from ..preferences import PrefsConfig
+    from .frontier import data_unit
+    data, _ = data_unit(run, "bt", run.settings(PrefsConfig).train_repeats, seed)
+    return data.train, data.val
 
-    Every run trains on the run's own pairs with the pipeline's DPO settings, so the clean run IS
-    the pipeline's dpo stage (same settings, data and seed): it is read from there, not trained again."""
-    folder, cfg, train_file = museum_folder(run), run.settings(DPOConfig), run.path("prefs_train.jsonl")
+
+def unit_file(run, fault: str | None, seed: int) -> Path:
     name = fault or "clean"
-    from_stage = fault is None
+    return museum_folder(run) / (f"{name}.json" if seed == run.seed else f"{name}_s{seed}.json")
+
+
+def museum_unit(run, fault: str | None, seed: int | None = None) -> tuple[dict, float | None]:
+    """One row of the museum: the DPO run with `fault` switched on (None: the clean run) on `seed`'s
+    pairs with DPO's seed `seed` (default: the run's seed), what the doctor says about its setup, its
+    whole logged history (train batches and held-out pairs), and its held-out samples scored. Cached
+    per fault and seed, so a lesson that runs a few faults and the full museum share them. Returns
+    (the row, seconds it took or None when reused).
+
+    Every run trains with the pipeline's DPO settings, so the clean run of the run's seed IS the
+    pipeline's dpo stage (same settings, data and seed): it is read from there, not trained again."""
+    seed = run.seed if seed is None else seed
+    folder, cfg = museum_folder(run), run.settings(DPOConfig, seed=seed)
+    train_file, val_file = seed_data(run, seed)
+    name = fault or "clean"
+    tag = name if seed == run.seed else f"{name}_s{seed}"
+    from_stage = fault is None and seed == run.seed
     if from_stage:
         ensure(run, "dpo", "eval_dpo")
 
@@ -194,35 +218,65 @@ def museum_unit(run, fault: str | None) -> tuple[dict, float | None]:
         if from_stage:
             m, ev = read_json(run.path("dpo_metrics.json")), summary_row(read_json(run.path("eval_dpo.json")))
         else:
-            m = train_with_fault(cfg, run.tok, run.path("sft.pt"), train_file, run.path("prefs_val.jsonl"),
-                                 folder, run.device, run.dtype, quiet=True, out_name=f"{name}_policy", fault=fault)
-            ev = summary_row(run.evaluate(run.load_policy(folder / f"{name}_policy.pt")))
+            trainer = train_with_fault if fault else train_dpo
+            m = trainer(cfg, run.tok, run.path("sft.pt"), train_file, val_file, folder, run.device, run.dtype,
+                        quiet=True, out_name=f"{tag}_policy", **({"fault": fault} if fault else {}))
+            ev = summary_row(run.evaluate(run.load_policy(folder / f"{tag}_policy.pt")))
         rows = [r for r in m["history"] if "loss" in r]
-        write_json(folder / f"{name}.json", {
-            "fault": fault, "first": {k: rows[0][k] for k in ROW_KEYS}, "last": {k: rows[-1][k] for k in ROW_KEYS},
-            "eval": ev, "failed_checks": [c.name for c in checks if not c.ok],
+        write_json(unit_file(run, fault, seed), {
+            "fault": fault, "seed": seed, "first": {k: rows[0][k] for k in ROW_KEYS},
+            "last": {k: rows[-1][k] for k in ROW_KEYS}, "eval": ev, "failed_checks": [c.name for c in checks if not c.ok],
             "checks": [c.line() for c in checks], "history": m["history"]})
-        for f in folder.glob(f"{name}_policy*"):  # evaluated: only the numbers stay
+        for f in folder.glob(f"{tag}_policy*"):  # evaluated: only the numbers stay
             f.unlink()
-    inputs = {**run.inputs("dpo"), "train_data": train_file}
+    inputs = {**run.inputs("dpo"), "train_data": train_file, "val_data": val_file}
     if from_stage:
         inputs.update(dpo_metrics=run.path("dpo_metrics.json"), dpo_eval=run.path("eval_dpo.json"))
-    computed = run.cached(f"museum_{name}", {**cfg.key(), "fault": fault}, inputs, go,
-                          outputs=[folder / f"{name}.json"], code="studies.museum", folder=folder, announce=False)
-    seconds = read_json(folder / "provenance" / f"museum_{name}.json")["seconds"] if computed else None
-    return read_json(folder / f"{name}.json"), seconds
+    computed = run.cached(f"museum_{tag}", {**cfg.key(), "fault": fault}, inputs, go,
+                          outputs=[unit_file(run, fault, seed)], code="studies.museum", folder=folder, announce=False)
+    seconds = read_json(folder / "provenance" / f"museum_{tag}.json")["seconds"] if computed else None
+    return read_json(unit_file(run, fault, seed)), seconds
+
+
+SEED_KEYS = ("gold_reward", "fluency", "length", "kl_to_ref")  # what the museum keeps of each seed's run
+SEEDS, FAST_SEEDS = 5, 2  # a bug's cost varies from seed to seed; with 3 seeds the 95 % interval is
+                          # t(2) = 4.30 standard errors wide each side, with 5 seeds t(4) = 2.78
+
+
+def museum_seeds(run) -> list[int]:
+    return [run.seed + i for i in range(FAST_SEEDS if run.fast else SEEDS)]
 
 
 def _museum(run) -> None:
-    progress = StudyProgress("museum", ["fault"] * (len(FAULTS) + 1))
-    rows = {}
-    for fault in (None, *FAULTS):
-        rows[fault or "clean"], seconds = museum_unit(run, fault)
-        progress.unit_done("fault", fault or "clean", seconds)
-    clean_gold = rows["clean"]["eval"]["gold_reward"]
+    seeds = museum_seeds(run)
+    names = [None, *FAULTS]
+    progress = StudyProgress("museum", ["fault"] * (len(names) * len(seeds)))
+    units = {}
+    for seed in seeds:
+        for fault in names:
+            units[(fault or "clean", seed)], seconds = museum_unit(run, fault, seed)
+            progress.unit_done("fault", f"{fault or 'clean'} seed {seed}", seconds)
+    rows = {name: units[(name, run.seed)] for name in (n or "clean" for n in names)}
     for r in rows.values():
-        r["gold_cost"] = clean_gold - r["eval"]["gold_reward"]
-    write_json(museum_folder(run) / "museum.json", {"rows": rows, "faults": {k: vars(v) for k, v in FAULTS.items()}})
+        r["gold_cost"] = rows["clean"]["eval"]["gold_reward"] - r["eval"]["gold_reward"]
+    by_seed = {name: [{**{k: units[(name, s)]["eval"][k] for k in SEED_KEYS},
+                       "failed_checks": units[(name, s)]["failed_checks"],
+                       "curves_fail": [c.name for c in read_curves(units[(name, s)]["history"]) if not c.ok]}
+                      for s in seeds] for name in rows}
+    write_json(museum_folder(run) / "museum.json", {
+        "seeds": seeds, "rows": rows, "by_seed": by_seed, "costs": museum_costs(by_seed),
+        "fluency_costs": museum_costs(by_seed, "fluency"),
+        "clean_spread": dict(zip(("mean", "std"), mean_std([x["gold_reward"] for x in by_seed["clean"]]))),
+        "faults": {k: vars(v) for k, v in FAULTS.items()}})
+
+
+def museum_costs(by_seed: dict, key: str = "gold_reward") -> dict:
+    """{fault: what it costs in `key`}: clean − fault, paired by seed (the same pairs, DPO seed and
+    evaluation samples on both sides), its mean, 95 % interval and verdict ("above": a cost the
+    seeds can tell from zero, "below": a measurable gain, "no measurable difference")."""
+    clean = [x[key] for x in by_seed["clean"]]
+    return {name: paired(clean, [x[key] for x in runs]).as_dict()
+            for name, runs in by_seed.items() if name != "clean"}
 
 
 def print_museum(rows: dict) -> None:
@@ -232,3 +286,20 @@ def print_museum(rows: dict) -> None:
         print(f"{name:24s} | {f['loss']:.3f} -> {l['loss']:.3f} | {f['logps/chosen']:+6.1f}->{l['logps/chosen']:+6.1f} | "
               f"{e['gold_reward']:+.3f} | {r['gold_cost']:+.2f} | {e['fluency']:.3f}   | {e['length']:5.1f}  | "
               + (", ".join(r["failed_checks"]) or "all checks pass"))
+
+
+def print_costs(result: dict) -> None:
+    """The cost of each fault over the seeds, in gold and in fluency, with the seed noise it must be
+    told from."""
+    seeds, spread = result["seeds"], result["clean_spread"]
+    print(f"the cost of each fault = clean − fault, paired by seed ({len(seeds)} seeds); the clean run's gold over "
+          f"the seeds: {spread['mean']:+.3f} ± {spread['std']:.3f} (the seed noise)")
+    for name, d in result["costs"].items():
+        gold = paired(d["gaps"], [0.0] * len(d["gaps"]))
+        word = {"above": "a cost", "below": "a gain"}.get(d["verdict"], d["verdict"])
+        line = f"  {name:24s} gold {gold.describe()}: {word}"
+        fluency = result.get("fluency_costs", {}).get(name)
+        if fluency:
+            f = paired(fluency["gaps"], [0.0] * len(fluency["gaps"]))
+            line += f" | fluency {f.mean:+.3f} ({f.low:+.3f} … {f.high:+.3f}): {f.verdict}"
+        print(line)

@@ -321,14 +321,23 @@ def check_17(g, out):
     assert g["from_to_go"] > 1e-3 and g["from_own"] > 1e-3 and not g["knobs"].lam in (0.0, 1.0)
     first = g["batch"].mask[0].nonzero()[0, 0]  # row 0's first response token: its reward-to-go is the row's sum
     assert g["to_go"][0, first].item() == pytest.approx(g["rewards"][0].sum().item(), abs=1e-5)
-    # the answers: gold gained per sample and per minute, each algorithm
     # the clip fraction is the share of tokens whose gradient the clip cut, not of ratios outside 1 ± ε
     assert g["clip_by_hand"] == pytest.approx(g["clip_library"].item(), abs=1e-6)
     assert g["clip_by_hand"] <= g["outside_frac"] and g["outside_frac"] > 0
     assert g["ppo"]["samples_generated"] == g["reinforce"]["samples_generated"]  # the same budget
-    assert set(g["gain"]) == {"REINFORCE", "PPO"} and "higher gold gain per sample drawn:" in out
-    assert "higher gold gain per minute of training:" in out
-    assert "this lesson took" in out and "about 3 minutes" not in Path(g["__file__"]).read_text()
+    # each run's frontier starts at the SFT point, never falls, and ends at the furthest KL it reached
+    sft = g["sft_eval"]["gold_reward"]
+    for name, hull in g["hulls"].items():
+        assert hull[0][:2] == (0.0, sft) and all(b[1] >= a[1] for a, b in zip(hull, hull[1:]))
+        reached = max(p["kl_to_ref"] for p in g["F"].points_of(g["points"], g["names"][name], "bt", 0))
+        assert g["reach"][name] == pytest.approx(reached)
+    # the 3-seed study (the committed one: the test folder has none) is read at the same KL, paired by seed
+    study = g["study"]
+    assert study is not None and "Shown: the full study committed with minidpo" in out and len(study["seeds"]) >= 3
+    for kl, d in g["read"].items():  # each claimed reading is the paired difference of the two frontiers
+        gaps = study["paired"][str(kl)]["gaps"]
+        assert d.diffs == pytest.approx(gaps) and d.n == len(study["seeds"])
+    assert g["read"] and "PPO is above REINFORCE" in out and "this lesson took" in out
 
 
 def check_18(g, out):
@@ -337,9 +346,19 @@ def check_18(g, out):
     # what trains is the knob's target (the registration's one default, and the unit's loss_args)
     target = g["knobs"].target
     assert g["LOSSES"]["smooth-hinge"].resolve({}) == {"target": target} and f"loss args {{'target': {target}}}" in out
-    assert all(math.isfinite(v) for v in g["margins"].values())
-    # the bench is looked for where `losses` writes it; the test folder has none
-    assert g["bench_file"] == "frontier/losses.json" and g["bench"] is None and "no loss bench" in out
+    assert all(math.isfinite(v) for v in g["margins_at_end"].values())
+    # the gradient weights, by autograd: DPO σ(−βh), the hinge's step at βh = 1, the smoothed hinge σ(t − βh) above DPO
+    w, z = g["weights"], g["margins"].detach()
+    assert torch.allclose(w["DPO"], torch.sigmoid(-z), atol=1e-6) and torch.allclose(w["smooth-hinge"], torch.sigmoid(target - z), atol=1e-6)
+    assert torch.equal(w["hinge"], (z < 1).float()) and bool((w["smooth-hinge"] > w["DPO"]).all())
+    # the new losses are read against DPO at KLs both reach, on one seed: no verdict
+    for name, row in g["versus"].items():
+        assert row and all(d.n == 1 and d.verdict == "one seed" for d in row.values())
+        assert max(row) <= min(max(v[0] for v in h) for h in g["hulls"][name] + g["hulls"]["sigmoid"]) + 1e-9
+    # the leaderboard: the committed full bench, DPO − each loss paired by seed
+    bench = g["bench"]
+    assert bench is not None and "Shown: the full study committed with minidpo" in out and len(bench["seeds"]) >= 3
+    assert set(g["told"]) <= set(bench["paired"]) and all(v in ("above", "below") for v in g["told"].values())
 
 
 def check_19(g, out):
@@ -351,28 +370,45 @@ def check_19(g, out):
     # the bug by hand: against the policy itself the loss is ln 2 and the margin 0 after the steps
     assert abs(g["shared_loss"].item() - LN2) < 1e-6 and abs(g["m_shared"]["rewards/margins"]) < 1e-6
     assert g["clean_loss"].item() < LN2 - 1e-3 and g["moved"].abs().max() > 1e-3
-    rows = g["rows"]  # the default: three faults (the test folder has no full museum)
+    rows = g["rows"]  # the default: three faults on this run's seed
     assert set(rows) == {"clean", *g["LESSON_FAULTS"]} and "--set museum=true" in out
     assert rows["clean"]["history"] == g["dpo"]["history"]  # the clean run is the pipeline's dpo stage
     assert abs(rows["shared-reference"]["last"]["loss"] - LN2) < 1e-5  # stuck at ln 2 ...
     assert "reference-frozen" in rows["shared-reference"]["failed_checks"]  # ... and the doctor says why
     assert rows["clean"]["failed_checks"] == [] and rows["clean"]["gold_cost"] == 0
-    # the answers: ln 2 throughout is shared-reference alone; swapped labels look healthy and cost gold
-    assert g["stuck"] == ["shared-reference"]
-    assert not all(c.ok for c in g["verdicts"]["shared-reference"])
-    assert "swap-labels" in g["hidden"] and g["worst"] == "swap-labels"
+    assert g["stuck"] == ["shared-reference"] and not all(c.ok for c in g["verdicts"]["shared-reference"])
+    # the costs come from the full museum (the committed one here), clean − fault paired by seed
+    museum = g["museum"]
+    assert museum is not None and "Shown: the full study committed with minidpo" in out and len(museum["seeds"]) >= 3
+    for name, d in museum["costs"].items():
+        clean = [x["gold_reward"] for x in museum["by_seed"]["clean"]]
+        assert d["gaps"] == pytest.approx([c - x["gold_reward"] for c, x in zip(clean, museum["by_seed"][name])])
+    # only swapped labels hide from every check a real run can run; they cost the most among healthy-looking runs
+    assert g["only_gold"] == ["swap-labels"] and g["worst"] == "swap-labels"
 
 
 def check_20(g, out):
     assert abs(g["e"]["ref_total_probability"] - 1) < 1e-6 and 0 <= g["pairs"]["chosen_down_frac"] <= 1
-    assert len(g["pairs"]["ches"]) == len(g["pairs"]["d_logp_chosen"]) > 0
-    assert g["gap"] < 1e-3  # the displacement and CHES by hand are the library's
+    assert len(g["pairs"]["ches"]) == len(g["pairs"]["d_logp_chosen"]) == len(g["pairs"]["ches_normalised"]) > 0
+    assert g["gap"] < 1e-3  # the displacement and both CHES by hand are the library's
+    # the three pairs shown by hand: the most alike (equal length), the longest y_l beyond y_w, and the reverse
+    picked, gaps = g["picked"], g["length_gap"]
+    assert gaps[picked["y_l much longer"]] == max(gaps) > 0 > min(gaps) == gaps[picked["y_w much longer"]]
+    assert gaps[picked["most alike"]] == 0 and g["apart"][picked["most alike"]] == min(g["apart"])
     # the text follows the numbers: the RL optimum's unlabelled share against the reference's, as printed
     o = g["o"]
     assert f"RL optimum {o['rl_optimum']:.4f} ({'falls' if o['rl_optimum'] < o['reference'] else 'rises'})" in out
     assert g["closest"] == min(g["distance"], key=g["distance"].get) and f"closest: {g['closest']}" in out
-    assert ("negative" if g["corr"] < 0 else "positive") in out
     assert g["share"] == pytest.approx(o["rl_optimum"], rel=1e-6)  # π_ref(U)/Z by hand = the study's RL optimum
+    # every correlation is printed with its interval, and its verdict follows the interval
+    for key in ("ches", "ches_normalised"):
+        c = g["pairs"][f"corr_{key}_d_chosen"]
+        assert c["low"] <= c["r"] <= c["high"] and f"{c['low']:+.3f} … {c['high']:+.3f}: {c['verdict']}" in out
+        assert (c["verdict"] == "no measurable correlation") == (c["low"] <= 0 <= c["high"])
+    # IPO's margin at the end is its target 1/(2β); DPO's is not bounded
+    for v in g["ipo_end"].values():
+        assert v["h"] == pytest.approx(1 / (2 * v["beta"]), abs=0.01)
+    assert all(v["h"] > 1 / (2 * v["beta"]) for v in g["dpo_end"].values())
 
 
 def check_21(g, out):
@@ -502,9 +538,13 @@ TRIES = [
     ("17", ("lam=1.0",), lambda d, v, out: v["from_to_go"] < 1e-6 < d["from_to_go"]),
     ("17", ("lam=0.0",), lambda d, v, out: v["from_own"] < 1e-6 < d["from_own"]),
     # 18: a larger target margin trains (it is in the unit's key): its held-out margin grows, DPO's is reused
-    ("18", ("target=3.0",), lambda d, v, out: v["margins"]["smooth-hinge"] > d["margins"]["smooth-hinge"]
+    ("18", ("target=3.0",), lambda d, v, out: v["margins_at_end"]["smooth-hinge"] > d["margins_at_end"]["smooth-hinge"]
      and v["rows"]["smooth-hinge"]["kl_to_ref"] > d["rows"]["smooth-hinge"]["kl_to_ref"]
-     and v["margins"]["sigmoid"] == d["margins"]["sigmoid"] and "loss args {'target': 3.0}" in out),
+     and v["margins_at_end"]["sigmoid"] == d["margins_at_end"]["sigmoid"] and "loss args {'target': 3.0}" in out),
+    # 18: the new losses on 3 seeds: each reading against DPO is paired over 3 seeds, with an interval
+    ("18", ("seeds=3",), lambda d, v, out: all(x.n == 3 and x.verdict != "one seed" for row in v["versus"].values()
+                                                for x in row.values())
+     and all(x.n == 1 for row in d["versus"].values() for x in row.values())),
     # 19: the whole museum: every fault, the three of the default reused as they were
     ("19", ("museum=true",), lambda d, v, out: set(v["rows"]) == {"clean", *v["FAULTS"]}
      and all(v["rows"][f]["eval"] == d["rows"][f]["eval"] for f in d["LESSON_FAULTS"])),

@@ -1,7 +1,7 @@
 """The doctor: every check passes on the clean setup and fails on the fault it is there to catch."""
 import pytest
 
-from minidpo.studies.doctor import build, diagnose
+from minidpo.studies.doctor import NEEDS_GOLD, build, diagnose
 from minidpo.studies.museum import FAULTS, inject
 from minidpo.dpo import DPOConfig
 
@@ -45,6 +45,15 @@ def test_each_check_fails_on_its_fault(fault, setups):
     if fault == "shared-reference":  # the doctor put the policy back after training it for the check
         s = setups(fault)
         assert s.reference is s.policy
+
+
+def test_only_swapped_labels_hide_from_every_check_a_real_run_can_run(setups):
+    """A real run has no gold reward: without the checks that need it, the doctor still flags every
+    bug but one, swapped labels (lesson 19's answer)."""
+    assert set(NEEDS_GOLD) == {"labels-agree"}
+    seen_without_gold = {fault: {c.name for c in diagnose(setups(fault)) if not c.ok} - set(NEEDS_GOLD)
+                         for fault in FAULTS}
+    assert [f for f, left in seen_without_gold.items() if not left] == ["swap-labels"]
 
 
 def test_the_shared_reference_keeps_the_loss_at_ln2_while_the_policy_runs_away(fast_run, tmp_path):
