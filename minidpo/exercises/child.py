@@ -208,15 +208,14 @@ def _limit_resources() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
 
-def serve(mode: str) -> None:
+def serve(mode: str, train_job=None) -> None:
     """The child's main loop: jobs in on the pipe that was stdin, replies out on the one that was
     stdout; the learner's stdout and stderr both go to what the parent gave as stderr. `mode`:
     grade (the cases of one exercise a job, memory and output bounded) or train (--train's run)."""
     jobs, replies = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # input() reads nothing
     os.dup2(2, 1)
-    if mode == "train":
-        from .train import train_job  # the pipeline: imported only by a --train child
+    if mode == "train":  # train_child.py: the pipeline, imported only by a --train child
         run = train_job
     else:
         torch.set_num_threads(1)  # the cases are a few numbers each; a second thread only waits

@@ -22,7 +22,8 @@ def launch(mode: str, relay: bool = False):
     if mode == "grade":  # a few numbers a case: one thread (a --train child trains like the pipeline)
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
     with open(capture, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "minidpo.exercises.child", mode], stdin=subprocess.PIPE,
+        entry = "minidpo.exercises.train_child" if mode == "train" else "minidpo.exercises.child"
+        process = subprocess.Popen([sys.executable, "-m", entry, mode], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE if relay else out, env=env,
                                    start_new_session=True)  # a terminal's Ctrl-C reaches the parent only
     return process, folder, capture

@@ -153,10 +153,9 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def train_job(job: dict) -> dict:
+def train_job(job: dict, find) -> dict:
     """The child's end of --train: the learner's file loaded here and run inside the stage. Returns
     {"rows": the table's rows}, {"failed": the message} or {"usage": the run folder's trouble}."""
-    from .catalogue import find  # the catalogue imports this module
     ex, path, shown = find(job["exercise"]), Path(job["path"]), job["shown"]
     fn = ex.function
     try:

@@ -26,7 +26,7 @@ this project's tuned default, so the DPO family uses β = 0.5 unless its paper s
 """
 from __future__ import annotations
 
-from . import frontier as F
+from . import frontier as F, units as U
 from ..harness import compare as C, plots
 from ..checkpoint import read_json, write_json
 from ..losses import LOSSES
@@ -62,7 +62,7 @@ def _bench(run) -> None:
     for name in methods:
         finals = [max((p for p in points if p["method"] == name and p["seed"] == s), key=lambda p: p["step"])
                   for s in seeds]
-        histories = [read_json(F.study_folder(run) / "units" / f"{F.unit_name(methods[name], {}, F.Data('bt', repeats, s))}_metrics.json")
+        histories = [read_json(U.study_folder(run) / "units" / f"{U.unit_name(methods[name], {}, U.Data('bt', repeats, s))}_metrics.json")
                      for s in seeds]
         row = {key: F.mean_std([f[key] for f in finals]) for key in
                ("gold_reward", "win_rate_vs_sft", "kl_to_ref", "fluency", "unique_frac")}
@@ -79,9 +79,9 @@ def _bench(run) -> None:
               "kl_targets": list(F.KL_TARGETS), "base": BASE, "paired": F.paired_table(points, "bt", sft, base=BASE),
               "sft": {k: sft[k] for k in ("gold_reward", "fluency")},
               "points": [{k: p[k] for k in POINT_KEYS} for p in points]}
-    frontier_file = F.study_folder(run) / "frontier.json"
+    frontier_file = U.study_folder(run) / "frontier.json"
     curves = read_json(frontier_file)["curves"]["bt"] if frontier_file.is_file() else {}
-    out = F.study_folder(run)
+    out = U.study_folder(run)
     write_json(out / "losses.json", result)
     plots.loss_bench_figure(result, {m: curves[m] for m in ("dpo", "reinforce", "ppo") if m in curves},
                             out / "losses.png")

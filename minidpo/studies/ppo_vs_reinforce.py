@@ -20,7 +20,7 @@ gold reward, the proxy both algorithms climb.
 """
 from __future__ import annotations
 
-from . import frontier as F
+from . import frontier as F, units as U
 from ..checkpoint import read_json, write_json
 from ..harness import compare as C, plots
 
@@ -46,16 +46,16 @@ def train(run, seeds: list[int]) -> list[dict]:
 def unit_metrics(run, method: str, seed: int) -> dict:
     """The training metrics (history, seconds, tokens) of one unit."""
     from ..preferences import PrefsConfig
-    data = F.Data("bt", run.settings(PrefsConfig).train_repeats, seed)
-    name = F.unit_name(METHODS[method], METHODS[method].grid[0], data)
-    return read_json(F.study_folder(run) / "units" / f"{name}_metrics.json")
+    data = U.Data("bt", run.settings(PrefsConfig).train_repeats, seed)
+    name = U.unit_name(METHODS[method], METHODS[method].grid[0], data)
+    return read_json(U.study_folder(run) / "units" / f"{name}_metrics.json")
 
 
 def reward_model_quality(run, seed: int) -> dict:
     """How well seed `seed`'s reward model ranks held-out pairs (against the labels' own ceiling) and
     follows the gold reward on fresh samples: the proxy both algorithms climb in that seed."""
     from ..preferences import PrefsConfig
-    data, _ = F.data_unit(run, "bt", run.settings(PrefsConfig).train_repeats, seed)
+    data, _ = U.data_unit(run, "bt", run.settings(PrefsConfig).train_repeats, seed)
     m = read_json(data.reward_model.with_name("reward_model_metrics.json"))
     return {k: m[k] for k in ("val_accuracy", "oracle_accuracy", "gold_correlation_heldout")}
 

@@ -31,13 +31,13 @@ from ..dpo import DPOConfig, train_dpo
 from ..harness import compare as C
 from ..ppo import PPOConfig, train_ppo
 from ..rlhf import RLHFConfig, train_rlhf
-from . import frontier as F
+from . import frontier as F, units as U
 
 CONFIGS = {"dpo": DPOConfig, "rlhf": RLHFConfig, "ppo": PPOConfig}
 RL_TRAINERS = {"rlhf": train_rlhf, "ppo": train_ppo}
 N_SEEDS = 3      # every comparison the critics' lessons conclude from is paired over these seeds
 FAST_SEEDS = 2   # --fast: a smoke run still pairs over more than one seed
-CHECKPOINTS = F.CHECKPOINTS  # evaluated fractions of training (and the end), as in the Figure 2 study
+CHECKPOINTS = U.CHECKPOINTS  # evaluated fractions of training (and the end), as in the Figure 2 study
 RL_WINDOW = 10   # an RL point's training-sample rewards: the mean of this many steps up to it
 
 
@@ -86,12 +86,12 @@ def seeds(run) -> list[int]:
     return [run.seed + i for i in range(FAST_SEEDS if run.fast else N_SEEDS)]
 
 
-def data(run, seed: int) -> F.Data:
+def data(run, seed: int) -> U.Data:
     """Seed `seed`'s preference pairs (Bradley–Terry labels, the pipeline's size) and the reward
     model fitted to them: the pipeline's own for the run's seed, else the Figure 2 study's data unit
     of that seed (drawn from the same SFT model with that seed, shared with that study)."""
     from ..preferences import PrefsConfig
-    return F.data_unit(run, "bt", run.settings(PrefsConfig).train_repeats, seed)[0]
+    return U.data_unit(run, "bt", run.settings(PrefsConfig).train_repeats, seed)[0]
 
 
 def failure_reasons(samples: list[dict]) -> dict:
@@ -104,7 +104,7 @@ def failure_reasons(samples: list[dict]) -> dict:
     return counts
 
 
-POINT_KEYS = F.POINT_KEYS
+POINT_KEYS = U.POINT_KEYS
 
 
 def _rl_window(history: list[dict], step: int) -> dict:
@@ -133,7 +133,7 @@ def along_training(run, method: str, beta: float, seed: int | None = None, **ove
     out = folder(run)
 
     def go():
-        total = F._dpo_steps(cfg, d.train) if method == "dpo" else cfg.steps
+        total = U.dpo_steps(cfg, d.train) if method == "dpo" else cfg.steps
         steps = sorted({max(1, round(f * total)) for f in CHECKPOINTS} - {total}) + [total]
         if method == "dpo":
             train_dpo(cfg, run.tok, inputs["sft"], d.train, d.val, out, run.device, run.dtype, quiet=True,

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from minidpo.studies import loss_bench, museum, ppo_vs_reinforce
-from minidpo.studies import frontier as F
+from minidpo.studies import frontier as F, units as U
 
 T2 = 4.302653  # the 95 % two-sided Student t quantile with 2 degrees of freedom (3 seeds)
 
@@ -64,7 +64,7 @@ def test_ppo_and_reinforce_spend_the_same_samples(fast_run):
     run, _ = fast_run
     budgets = F.budgets(run, ppo_vs_reinforce.METHODS)
     spent = {m: b["samples_per_unit"] for m, b in budgets.items()}
-    assert spent[ppo_vs_reinforce.A] == spent[ppo_vs_reinforce.B] == F.rl_samples(run) > 0
+    assert spent[ppo_vs_reinforce.A] == spent[ppo_vs_reinforce.B] == U.rl_samples(run, ppo_vs_reinforce.METHODS[ppo_vs_reinforce.A]) > 0
 
 
 def test_the_ppo_study_difference_is_the_paired_reading():
