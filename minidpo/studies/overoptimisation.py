@@ -258,7 +258,7 @@ def _overoptimisation(run) -> None:
     result = {"seeds": [s["seed"] for s in per_seed], "per_seed": per_seed, **compare_seeds(per_seed)}
     out_dir = run.out / "overoptimisation"
     write_json(out_dir / "overoptimisation.json", result)
-    plots.overoptimisation_figure(result, out_dir / "overoptimisation.png")
+    plots.overoptimisation_figure(result["per_seed"], out_dir / "overoptimisation.png")
     p = result["penalty"]
     print(f"β = 0.01 − β = 0 at KL {', '.join(f'{k:.2f}' for k in p['kl'])} on their frontiers: gold "
           f"{p['gold']['gap_mean']:+.3f} [{p['gold']['low']:+.3f}, {p['gold']['high']:+.3f}] ({p['gold']['verdict']})")
