@@ -80,6 +80,11 @@ def _number(value) -> str:
     return f"{value:.4g}" if value == value else "nan"
 
 
+def failed_claims(out: str) -> list[str]:
+    """The claims a lesson's printed output marks ✗ (its lines that start with FAILS)."""
+    return [line for line in out.splitlines() if line.startswith(FAILS + " ")]
+
+
 def claim(text: str, holds, **numbers) -> bool:
     """Print `text`, a sentence about this run's numbers, with `numbers` (the values it rests on) and ✓
     when `holds`, else ✗ and "does not hold with these settings". Never raises: a knob that turns a

@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from minidpo.harness.tutorial import FAILS, HOLDS
+from minidpo.harness.tutorial import FAILS, HOLDS, failed_claims
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSONS = sorted(ROOT.glob("tutorials/[0-9][0-9]_*.py"))
-
-
-def failed_claims(out: str) -> list[str]:
-    """The claims a lesson's output marks ✗."""
-    return [line for line in out.splitlines() if line.startswith(FAILS + " ")]
 
 
 def test_a_failed_claim_is_seen():

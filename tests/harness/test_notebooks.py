@@ -29,6 +29,22 @@ def test_every_notebook_holds_outputs_made_by_this_checkout():
     assert notebooks.main(["--check"]) == 0
 
 
+def _printed(nb: dict) -> str:
+    """Everything a notebook's code cells printed (their stream outputs)."""
+    return "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
+                   for o in c.get("outputs", []) if o.get("output_type") == "stream")
+
+
+def test_every_committed_notebook_states_claims_and_none_fails():
+    """What a learner reads: each lesson's run checks its sentences about its numbers (✓), and the
+    committed run shows no claim that does not hold (✗)."""
+    from minidpo.harness.tutorial import HOLDS, failed_claims
+    for _, nb_path in notebooks.targets():
+        out = _printed(json.loads(nb_path.read_text(encoding="utf-8")))
+        assert f"\n{HOLDS} " in "\n" + out, f"{nb_path.name}: no checked claim in its outputs"
+        assert failed_claims(out) == [], f"{nb_path.name}: a claim that does not hold: {failed_claims(out)[:3]}"
+
+
 def test_the_freshness_check_sees_a_changed_lesson_and_changed_library_code(monkeypatch, tmp_path):
     script, nb_path = notebooks.targets()[6]  # lesson 07
     assert notebooks.why_stale(script, nb_path) is None
