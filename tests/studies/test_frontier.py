@@ -285,3 +285,24 @@ def test_on_the_shipped_study_no_unit_lowers_its_methods_hull():
                             assert full is not None and full[0] >= less[0] - 1e-12
                             checked += 1
     assert checked > 100
+
+
+def test_on_the_measured_points_a_second_beta_never_lowers_the_frontier():
+    """The case the old envelope got wrong (deterministic labels, DPO, seeds 0–2: over β {0.1, 0.5} it
+    read +0.4955 at KL 1, below the +0.5172 of β = 0.5 alone): on the shipped study's own points, the
+    hull over both β reads at least what either β reads alone, at every matched KL and seed."""
+    import json
+    from minidpo.harness.tutorial import shipped_study
+    r = json.loads(shipped_study("frontier.json").read_text(encoding="utf-8"))
+    checked = 0
+    for seed in r["seeds"]:
+        pts = F.points_of(r["points"], "dpo", "deterministic", seed)
+        both = F.hull(pts, r["sft"])
+        for beta in (0.1, 0.5):
+            alone = F.hull([p for p in pts if p["beta"] == beta], r["sft"])
+            for kl in r["kl_targets"]:
+                one = F.at_kl(alone, kl)
+                if one is not None:
+                    assert F.at_kl(both, kl)[0] >= one[0] - 1e-12, (seed, beta, kl)
+                    checked += 1
+    assert checked >= 12  # 3 seeds × 2 β × the KLs both reach
