@@ -23,7 +23,7 @@ def fast_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fast_studies(fast_run, tmp_path_factory):
     """The tiny run folder plus the Figure 2 study and its ablation with --fast, computed once;
-    the tutorials' folder starts from a copy of it, so lesson 12 reuses every unit."""
+    the tutorials' folder starts from a copy of it, so lesson 13 reuses every unit."""
     import shutil
     from minidpo.studies.ablation import run_ablation
     from minidpo.studies.frontier import run_frontier

@@ -11,7 +11,7 @@
 # towards 1 as y_1's reward pulls ahead. The response the labeller picked is the **chosen** one,
 # y_w (w for "wins"); the other is the **rejected** one, y_l ("loses"). Labels are noisy on
 # purpose: two responses of nearly equal reward are a coin toss, as for human raters. (`PrefsConfig(labels="deterministic")` picks the better one always — the paper's IMDb
-# setting; lesson 12 compares the two.) Run: `python tutorials/04_preferences.py`.
+# setting; lesson 13 compares the two.) Run: `python tutorials/04_preferences.py`.
 
 # %%
 import math
@@ -33,7 +33,7 @@ print(f"candidate pairs refused because both samples were identical: {report['tr
 # ## The file
 # JSONL, one pair a line, with TRL's keys: `prompt`, `chosen`, `rejected` (plus the gold rewards,
 # which only this toy world knows). The Anthropic HH data has no `prompt` key: its `chosen` and
-# `rejected` are each a whole dialogue, the prompt being the beginning they share (lesson 21 splits
+# `rejected` are each a whole dialogue, the prompt being the beginning they share (lesson 22 splits
 # them). Your own file in this format, or TRL's conversational one, trains with
 # `python -m minidpo dpo --data YOURS.jsonl`.
 

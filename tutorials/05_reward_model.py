@@ -132,7 +132,7 @@ claim("a shift leaves the advantages as they were; the division by the std resca
 # - A reward model is the SFT backbone plus a scalar head, trained as a Bradley–Terry classifier
 #   of the pairs; it can only learn reward differences within a prompt.
 # - Its held-out accuracy is bounded, in expectation, by the oracle's on the same pairs, and it is a
-#   proxy: its correlation with the gold reward on fresh samples is well below 1, which lesson 13
+#   proxy: its correlation with the gold reward on fresh samples is well below 1, which lesson 14
 #   turns into over-optimisation.
 # - RL is blind to the reward's level (a shift), not to its scale: the normalisation that matters
 #   is the division by the standard deviation.

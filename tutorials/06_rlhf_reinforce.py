@@ -150,7 +150,7 @@ claim("one step raises log π of the samples with a high advantage and lowers th
 #
 # *Try*: `--set beta=0.0` (or set `beta` in the knobs cell and re-run from there): with no KL
 # penalty nothing holds the policy near the reference. The KL grows, and the proxy's rise gains on
-# the gold reward's, in SFT standard deviations, compared with the default β — the gap lesson 13
+# the gold reward's, in SFT standard deviations, compared with the default β — the gap lesson 14
 # measures as over-optimisation.
 
 # %%
@@ -195,7 +195,7 @@ show(fig)
 # ρ (were the two jointly normal) — the proxy lags. But the policy climbs the proxy, so it seeks
 # what the proxy over-rates — the proxy leads, with gains the gold reward does not confirm
 # (over-optimisation). Which wins depends on β, on the reward model, and on the run itself; the line
-# above says which won here. The *Try* (β = 0) and lesson 13 show the second force winning.
+# above says which won here. The *Try* (β = 0) and lesson 14 show the second force winning.
 
 # %% [markdown]
 # ## Before / after on held-out films
@@ -228,7 +228,7 @@ for i in first_per_prompt(sft["samples"])[:5]:  # one sample each of five films
 # - GRPO's advantage is the same group comparison divided by the group's std (+ ε, so an all-equal
 #   group gives 0).
 # - The KL penalty is what holds the policy near the reference; without it (β = 0, the *Try*) the
-#   proxy can outrun the gold reward — lesson 13 measures that over-optimisation.
+#   proxy can outrun the gold reward — lesson 14 measures that over-optimisation.
 # - Compare a proxy and the gold reward on one scale (here SFT standard deviations), against a
 #   baseline of many samples, never one batch.
 # - Next, lesson 07: this objective has a closed-form optimum, and DPO fits it without sampling.

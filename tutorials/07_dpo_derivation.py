@@ -321,7 +321,7 @@ claim("at β = 0.001 π* is the greedy policy and at β = 1000 it is π_ref (TV 
 #   reward model's loss with r = β·log π/π_ref is the DPO loss (eq. 7). No reward model, no Z, no
 #   sampling: the policy is fitted to the preferences directly.
 # - The pairs fix β·log π/π_ref only up to one constant per group of linked responses: what no pair
-#   mentions, the loss leaves free (lesson 20 follows where that mass goes on a GPT).
+#   mentions, the loss leaves free (lesson 21 follows where that mass goes on a GPT).
 # - Next: lesson 08 climbs from one sequence's log-prob to this loss over a data set.
 # - **Exercise**: write it yourself and have it graded — `python -m minidpo grade optimal-policy`
 #   (`python -m minidpo grade --start` writes the stubs; docs/exercises.md).

@@ -174,7 +174,7 @@ claim("at step 0 every held-out pair is a tie, so the strict accuracy is 0", tie
 
 # %% [markdown]
 # ## Rung 5: a new loss in class
-# Register a function of the margin h under a name (lesson 18 writes one and puts it on the bench
+# Register a function of the margin h under a name (lesson 19 writes one and puts it on the bench
 # beside every other loss).
 # The knob of this rung's *Try* is the β the new loss trains with.
 
@@ -185,7 +185,7 @@ knobs = lesson_knobs(beta=0.25)
 @register_margin_loss("squared-margin")
 def squared_margin(h, beta):
     """A toy variant: pull the margin h up to 1/β, never push it back down (IPO, by contrast, pulls
-    h towards 1/(2β) from both sides: lessons 11 and 15)."""
+    h towards 1/(2β) from both sides: lessons 11 and 16)."""
     return torch.relu(1 / beta - h) ** 2
 
 
@@ -256,7 +256,7 @@ claim("the average mislabelled pair pulls with a weight above ½ (the policy ran
 
 # %% [markdown]
 # ## Conservative DPO caps the margin, not the pull
-# Conservative DPO (label smoothing ε, lesson 15) assumes each label is flipped with probability ε:
+# Conservative DPO (label smoothing ε, lesson 16) assumes each label is flipped with probability ε:
 # $\mathcal{L} = -(1-\varepsilon)\log\sigma(\beta h) - \varepsilon\log\sigma(-\beta h)$. Its gradient
 # weight is $\sigma(-\beta h) - \varepsilon$, so a mislabelled pair (βh ≪ 0) still pulls with weight
 # ≈ 1 − ε: it does not cap how hard a wrong label pulls. What it caps is the *margin*: the weight

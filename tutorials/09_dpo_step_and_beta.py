@@ -252,7 +252,7 @@ claim("after one step the median h is the same at every β (within 5 %)",
 # lesson 10 reads it step by step. Here the same training at a few β, each policy sampled on the
 # held-out films and read there: gold reward, win rate against the SFT model, KL to the reference,
 # fluency. These are the policies of the `diversity` study (`sweep.trained`: the run's own DPO
-# settings, cached in RUN/sweeps/; the default β is the pipeline's own `dpo.pt`), so lesson 14
+# settings, cached in RUN/sweeps/; the default β is the pipeline's own `dpo.pt`), so lesson 15
 # reuses them and a second run of this lesson only samples.
 #
 # What to expect? Not what the step alone suggests: AdamW gives every β the same step size, and the

@@ -291,7 +291,7 @@ claim("even on the training pairs, whose chosen responses the gradient pushes up
 #   including the many no pair mentions (lesson 07's "Up to what?": what no pair mentions, the loss
 #   leaves free), and the pushes of all the other pairs move this pair's responses too.
 # The held-out pairs above get no push of their own at all: they move only through those shared
-# parameters. The mass both log-probs lost went to other responses (lessons 15 and 20 measure
+# parameters. The mass both log-probs lost went to other responses (lessons 16 and 21 measure
 # where). The bridge lesson (lesson 12) climbs from the exact lab to the GPT one condition at a
 # time; its rungs 1–2 show why.
 
@@ -303,6 +303,6 @@ claim("even on the training pairs, whose chosen responses the gradient pushes up
 #   accuracy, the margin and the log-probs together, then the samples.
 # - Each training pair's term pushes its log π(y_w) up, but only the margin is held: shared parameters
 #   and the shift both log-ratios share let the chosen log-prob fall too, and the freed mass goes to
-#   text no pair labelled — so report fluency beside every win rate (lessons 15 and 20 look closer).
+#   text no pair labelled — so report fluency beside every win rate (lessons 16 and 21 look closer).
 # - The implicit reward β·log π/π_ref is a reward model you get for free, defined only up to a
 #   constant per prompt; built from per-token terms, it can score each word where it stands.

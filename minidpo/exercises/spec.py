@@ -30,9 +30,9 @@ CELLS = {
     "dpo-loss": Cell("08_dpo_loss", "Rung 2: the loss on four numbers"),
     "beta": Cell("09_dpo_step_and_beta", "What β does to one step"),
     "conservative": Cell("08_dpo_loss", "Conservative DPO caps the margin, not the pull"),
-    "gae": Cell("17_ppo_vs_reinforce", "Step 4: GAE — advantages per token"),
-    "clip": Cell("17_ppo_vs_reinforce", "Step 5: the clipped surrogate and the clipped value loss"),
-    "museum": Cell("19_doctor_and_museum", "Bugs switched on, trained, diagnosed and priced"),
+    "gae": Cell("18_ppo_vs_reinforce", "Step 4: GAE — advantages per token"),
+    "clip": Cell("18_ppo_vs_reinforce", "Step 5: the clipped surrogate and the clipped value loss"),
+    "museum": Cell("20_doctor_and_museum", "Bugs switched on, trained, diagnosed and priced"),
 }
 
 

@@ -180,7 +180,7 @@ ROW_KEYS = ("loss", "rewards/chosen", "rewards/margins", "rewards/accuracies", "
 def seed_data(run, seed: int) -> tuple[Path, Path]:
     """(training pairs, held-out pairs) of `seed`: the run's own for the run's seed, else that seed's
     pairs of the frontier machinery (`frontier.data_unit`, shared with the Figure 2 study, the loss
-    bench and lesson 17's study)."""
+    bench and lesson 18's study)."""
     if seed == run.seed:
         return run.path("prefs_train.jsonl"), run.path("prefs_val.jsonl")
     from ..preferences import PrefsConfig

@@ -1,4 +1,4 @@
-"""PPO against REINFORCE on equal terms (lesson 17): the same SFT model, reward model, β and number
+"""PPO against REINFORCE on equal terms (lesson 18): the same SFT model, reward model, β and number
 of sampled responses, on 3 seeds, read at the same KL. `python -m minidpo ppo-vs-reinforce`.
 
 Each algorithm runs at the pipeline's own settings (`rlhf.RLHFConfig`, `ppo.PPOConfig`: PPO makes

@@ -1,13 +1,13 @@
 """Data off the toy, made here: dialogues laid out as Anthropic's HH-RLHF ships them, and a tiny GPT-2.
 
-`python -m minidpo.tools.own_data` rewrites what lesson 21 imports (small, shipped in data/), the
+`python -m minidpo.tools.own_data` rewrites what lesson 22 imports (small, shipped in data/), the
 same bytes from the same seed (tests/interop/test_own_data.py regenerates them and compares):
   data/hh_train.jsonl, data/hh_val.jsonl   film-talk dialogues in HH's layout, our own sentences. The
                                           chosen reply answers the question asked about the film
                                           asked; the rejected one is one of seven kinds of worse reply
                                           (`REJECTED_KINDS`), each composed from parts, so no two are
                                           alike; its kind is kept in the key "rejected_kind" (a key
-                                          HH does not have: readers ignore it, lesson 21 reads it).
+                                          HH does not have: readers ignore it, lesson 22 reads it).
                                           Held-out films in hh_val.jsonl, none of its replies in
                                           hh_train.jsonl.
   data/tiny_gpt2/                          a GPT-2-shaped folder (config.json, model.safetensors,

@@ -215,7 +215,7 @@ def _largest_tv(free):
     return max(0.5 * (p - q).abs().sum().item() for p in ps for q in ps)
 
 
-def check_12(g, out):
+def check_13(g, out):
     from minidpo.harness import compare as C
     hand, sft = g["hand"], g["sft"]  # the hull by hand: from SFT at KL 0, concave, climbing, then flat
     assert hand[0] == (0.0, sft["gold_reward"], sft["fluency"]) and len(hand) >= 2
@@ -245,7 +245,7 @@ def _claims_hold(out: str, *starts: str) -> None:
         assert lines and all(line.startswith("✓ ") for line in lines), (text, lines)
 
 
-def check_13(g, out):
+def check_14(g, out):
     n = g["n"]
     assert g["picked_proxy"] == g["proxy"][:n].max().item()  # best-of-n picks by the proxy alone
     assert g["bound"] == pytest.approx(math.log(n) - (n - 1) / n)
@@ -263,7 +263,7 @@ def check_13(g, out):
                  "best-of-n with the full proxy has no observed peak")
 
 
-def check_14(g, out):
+def check_15(g, out):
     for h in g["hand"].values():  # at temperature 1 the hand-made measures are the library's
         assert h["entropy"] == pytest.approx(h["library_entropy"], abs=1e-4) and h["unique"] == h["library_unique"]
     assert {p["method"] for p in g["points"]} == {"dpo", "rlhf"} and len(g["points"]) == sum(map(len, g["betas"].values()))
@@ -276,7 +276,7 @@ def check_14(g, out):
     _claims_hold(out, "gold reward at the end: β = 0 RL is below the SFT model", "DPO's unique fraction")
 
 
-def check_15(g, out):
+def check_16(g, out):
     d = g["rows"]["DPO (default)"]  # by hand on the held-out pairs = the training log's eval/logps
     assert g["mean_w"] == pytest.approx(d["logps_chosen_change"], abs=1e-3)
     assert g["mean_l"] == pytest.approx(d["logps_rejected_change"], abs=1e-3)
@@ -291,7 +291,7 @@ def check_15(g, out):
     _claims_hold(out, "plain DPO's held-out log π(y_w) from start to end", "fluency at the same KL: RPO")
 
 
-def check_16(g, out):
+def check_17(g, out):
     assert g["same_pairs"] and g["max_diff"] == 0.0  # the round written out is the library's online_round
     assert abs(g["first"]["eval/loss"] - LN2) < 1e-6  # it starts at the reference: ln 2
     assert len(g["pairs"]) + g["refused"] == g["knobs"].prompts
@@ -303,12 +303,12 @@ def check_16(g, out):
 
 
 def _reading_falls(d, v, out):
-    """Lesson 12's Try: each hull read at a smaller KL gives less gold (where both readings exist)."""
+    """Lesson 13's Try: each hull read at a smaller KL gives less gold (where both readings exist)."""
     both = [(d["read"][m][0], v["read"][m][0]) for m in d["read"] if d["read"][m] and v["read"][m]]
     return both and all(b < a for a, b in both)
 
 
-def check_17(g, out):
+def check_18(g, out):
     rewards, batch, cfg = g["rewards"], g["batch"], g["cfg"]
     k1 = ((g["old"].token_logps - batch.ref_token_logps) * g["mask"]).sum(1)
     assert torch.allclose(rewards.sum(1), batch.reward - cfg.beta * k1, atol=1e-5)
@@ -340,7 +340,7 @@ def check_17(g, out):
     assert g["read"] and "PPO is above REINFORCE" in out and "this lesson took" in out
 
 
-def check_18(g, out):
+def check_19(g, out):
     assert set(g["rows"]) == {"sigmoid", "smooth-hinge", "mean-margin"}
     assert not g["LOSSES"]["mean-margin"].reference and all(math.isfinite(r["gold_reward"]) for r in g["rows"].values())
     # what trains is the knob's target (the registration's one default, and the unit's loss_args)
@@ -361,7 +361,7 @@ def check_18(g, out):
     assert set(g["told"]) <= set(bench["paired"]) and all(v in ("above", "below") for v in g["told"].values())
 
 
-def check_19(g, out):
+def check_20(g, out):
     assert all(c.ok for c in g["clean"])
     # the healthy run: ln 2 and accuracy 0 (ties) at step 0, every curve check passes
     first = g["held_out"][0]
@@ -387,7 +387,7 @@ def check_19(g, out):
     assert g["only_gold"] == ["swap-labels"] and g["worst"] == "swap-labels"
 
 
-def check_20(g, out):
+def check_21(g, out):
     assert abs(g["e"]["ref_total_probability"] - 1) < 1e-6 and 0 <= g["pairs"]["chosen_down_frac"] <= 1
     assert len(g["pairs"]["ches"]) == len(g["pairs"]["d_logp_chosen"]) == len(g["pairs"]["ches_normalised"]) > 0
     assert g["gap"] < 1e-3  # the displacement and both CHES by hand are the library's
@@ -411,7 +411,7 @@ def check_20(g, out):
     assert all(v["h"] > 1 / (2 * v["beta"]) for v in g["dpo_end"].values())
 
 
-def check_21(g, out):
+def check_22(g, out):
     n_lines, n_same = len(g["lines"]), sum(g["same"])
     assert g["library"] == g["ours"] and 0 < n_same < n_lines  # both kinds of line are in the shipped file
     for i, (trl, ours) in enumerate(zip(g["trl"], g["ours"])):  # TRL's prompt runs into the replies, or is ours
@@ -513,10 +513,10 @@ def test_tutorial_runs_fast_and_shows_its_numbers(script, lesson):
 # Each check says how the number the Try's text names must move; `d` is the default run's globals,
 # `v` the variant's, `out` the variant's printed output.
 TRIES = [
-    ("12", ("matched_kl=0.5",), _reading_falls),
-    ("13", ("n=64",), lambda d, v, out: v["picked_proxy"] >= d["picked_proxy"] and v["bound"] > d["bound"]),
-    ("14", ("temperature=0.5",), lambda d, v, out: all(v["hand"][k]["entropy"] < d["hand"][k]["entropy"] for k in d["hand"])),
-    ("16", ("labels=deterministic",), lambda d, v, out: v["agree"] > d["agree"] and v["agree"] == pytest.approx(
+    ("13", ("matched_kl=0.5",), _reading_falls),
+    ("14", ("n=64",), lambda d, v, out: v["picked_proxy"] >= d["picked_proxy"] and v["bound"] > d["bound"]),
+    ("15", ("temperature=0.5",), lambda d, v, out: all(v["hand"][k]["entropy"] < d["hand"][k]["entropy"] for k in d["hand"])),
+    ("17", ("labels=deterministic",), lambda d, v, out: v["agree"] > d["agree"] and v["agree"] == pytest.approx(
         sum(p["chosen_gold"] != p["rejected_gold"] for p in v["pairs"]) / len(v["pairs"]))),
     ("01", ("merges=64",), lambda d, v, out: v["tokens_per_review"] > d["tokens_per_review"] + 1),
     # 07: a smaller β trusts the reward more: π* sharper (top probability, KL to π_ref), descent still on it
@@ -534,19 +534,19 @@ TRIES = [
     # reward (both in SFT standard deviations)
     ("06", ("beta=0.0",), lambda d, v, out: v["m"]["config"]["beta"] == 0.0 and v["kl_end"] > d["kl_end"]
      and v["proxy_rise"] - v["gold_rise"] > d["proxy_rise"] - d["gold_rise"]),
-    # 17: λ = 1 gives the plain reward-to-go, λ = 0 each token's own reward (V = 0 at the first batch)
-    ("17", ("lam=1.0",), lambda d, v, out: v["from_to_go"] < 1e-6 < d["from_to_go"]),
-    ("17", ("lam=0.0",), lambda d, v, out: v["from_own"] < 1e-6 < d["from_own"]),
-    # 18: a larger target margin trains (it is in the unit's key): its held-out margin grows, DPO's is reused
-    ("18", ("target=3.0",), lambda d, v, out: v["margins_at_end"]["smooth-hinge"] > d["margins_at_end"]["smooth-hinge"]
+    # 18: λ = 1 gives the plain reward-to-go, λ = 0 each token's own reward (V = 0 at the first batch)
+    ("18", ("lam=1.0",), lambda d, v, out: v["from_to_go"] < 1e-6 < d["from_to_go"]),
+    ("18", ("lam=0.0",), lambda d, v, out: v["from_own"] < 1e-6 < d["from_own"]),
+    # 19: a larger target margin trains (it is in the unit's key): its held-out margin grows, DPO's is reused
+    ("19", ("target=3.0",), lambda d, v, out: v["margins_at_end"]["smooth-hinge"] > d["margins_at_end"]["smooth-hinge"]
      and v["rows"]["smooth-hinge"]["kl_to_ref"] > d["rows"]["smooth-hinge"]["kl_to_ref"]
      and v["margins_at_end"]["sigmoid"] == d["margins_at_end"]["sigmoid"] and "loss args {'target': 3.0}" in out),
-    # 18: the new losses on 3 seeds: each reading against DPO is paired over 3 seeds, with an interval
-    ("18", ("seeds=3",), lambda d, v, out: all(x.n == 3 and x.verdict != "one seed" for row in v["versus"].values()
+    # 19: the new losses on 3 seeds: each reading against DPO is paired over 3 seeds, with an interval
+    ("19", ("seeds=3",), lambda d, v, out: all(x.n == 3 and x.verdict != "one seed" for row in v["versus"].values()
                                                 for x in row.values())
      and all(x.n == 1 for row in d["versus"].values() for x in row.values())),
-    # 19: the whole museum: every fault, the three of the default reused as they were
-    ("19", ("museum=true",), lambda d, v, out: set(v["rows"]) == {"clean", *v["FAULTS"]}
+    # 20: the whole museum: every fault, the three of the default reused as they were
+    ("20", ("museum=true",), lambda d, v, out: set(v["rows"]) == {"clean", *v["FAULTS"]}
      and all(v["rows"][f]["eval"] == d["rows"][f]["eval"] for f in d["LESSON_FAULTS"])),
 ]
 

@@ -1,4 +1,4 @@
-"""The files lesson 21 imports are what `python -m minidpo.tools.own_data` makes from seed 0: the pair
+"""The files lesson 22 imports are what `python -m minidpo.tools.own_data` makes from seed 0: the pair
 files byte for byte, the tiny GPT-2's tokenizer and the record of its pretraining text; its weights
 (a training run) in the slow tier. And what the lesson says of them: the base model read no sentence
 of any reply, the held-out replies are new, the rejected replies are of seven varied kinds."""

@@ -49,7 +49,7 @@ def test_each_check_fails_on_its_fault(fault, setups):
 
 def test_only_swapped_labels_hide_from_every_check_a_real_run_can_run(setups):
     """A real run has no gold reward: without the checks that need it, the doctor still flags every
-    bug but one, swapped labels (lesson 19's answer)."""
+    bug but one, swapped labels (lesson 20's answer)."""
     assert set(NEEDS_GOLD) == {"labels-agree"}
     seen_without_gold = {fault: {c.name for c in diagnose(setups(fault)) if not c.ok} - set(NEEDS_GOLD)
                          for fault in FAULTS}

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 21 · Your own model and your own pairs
+# # 22 · Your own model and your own pairs
 # **You need** lessons 03 (SFT), 09 (a DPO run) and 10 (reading a run); nothing else: the files are
 # shipped. **You will see** a GPT-2 folder and HH-RLHF-style pairs taken from import to export: the
 # layouts and the chat template, SFT on the chosen replies, DPO, a verdict without a gold reward
@@ -28,7 +28,7 @@
 # hedges, a brush-off, one clause said three times, or the chosen reply's opening that then turns
 # away. Each line names its kind in a key HH does not have, `rejected_kind` (readers ignore it; this
 # lesson reads it to say *which* pairs a model gets right).
-# Run: `python tutorials/21_your_own_model.py` (`--fast`: a smoke run). The same commands take a real
+# Run: `python tutorials/22_your_own_model.py` (`--fast`: a smoke run). The same commands take a real
 # GPT-2 and real data.
 
 # %%
@@ -57,7 +57,7 @@ from minidpo.tools import own_data
 from minidpo.tools.bench import GPT2_SMALL, describe_spread, dpo_step_cost
 
 start = time.perf_counter()
-lesson = tutorial_run("21: your own model and your own pairs")
+lesson = tutorial_run("22: your own model and your own pairs")
 FOLDER, TRAIN, VAL = shipped_file("tiny_gpt2"), shipped_file("hh_train.jsonl"), shipped_file("hh_val.jsonl")
 
 # %% [markdown]
@@ -469,7 +469,7 @@ print(f"this lesson took {seconds:.0f} s")
 #    nobody sampled the pairs (we wrote them), and the base already read talk of their kind: the claim
 #    below says how far SFT had to move it, against how far DPO moved after.
 # 2. *Did the chosen log-probs fall?* Section 5's claim reads the signs: DPO widens the margin,
-#    and may do it by pushing both replies down (lesson 15); the held-out pairs here got no push of
+#    and may do it by pushing both replies down (lesson 16); the held-out pairs here got no push of
 #    their own, so their log-probs moved with the shared parameters.
 # 3. *When do TRL's split and ours differ?* Wherever the two replies begin with the same
 #    *characters*: after whole shared words, inside a word whose first letters both share

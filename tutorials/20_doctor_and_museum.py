@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 19 · "Why is my DPO not working?" — reading a run, the doctor and the museum of classic bugs
+# # 20 · "Why is my DPO not working?" — reading a run, the doctor and the museum of classic bugs
 # **You need** the lessons on one DPO step and on reading a DPO run. **You will see** what goes wrong in
 # real DPO code, and how to tell from the curves — or not.
 # The questions people file most often against DPO code are not about the math but about runs that
@@ -9,7 +9,7 @@
 # sums. This lesson first reads a healthy run's curves, then breaks one thing by hand and watches
 # the symptom appear, then trains a few of the classic bugs and sets their curves beside the
 # healthy ones, diagnosed and priced in gold reward — which only a world with a known reward can do.
-# Run: `python tutorials/19_doctor_and_museum.py` (`--fast`: seconds). By default it trains three
+# Run: `python tutorials/20_doctor_and_museum.py` (`--fast`: seconds). By default it trains three
 # of the bugs on one seed; what each bug costs against the seed noise comes from the full museum
 # (every bug on 5 seeds), read from this folder (`--set museum=true`, or `python -m minidpo museum
 # --out runs/tutorial`), `runs/default`, or the copy committed with minidpo.
@@ -28,7 +28,7 @@ from minidpo.studies.doctor import NEEDS_GOLD, build, diagnose, read_curves
 from minidpo.studies.museum import FAULTS, inject, museum_seeds, museum_unit, print_costs, print_museum, run_museum
 from minidpo.training import make_optimizer
 
-run = tutorial_run("19: the doctor and the bug museum")
+run = tutorial_run("20: the doctor and the bug museum")
 ensure(run, "eval_sft", "prefs", "dpo", "eval_dpo")
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=120)
 LN2 = math.log(2)

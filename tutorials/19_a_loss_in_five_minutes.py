@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 18 · A new preference loss in five minutes
+# # 19 · A new preference loss in five minutes
 # **You need** the DPO-loss lesson (the loss ladder, registering a loss) and the Figure 2 lesson (reading methods at a
 # matched KL). **You will see** a new loss written in one cell, trained, and put on the bench.
 # Every preference loss in `minidpo/losses.py` is a function registered under a name. A loss of
@@ -7,7 +7,7 @@
 # needs three lines; a loss that reads more (per-token log-probs, lengths, no reference) gets the
 # whole record of the batch. Here we write one in a cell, train it on the same pairs and budget as
 # every loss on the bench, and put it on the leaderboard next to DPO.
-# Run: `python tutorials/18_a_loss_in_five_minutes.py` (`--fast`: seconds).
+# Run: `python tutorials/19_a_loss_in_five_minutes.py` (`--fast`: seconds).
 
 # %%
 import math
@@ -24,7 +24,7 @@ from minidpo.harness.tutorial import claim, lesson_knobs, saved_study, tutorial_
 from minidpo.losses import LOSSES, PairRecord, LossOutput, hinge_loss, register_loss, register_margin_loss, sigmoid_loss
 from minidpo.preferences import PrefsConfig
 
-run = tutorial_run("18: a new preference loss in five minutes")
+run = tutorial_run("19: a new preference loss in five minutes")
 knobs = lesson_knobs(target=1.0, seeds=1)  # the smoothed hinge's target margin; seeds the new losses train on
 
 # %% [markdown]

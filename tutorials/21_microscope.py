@@ -1,11 +1,11 @@
 # %% [markdown]
-# # 20 · The likelihood-displacement microscope
+# # 21 · The likelihood-displacement microscope
 # **You need** the derivation lesson (what the pairs leave free) and the failure-modes lesson (both
 # log-probs falling). **You will see** where the probability DPO takes from the labelled responses
 # goes. DPO trains a *margin*. The failure-modes lesson saw both log-probs fall; this lesson asks
 # where the probability goes, pair by pair, and then — on a GPT small enough that every possible
 # response can be listed — measures it exactly.
-# Run: `python tutorials/20_microscope.py` (`--fast`: seconds).
+# Run: `python tutorials/21_microscope.py` (`--fast`: seconds).
 
 # %%
 import math
@@ -20,7 +20,7 @@ from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.studies.microscope import all_responses, run_microscope
 from minidpo.harness.stages import ensure
 
-run = tutorial_run("20: the likelihood-displacement microscope")
+run = tutorial_run("21: the likelihood-displacement microscope")
 ensure(run, "dpo")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 

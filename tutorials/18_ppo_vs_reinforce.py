@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 17 · PPO next to REINFORCE
+# # 18 · PPO next to REINFORCE
 # **You need** the RLHF lesson (REINFORCE with a KL penalty) and the Figure 2 lesson (methods read at
 # the same KL). **You will see** what PPO adds to REINFORCE, and what it buys on equal terms.
 # InstructGPT did RLHF with PPO, not with the REINFORCE of the RLHF lesson. Both start from the same
@@ -13,7 +13,7 @@
 # REINFORCE from the same SFT model on the same budget of samples and compares the two the way the
 # Figure 2 lesson compares methods: at the same KL to the reference, paired by seed over 3 seeds
 # (this run trains one seed; the 3-seed study is read from where it ran, or from the copy committed
-# with minidpo). Run: `python tutorials/17_ppo_vs_reinforce.py` (about a minute and a half; `--fast` for
+# with minidpo). Run: `python tutorials/18_ppo_vs_reinforce.py` (about a minute and a half; `--fast` for
 # a smoke run); the lesson prints how long it took.
 
 # %%
@@ -34,7 +34,7 @@ from minidpo.studies import frontier as F
 from minidpo.studies import ppo_vs_reinforce
 
 started = time.perf_counter()
-run = tutorial_run("17: PPO next to REINFORCE")
+run = tutorial_run("18: PPO next to REINFORCE")
 ensure(run, "eval_sft", "reward_model")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 

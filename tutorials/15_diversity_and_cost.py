@@ -1,12 +1,12 @@
 # %% [markdown]
-# # 14 · Diversity against β, and the cost of RL
+# # 15 · Diversity against β, and the cost of RL
 # **You need** lessons 06 and 09 (the REINFORCE policy, DPO's β sweep). **You will see** two of the
 # critics' points in numbers. The maximiser of the KL-regularised objective, π* ∝ π_ref·exp(r/β),
 # keeps π_ref's spread at large β and concentrates on the best responses *of the reward it is
 # given* as β → 0. β is the leash: we sweep it for both methods and watch the gold reward, the
 # per-token entropy and the fraction of unique responses. Then the bill: wall time, tokens through
 # the model, samples generated and the models held in memory, for the RLHF roads against DPO's.
-# Run: `python tutorials/14_diversity_and_cost.py` in the folder of lessons 01–11 (`runs/tutorial`;
+# Run: `python tutorials/15_diversity_and_cost.py` in the folder of lessons 01–11 (`runs/tutorial`;
 # `--fast`: a smoke run). By default: the two measures by hand on a handful of samples, a
 # lecture-sized β sweep (one seed), and the cost rows of the roads those lessons trained (DPO,
 # REINFORCE). The full sweep (three seeds, each evaluated along training) and the cost table with
@@ -30,7 +30,7 @@ from minidpo.rlhf import RLHFConfig
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import cost, diversity
 
-run = tutorial_run("14: diversity vs β and the cost of RL")
+run = tutorial_run("15: diversity vs β and the cost of RL")
 ensure(run, "eval_sft", "rlhf", "dpo", "eval_rlhf", "eval_dpo")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 

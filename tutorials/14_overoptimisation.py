@@ -1,12 +1,12 @@
 # %% [markdown]
-# # 13 · Reward over-optimisation
+# # 14 · Reward over-optimisation
 # **You need** lessons 05 and 06 (the reward model, RL with a KL penalty). **You will see** what
 # happens when a policy optimises a learned reward hard. The reward model is a proxy fitted on SFT
 # samples. Push on it — pick the best of n samples, or run RL with no KL leash (β = 0) — and the
 # policy drifts to text the proxy never saw. Gao, Schulman & Hilton (2022) measured how the gold
 # reward follows the proxy as the KL to the reference grows: it can rise more slowly than the proxy,
 # peak and fall. Whether it falls, and where, is what we measure here, by each push, on three seeds.
-# Run: `python tutorials/13_overoptimisation.py` (`--fast`: a smoke run). The lesson does best-of-n
+# Run: `python tutorials/14_overoptimisation.py` (`--fast`: a smoke run). The lesson does best-of-n
 # by hand for one prompt, then on a lecture-sized set of prompts, and two RL runs on one seed; the
 # full study (the same 32 prompts with 256 candidates each instead of 64, a weaker proxy trained on
 # half of the pairs, and everything on three seeds, each with its own pairs and reward model) is
@@ -28,7 +28,7 @@ from minidpo.reward_model import load_reward_model, score
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import overoptimisation as O
 
-run = tutorial_run("13: reward over-optimisation")
+run = tutorial_run("14: reward over-optimisation")
 ensure(run, "sft", "reward_model")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 

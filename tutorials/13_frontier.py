@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 12 · The paper's Figure 2, and why it comes out the way it does here
+# # 13 · The paper's Figure 2, and why it comes out the way it does here
 # **You need** lessons 06 and 09 (a REINFORCE run and a DPO run, each read by gold reward and KL).
 # **You will see** how two methods are compared fairly — on the reward-vs-KL frontier, at the same
 # KL, paired by seed — and what that comparison says in this world, and what it does not.
@@ -26,7 +26,7 @@
 # - **Unlikelihood** (Welleck et al. 2019): Preferred-FT plus a push on every token of the
 #   rejected response, $-\frac{1}{|y_w|}\log\pi(y_w|x) - \frac{\alpha}{|y_l|}\sum_t \log(1-\pi(y_{l,t}|x, y_{l,<t}))$.
 #
-# Run: `python tutorials/12_frontier.py`. By default the lesson trains a lecture-sized piece of the
+# Run: `python tutorials/13_frontier.py`. By default the lesson trains a lecture-sized piece of the
 # study (two of its units: DPO and REINFORCE at one β each, one seed, this project's labels), builds
 # a frontier from them by hand, and then reads the full study: yours, if this folder (or
 # `runs/default`) holds it, else the one committed with minidpo (data/studies/). The full study
@@ -47,7 +47,7 @@ from minidpo.preferences import PrefsConfig
 from minidpo.studies import frontier as F
 from minidpo.studies.ablation import print_ablation, run_ablation
 
-run = tutorial_run("12: the reward-vs-KL frontier and the ablation")
+run = tutorial_run("13: the reward-vs-KL frontier and the ablation")
 
 # %% [markdown]
 # The knobs: the KL at which the frontiers are compared, and whether to run the full study here.
@@ -165,7 +165,7 @@ else:
 # %% [markdown]
 # ## The same, by the library
 # `frontier.hull` (`harness.compare.frontier`) and `frontier.at_kl` are the two functions every table
-# of the study, and every comparison in lessons 13–20, uses.
+# of the study, and every comparison in lessons 14–21, uses.
 
 # %%
 env = F.hull(F.points_of(points, "dpo", "bt", run.seed), sft)

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 16 · Online DPO: the answer to "the dataset is fixed"
+# # 17 · Online DPO: the answer to "the dataset is fixed"
 # **You need** lessons 04 and 09 (pairs and their labels; a DPO run). **You will see** DPO made
 # online, round by round, and compared with offline DPO at the same number of labels and the same KL.
 # Offline DPO only ever sees pairs sampled from the SFT model. Online DPO works in rounds: sample
@@ -7,7 +7,7 @@
 # the reward model — no human), and train DPO on them (the DPO stage's epochs over the round's
 # pairs, starting from the round's policy). Same number of labelled pairs and gradient steps as
 # offline DPO.
-# Run: `python tutorials/16_online_dpo.py` after lesson 09 (`--fast`: a smoke run). One round
+# Run: `python tutorials/17_online_dpo.py` after lesson 09 (`--fast`: a smoke run). One round
 # written out first, checked against the library's `online_round`; then the library's rounds on one
 # seed; then the study (both label sources and offline DPO on three seeds, compared at the same KL),
 # read from this folder, `runs/default`, or the copy committed with minidpo, which runs with
@@ -32,7 +32,7 @@ from minidpo.preferences import LABELS, encode_pairs, label_pair, read_preferenc
 from minidpo.sampling import make_generator, sample
 from minidpo.studies.online_dpo import online_round, online_unit, run_online_dpo
 
-run = tutorial_run("16: online (iterative) DPO")
+run = tutorial_run("17: online (iterative) DPO")
 ensure(run, "eval_sft", "prefs", "reward_model", "eval_dpo")
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
 

@@ -1,12 +1,12 @@
 # %% [markdown]
-# # 15 · DPO's own failure modes
+# # 16 · DPO's own failure modes
 # **You need** lessons 09 and 10 (a DPO run, read on held-out pairs). **You will see** why DPO costs
 # fluency here, and what four remedies buy back at the same distance from the reference. DPO trains
 # a *margin*: log π(y_w)/π_ref − log π(y_l)/π_ref. Nothing in the loss says log π(y_w) must go up,
 # and in practice both log-probs fall. The probability mass that leaves the labelled responses goes
 # to text nobody labelled, and in this world we can see what that text is. Then the remedies: a
 # larger β, conservative DPO (label smoothing), IPO, and an NLL term on the chosen response (RPO).
-# Run: `python tutorials/15_dpo_failure_modes.py` after lesson 10 (`--fast`: a smoke run): the
+# Run: `python tutorials/16_dpo_failure_modes.py` after lesson 10 (`--fast`: a smoke run): the
 # measurement by hand on held-out pairs, then every remedy trained beside plain DPO on one seed; the
 # study (every remedy on three seeds, evaluated along training, read against DPO at the same KL) is
 # read from this folder, `runs/default`, or the copy committed with minidpo, and runs with
@@ -25,7 +25,7 @@ from minidpo.preferences import encode_pairs, read_preferences
 from minidpo.sampling import make_generator, sample
 from minidpo.studies import failure_modes as FM
 
-run = tutorial_run("15: DPO's failure modes and remedies")
+run = tutorial_run("16: DPO's failure modes and remedies")
 ensure(run, "eval_sft", "dpo")
 torch.set_printoptions(precision=2, sci_mode=False, linewidth=120)
 
