@@ -65,6 +65,7 @@ class Method:
     grid: tuple[dict, ...]           # one run per entry
     fast_grid: tuple[dict, ...]      # empty: not in the --fast smoke run (a DPO unit with another loss)
     uses_labels: bool = True         # PPO-GT trains on the gold reward: the same under any labels
+    samples: int = 0                 # an RL method's own sample budget (0: the study's, `rl_samples`)
 
 
 METHODS = {m.name: m for m in (
@@ -163,12 +164,12 @@ def unit_config(run, method: Method, point: dict, seed: int):
     settings, and for an RL method the steps that spend the sample budget exactly."""
     settings = {**method.settings, **point, **(FAST_SETTINGS.get(method.trainer, {}) if run.fast else {})}
     cfg = run.settings(_config_class(method.trainer), seed=seed, **settings)
-    per_step = samples_per_step(cfg)
+    per_step, budget = samples_per_step(cfg), method.samples or rl_samples(run)
     if per_step:
-        if rl_samples(run) % per_step:
+        if budget % per_step:
             raise ValueError(f"{method.name}: {per_step} samples per step do not divide the budget of "
-                             f"{rl_samples(run)} samples")
-        cfg = replace(cfg, steps=rl_samples(run) // per_step)
+                             f"{budget} samples")
+        cfg = replace(cfg, steps=budget // per_step)
     return cfg
 
 
