@@ -1,15 +1,16 @@
 """Rung 5 of the bridge: the default toy-world run, on three seeds, its two roads read at matched KL.
 
-The roads as the pipeline runs them, each seed on its own pairs and reward model (the Figure 2
-study's data units, `frontier.data_unit`; seed = the run's seed is the pipeline's own files):
-  DPO     the DPO stage's settings (β 0.5, 2 epochs over the seed's offline pairs);
-  RLHF    REINFORCE with the RLHF stage's settings: β 0.05 on the normalised reward model and its
-          budget, 150 steps of 16 prompts × 4 on-policy samples (9,600 samples);
-trained and evaluated along training by the Figure 2 study's own units (`frontier.collect`), so units
-that study already trained are reused (its DPO β = 0.5 units are these). Beside them, online DPO
-labelled by the same reward model: as many labelled pairs as offline DPO, in rounds, each round's
-pairs sampled from the current policy (`online_dpo.online_round`) — on-policy data with no more
-information than RLHF has (a gold label would be more).
+Every trained policy of this rung is a unit another study already computes (so the bridge trains
+none of its own when those studies have run), each seed on its own pairs and reward model (the
+Figure 2 study's data units, `units.data_unit`; seed = the run's seed is the pipeline's own files):
+  DPO         the Figure 2 study's DPO unit at the DPO stage's β 0.5 (2 epochs over the offline pairs);
+  RLHF        the PPO-vs-REINFORCE study's "reinforce_pipeline" unit: REINFORCE with the RLHF stage's
+              settings (β 0.05 on the normalised reward model, 16 prompts × 4 on-policy samples per
+              step) for the Figure 2 study's sample budget (2,560 responses; the pipeline spends 9,600);
+  online DPO  the online-DPO study's unit labelled by the seed's reward model: as many labelled pairs
+              as offline DPO, in rounds, each round's pairs sampled from the current policy — on-policy
+              data with no more information than RLHF has (a gold label would be more).
+All are evaluated along training on the held-out films (`units.collect`, `online_dpo.online_unit`).
 
 How they are read is the bridge's (`bridge.matched`): each road's hull (its points along training
 and the SFT model) at the largest KL both reach in every seed, paired by seed. This module returns
@@ -21,75 +22,32 @@ training pairs do not hold for that prompt, from samples on the training prompts
 """
 from __future__ import annotations
 
-import copy
 import math
 import random
 from dataclasses import replace
 
 import torch
 
-from .. import world
 from ..checkpoint import read_json, write_json
-from ..dpo import DPOConfig, pair_logps
-from ..evaluate import response_logps, summary_row
-from ..preferences import PrefsConfig, encode_pairs, read_preferences
-from ..reward_model import load_reward_model, score
-from ..rlhf import RLHFConfig
+from ..evaluate import response_logps
+from ..preferences import PrefsConfig, read_preferences
 from ..sampling import make_generator, sample
-from . import frontier as F
-from .online_dpo import online_round
+from . import frontier as F, online_dpo, ppo_vs_reinforce as PVR, units as U
 
-ROUNDS, FAST_ROUNDS = 4, 2
+DPO_BETA = 0.5               # the DPO stage's β: one of the Figure 2 study's DPO grid points
 DISTANCE_SEED_OFFSET = 300   # the samples that estimate the distance between the default run's roads
-ONLINE_SEED_OFFSET = 1000    # round r of seed s samples its pairs with seed s + 1000 + r (as online_dpo)
 
 
 def folder(run):
     return run.out / "bridge" / "units"
 
 
-def pipeline_budget(run) -> int:
-    """The RLHF stage's sample budget in this run: steps × prompts per step × samples per prompt."""
-    cfg = run.settings(RLHFConfig)
-    return cfg.steps * cfg.prompts_per_step * cfg.k
-
-
-def methods(run) -> dict:
-    """The two roads as Figure 2 study methods, at the stages' own β and budgets."""
-    dpo_beta, rl_beta = run.settings(DPOConfig).beta, run.settings(RLHFConfig).beta
-    return {"dpo": replace(F.METHODS["dpo"], grid=({"beta": dpo_beta},), fast_grid=({"beta": dpo_beta},)),
-            "reinforce_pipeline": F.Method("reinforce_pipeline", "REINFORCE (the pipeline's budget)", "rlhf", {},
-                                           ({"beta": rl_beta},), ({"beta": rl_beta},), samples=pipeline_budget(run))}
-
-
-def online_unit(run, data: F.Data) -> list[dict]:
-    """Online DPO labelled by the seed's reward model (Bradley–Terry on its score), as many pairs in
-    all as the seed's offline file, in ROUNDS rounds; evaluated after each round. A cached unit."""
-    rounds = FAST_ROUNDS if run.fast else ROUNDS
-    cfg = run.settings(DPOConfig, seed=data.seed)
-    name = f"online_dpo_reward_model_{data.tag}"
-    out = folder(run) / f"{name}.json"
-    inputs = {"sft": run.path("sft.pt"), "train_data": data.train, "val_data": data.val,
-              "reward_model": data.reward_model}
-
-    def go():
-        tok, sft = run.tok, run.load_policy("sft.pt")
-        per_round = len(read_preferences(data.train)[0]) // rounds
-        val_enc, _ = encode_pairs(tok, read_preferences(data.val)[0], sft.config.block_size)
-        val = (val_enc, pair_logps(sft, val_enc, tok.end_id, cfg.average_logps, dtype=run.dtype))
-        rm = load_reward_model(data.reward_model, run.device, tok.vocab_size)
-        titles, rng, policy, points = world.split_titles()[0], random.Random(data.seed), copy.deepcopy(sft), []
-        for r in range(rounds):
-            prompts = [world.make_prompt(rng.choice(titles)) for _ in range(per_round)]
-            online_round(policy, sft, tok, prompts, replace(cfg, seed=data.seed + r), val,
-                         data.seed + ONLINE_SEED_OFFSET + r,
-                         lambda p, ids: score(rm, tok, p, ids, dtype=run.dtype), run.dtype)
-            s = summary_row(run.evaluate(policy, sft))
-            points.append({"round": r + 1, "labelled_pairs": (r + 1) * per_round, **{k: s[k] for k in F.POINT_KEYS}})
-        write_json(out, {"seed": data.seed, "points": points})
-    run.cached(name, {**cfg.key(), "rounds": rounds, **run.eval_config()}, inputs, go, outputs=[out],
-               code="studies.bridge_toy", folder=folder(run), announce=False)
-    return read_json(out)["points"]
+def methods() -> dict:
+    """The two roads as the other studies define their units (so their units are these): the Figure
+    2 study's DPO at the DPO stage's β, and PPO-vs-REINFORCE's REINFORCE at the pipeline's settings."""
+    dpo = F.METHODS["dpo"]
+    return {"dpo": replace(dpo, grid=({"beta": DPO_BETA},), fast_grid=({"beta": DPO_BETA},)),
+            "reinforce_pipeline": PVR.METHODS["reinforce_pipeline"]}
 
 
 @torch.no_grad()
@@ -149,20 +107,18 @@ def rung5_toy_world(run) -> dict:
     """The rung's points: per road, one list of (KL, gold) per seed, the SFT model's gold, and the
     default run's own pair of policies measured (`default_run_roads`)."""
     repeats = run.settings(PrefsConfig).train_repeats
-    roads = methods(run)
-    points = F.collect(run, "bridge", [(name, "bt", repeats) for name in roads], roads)
-    seeds = F.seeds(run)
+    roads, seeds = methods(), U.seeds(run)
+    points = U.collect(run, "bridge", [(name, "bt", repeats) for name in roads], roads, seed_list=seeds)
     path = lambda method, seed: [(p["kl_to_ref"], p["gold_reward"]) for p in points  # noqa: E731
                                  if p["method"] == method and p["seed"] == seed]
-    data = [F.data_unit(run, "bt", repeats, s)[0] for s in seeds]
-    online = [online_unit(run, d) for d in data]
+    online = [online_dpo.online_unit(run, "reward model", s) for s in seeds]
     sft = read_json(run.path("eval_sft.json"))
-    budgets = F.budgets(run, roads)
+    budgets = U.budgets(run, roads)
     return {"seeds": seeds, "start_gold": sft["gold_reward"],
             "paths": {"dpo": [path("dpo", s) for s in seeds], "rlhf": [path("reinforce_pipeline", s) for s in seeds],
                       "online_dpo": [[(p["kl_to_ref"], p["gold_reward"]) for p in o] for o in online]},
             "final": {"dpo": [path("dpo", s)[-1] for s in seeds], "rlhf": [path("reinforce_pipeline", s)[-1] for s in seeds],
                       "online_dpo": [[o[-1]["kl_to_ref"], o[-1]["gold_reward"]] for o in online]},
             "budgets": {"dpo": budgets["dpo"], "rlhf": budgets["reinforce_pipeline"],
-                        "online_dpo": {"rounds": FAST_ROUNDS if run.fast else ROUNDS, "labels": "the seed's reward model"}},
+                        "online_dpo": {"rounds": online_dpo.rounds(run), "labels": "the seed's reward model"}},
             "default_run": default_run_roads(run)}

