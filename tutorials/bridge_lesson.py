@@ -16,7 +16,7 @@
 import torch
 
 from minidpo import bandit as B
-from minidpo.harness import plots
+from minidpo.harness import compare as C, plots
 from minidpo.harness.tutorial import claim, claim_paired, lesson_knobs, show, study_result, tutorial_run
 from minidpo.studies import bridge as BR
 from minidpo.studies.bridge_world import words
@@ -24,7 +24,7 @@ from minidpo.studies.microscope import all_responses
 
 run = tutorial_run("12: when DPO and RLHF reach the same policy")
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=120)
-knobs = lesson_knobs(full_study=False)
+knobs = lesson_knobs(full_study=False, start_noise=1.0)
 
 # %% [markdown]
 # ## The theorem, and what it assumes
@@ -60,7 +60,7 @@ knobs = lesson_knobs(full_study=False)
 
 # %% [markdown]
 # ## The world of rungs 0–4
-# The microscope's tiny GPT (lesson 20 meets it again): 3 symbols and an end token, responses of at
+# The microscope's tiny GPT (lesson 21 meets it again): 3 symbols and an end token, responses of at
 # most 3 tokens, so there are exactly 40 responses and every policy is a table of 40 probabilities
 # that sum to 1 — gold reward, KL and distances are sums, not estimates. The gold reward is written in
 # plain Python like the toy world's (`minidpo/studies/bridge_world.py`): "good" +1, "fine" +0.3,
@@ -128,7 +128,7 @@ claim("DPO's gradient on the logit of a response no pair mentions is 0 to roundi
 # no gradient reaches them).
 
 # %%
-r1 = BR.rung1_unlinked(world)
+r1 = BR.rung1_unlinked(world, start_noise=knobs.start_noise)
 m1, e1 = BR.measure(r1), r1.extra
 print(f"DPO loss from the reference {e1['dpo_loss']:.12f}, from the other start {e1['dpo_loss_other_start']:.12f}")
 print(f"TV between the two DPO solutions {e1['tv_dpo_other_start']:.4f}; mass on the unlinked responses: "
@@ -142,6 +142,10 @@ claim("rung 1: from the reference, DPO and RLHF still meet (TV ≤ 1e-8): both o
       "mentions where it started", m1["tv_dpo_rlhf"] <= 1e-8, tv=m1["tv_dpo_rlhf"])
 
 # %% [markdown]
+# *Try*: `--set start_noise=3.0`: rung 1's second DPO start is farther from the reference. Its loss is
+# the same to the last digits again, and its policy is farther from the first one: the loss never
+# sees where the unlinked mass went.
+#
 # Why they still meet: gradient descent from the reference never moves an unlinked logit, and never
 # moves the sum of the linked ones (the loss sees only differences), so DPO lands on the reward that
 # is 0 on unlinked responses and centred on the linked ones — the same choice the tabular reward
@@ -163,3 +167,193 @@ print(f"TV(RLHF, π*(r̂)) {m2['tv_rlhf_opt']:.4f}; TV(DPO, π*(r̂)) {m2['tv_dp
 print(f"mass on unlinked responses: π*(r̂) {m2['unseen_mass_opt']:.3f}, RLHF {m2['unseen_mass_rlhf']:.3f}, "
       f"DPO {m2['unseen_mass_dpo']:.3f} and {e2['unseen_mass_dpo_other_lr']:.3f}")
 print(f"KL to the reference: RLHF {m2['kl_rlhf']:.3f}, DPO {m2['kl_dpo']:.3f} and {e2['kl_dpo_other_lr']:.3f}")
+claim("rung 2: RLHF over the GPT's weights still lands near π*(r̂) (TV < 0.05): J is maximised over every "
+      "response at once, so the shared weights have one target", m2["tv_rlhf_opt"] < 0.05, tv=m2["tv_rlhf_opt"])
+claim("rung 2: DPO over the GPT's weights gets within 0.01 of its loss's tabular floor at both step sizes",
+      max(e2["dpo_loss"], e2["dpo_loss_other_lr"]) - e2["dpo_loss_floor"] < 0.01,
+      above_floor=max(e2["dpo_loss"], e2["dpo_loss_other_lr"]) - e2["dpo_loss_floor"])
+claim("rung 2: yet the two roads part: TV(DPO, RLHF) is more than 100 times rung 1's",
+      m2["tv_dpo_rlhf"] > 100 * max(m1["tv_dpo_rlhf"], 1e-12), rung2=m2["tv_dpo_rlhf"], rung1=m1["tv_dpo_rlhf"])
+
+# %% [markdown]
+# What happened: the pairs pin the implicit reward β·log π/π_ref only on the linked responses, and only
+# through differences. In the table every other probability was a free coordinate the loss did not
+# read; in the GPT there are no free coordinates — the weights that raise "good fine ." also raise
+# "good good ." and "fine good", whether or not a pair mentions them. So DPO's minimiser is *a*
+# policy whose linked log-ratios fit the pairs, with the rest wherever the shared weights and the
+# optimiser's path carried them (the two step sizes disagree there), while RLHF's target π*(r̂) is
+# fixed by r̂ on every response, the unlinked ones included. The theorem's condition 2 (a policy class
+# that can express π*(r̂)) still holds — a GPT this size can write any 40 probabilities — what fails is
+# that DPO's loss does not ask for π*(r̂) on the responses it cannot see. This is lesson 10's falling
+# chosen log-prob in miniature: the mass DPO frees goes where no pair looks.
+
+# %% [markdown]
+# ## The full study: every rung on three seeds
+# Rungs 3–5 take longer than a lesson should, and every rung is worth reading over several draws of
+# pairs. The study (`python -m minidpo bridge`) runs rungs 0–4 on three seeds (each seed its own 200
+# pairs and labels) and reads rung 5 from units other studies already trained. Per rung it reports,
+# as sums over the 40 responses (rungs 0–4): TV(DPO, RLHF); each road's gold reward E_π[r*] and KL to
+# the reference; the mass each puts on the responses no pair mentions; and each road's distance to
+# π*(r̂) for the reward its RLHF used. Mean ± std over the seeds.
+#
+# - **Rung 3**: the reward model is our `RewardModel` (the tiny GPT with a scalar head) fitted to its
+#   maximum on the same pairs; RL exact on its scores. Two function classes now guess the unseen
+#   responses: the reward model's head, and DPO's implicit reward. We print how each correlates with
+#   the gold reward on the unseen responses.
+# - **Rung 4**: the stages' own optimisers and step counts (the DPO stage's AdamW with warm-up and
+#   cosine, batches of 32 pairs, 2 epochs; the reward-model stage likewise; REINFORCE sampled with
+#   16 prompts × 4 samples for 150 steps). Both roads at β = 0.5 on the raw reward, as above.
+# - **Rung 5**: the toy world, three seeds, each its own pairs and reward model: DPO at the stage's
+#   β 0.5; REINFORCE at the stage's settings (β 0.05 on the normalised reward model) with the Figure 2
+#   study's budget of 2,560 sampled responses; online DPO labelled by the same reward model beside
+#   them (lesson 17). No response set can be enumerated: gold and KL are estimates on 400 held-out
+#   samples; the distance is that of the default run's own pair (seed 0), estimated from samples,
+#   ± its standard error.
+#
+# Comparing the two roads' gold: a road's final point sits at its own KL, and more KL buys more gold.
+# So, as lesson 13 does, each road's frontier (the upper concave hull of its points along training and
+# the start) is read at the largest KL both reach in every seed, and RLHF − DPO is paired by seed.
+
+# %%
+result, shown = study_result(run, knobs.full_study, "bridge/bridge.json", lambda: BR.run_bridge(run))
+if result is None:
+    print("No bridge study here and none shipped, so the readings of rungs 3–5 below are left out: "
+          f"`--set full_study=true`, or {run.command('bridge')}")
+else:
+    print(f"Shown: {shown} ({len(result['seeds'])} seeds)")
+    BR.print_bridge(result)
+    show(plots.bridge_figure(result, run.path("bridge_lesson.png")))
+    print("figure:", run.path("bridge_lesson.png"))
+    rungs = {r["rung"]: r for r in result["rungs"]}
+
+# %% [markdown]
+# **Rungs 0–2 over the seeds.** Do the one-seed readings above hold on every draw of pairs?
+
+# %%
+if result is not None:
+    v0, v1, v2 = (rungs[k]["values"] for k in (0, 1, 2))
+    claim("rung 0 on every seed: the roads meet to 1e-8", max(v0["tv_dpo_rlhf"]) <= 1e-8, largest=max(v0["tv_dpo_rlhf"]))
+    claim("rung 1 on every seed: DPO is flat on the unlinked logits, and a second start reaches its loss with "
+          "another policy", max(v1["grad_unlinked_max"]) < 1e-15 and min(v1["tv_dpo_other_start"]) > 0.005,
+          smallest_tv=min(v1["tv_dpo_other_start"]))
+    claim_paired("TV(DPO, RLHF)", "rung 2", v2["tv_dpo_rlhf"], "rung 1", v1["tv_dpo_rlhf"], ">")
+
+# %% [markdown]
+# **Rung 3: whose guess about the unseen responses is better?** Correlation with the gold reward over
+# the responses no pair mentions, per seed: the GPT reward model's scores, and DPO's implicit reward
+# β·log π/π_ref.
+
+# %%
+if result is not None:
+    v3 = rungs[3]["values"]
+    print("reward model  : " + ", ".join(f"{c:+.2f}" for c in v3["reward_gold_corr_unseen"]))
+    print("DPO's implicit: " + ", ".join(f"{c:+.2f}" for c in v3["implicit_gold_corr_unseen"]))
+    corr = C.paired(v3["reward_gold_corr_unseen"], v3["implicit_gold_corr_unseen"])
+    print(f"reward model − DPO's implicit reward: {corr.describe()}: {corr.verdict}")
+    print("what rung 3 changes in the distance between the roads, paired by seed against rung 2: "
+          f"{C.paired(v3['tv_dpo_rlhf'], v2['tv_dpo_rlhf']).describe()}: "
+          f"{C.paired(v3['tv_dpo_rlhf'], v2['tv_dpo_rlhf']).verdict}")
+    claim("rung 3: RLHF solved exactly on the GPT reward model still lands near π*(r̂) of that reward (TV < 0.05 "
+          "on every seed): the distance between the roads is in the rewards they act on", max(v3["tv_rlhf_opt"]) < 0.05,
+          largest=max(v3["tv_rlhf_opt"]))
+
+# %% [markdown]
+# **Rung 4: finite budgets.** The same objective, the stages' optimisers: how far each road stops
+# from the optimum of its own objective.
+
+# %%
+if result is not None:
+    v4 = rungs[4]["values"]
+    for road in ("dpo", "rlhf"):
+        print(f"{road.upper():4s}: TV to π*(r̂) " + ", ".join(f"{t:.3f}" for t in v4[f"tv_{road}_opt"])
+              + "; KL to the reference " + ", ".join(f"{k:.3f}" for k in v4[f"kl_{road}"]))
+    claim_paired("TV(DPO, RLHF)", "rung 4", v4["tv_dpo_rlhf"], "rung 3", v3["tv_dpo_rlhf"], ">")
+
+# %% [markdown]
+# **Rung 5: the toy world.** DPO, RLHF and online DPO read at the same KL, paired by seed.
+
+# %%
+if result is not None:
+    r5, m5 = rungs[5], rungs[5]["matched"]
+    print(f"read at KL {m5['kl']:.2f} (the largest every road reaches in every seed)")
+    for road in ("dpo", "rlhf", "online_dpo"):
+        print(f"  {road.replace('_', ' '):10s} gold " + ", ".join(f"{g:+.3f}" for g in m5["gold"][road])
+              + f"  (start {result['rungs'][5]['gold_ref']:+.3f})")
+    gap5 = C.paired(m5["gold"]["rlhf"], m5["gold"]["dpo"])
+    online = C.paired(m5["gold"]["online_dpo"], m5["gold"]["dpo"])
+    print(f"RLHF − DPO: {gap5.describe()}: {gap5.verdict}; online DPO − DPO: {online.describe()}: {online.verdict}")
+    print(f"the default run's own pair: TV(DPO, RLHF) ≈ {r5['tv_dpo_rlhf']:.3f} ± {r5['tv_dpo_rlhf_se']:.3f}; mass on "
+          f"responses no training pair holds: DPO {r5['unseen_mass_dpo']:.3f}, RLHF {r5['unseen_mass_rlhf']:.3f}, "
+          f"SFT {r5['unseen_mass_ref']:.3f}")
+    claim("rung 5: the default run's two policies are far apart (TV > 0.5, two standard errors clear): almost every "
+          "response one of them writes, the other would rarely write", r5["tv_dpo_rlhf"] - 2 * r5["tv_dpo_rlhf_se"] > 0.5,
+          tv=r5["tv_dpo_rlhf"])
+
+# %% [markdown]
+# ## Which rung accounts for how much of the gap?
+# The quantity to attribute is the gap at matched KL as a share of the better road's gain over the
+# start: (gold_RLHF − gold_DPO)/(max(gold) − gold_start), per seed — a number without units, so the
+# enumerable world and the toy world can be set side by side (never added: they are two worlds). Each
+# enumerable rung is paired by seed against the rung above it (the same pairs): what *that* condition
+# changed, with its 95 % interval.
+
+# %%
+if result is not None:
+    att = result["attribution"]
+    moved = []
+    for s in att["steps"]:
+        d = C.paired(s["share"]["gaps"], [0.0] * len(s["share"]["gaps"]))
+        t = C.paired(s["tv"]["gaps"], [0.0] * len(s["tv"]["gaps"]))
+        print(f"rung {s['rung']}: the share moves {d.describe()}: {d.verdict}; TV moves {t.mean:+.2e} "
+              f"({t.verdict})")
+        if d.verdict != "no measurable difference":
+            moved.append((abs(d.mean), s["rung"], d))
+    print(f"share at rung 4 (enumerable world) {att['enumerable_share']:+.3f}; at rung 5 (the toy world) "
+          f"{att['toy_share']:+.3f} ± {att['toy_share_std']:.3f}")
+    if moved:
+        _, top, d = max(moved)
+        print(f"the rung that moves the share most: rung {top} ({d.mean:+.3f})")
+    else:
+        print("no enumerable rung moves the share measurably on these seeds")
+
+# %% [markdown]
+# ## So when should I expect DPO to match RLHF, and which should I use?
+# The answer, from what the rungs measured on these seeds (each line below is computed from the
+# numbers above; where the study is missing, only the rungs computed here speak):
+
+# %%
+print(f"- Same pairs, every response linked, tabular, solved: the same policy (rung 0: TV {m0['tv_dpo_rlhf']:.0e}).")
+print(f"- Responses no pair mentions: DPO's loss is flat there (gradient {grad_unlinked:.0e}); the optimiser's start "
+      f"decides (two starts, same loss, TV {e1['tv_dpo_other_start']:.3f} apart). Started from the reference, both roads "
+      f"still agree in a table (TV {m1['tv_dpo_rlhf']:.0e}).")
+print(f"- Shared weights: DPO's freed mass goes where no pair looks (unseen mass {m2['unseen_mass_dpo']:.3f} vs "
+      f"π*(r̂)'s {m2['unseen_mass_opt']:.3f}); the roads part (TV {m2['tv_dpo_rlhf']:.3f}).")
+if result is not None:
+    print(f"- A GPT reward model (rung 3) and finite budgets (rung 4) on three seeds: TV(DPO, RLHF) "
+          f"{rungs[3]['tv_dpo_rlhf']:.3f} and {rungs[4]['tv_dpo_rlhf']:.3f}; RLHF − DPO at matched KL in the toy world "
+          f"(rung 5): {gap5.describe()}: {gap5.verdict}; online DPO − offline DPO: {online.verdict}.")
+else:
+    print("- Rungs 3–5: no study to read here (see above).")
+
+# %% [markdown]
+# Read as advice: expect DPO to match RLHF when the pairs cover what the policy will write and both
+# are optimised to the end — then choose DPO, which is one loss, no sampling and no reward model to
+# over-optimise (lesson 14). Expect them to part when the policy can put mass on responses no pair
+# mentions, which on a GPT is always: then neither road is "the" optimum of the data. DPO's choice
+# there is made by its shared weights and its optimiser; RLHF's by its reward model's guess and by its
+# own samples, which let it look at what the policy writes now. Which of those guesses is better is a
+# measured question, not a theorem: read rungs 3 and 5 above. Online DPO (lesson 17) gives DPO the
+# second of RLHF's advantages (on-policy data) without the RL loop.
+
+# %% [markdown]
+# ## What to remember
+# - The equivalence is a theorem about optima over *all* policies, with the reward seen only where
+#   pairs link the responses: Bradley–Terry fixes a reward class, not a reward, and only on linked
+#   responses.
+# - DPO's loss reads only differences of log-ratios of the responses in pairs: its gradient on any
+#   other response's logit is exactly 0, so what happens there is decided by the start, the shared
+#   weights and the optimiser, not by the data.
+# - RLHF's reward model does assign those responses a value, and RL acts on it: the two roads part
+#   exactly where the pairs are silent.
+# - Compare the roads as this lesson does: at the same KL, paired by seed, with the interval of the
+#   difference; a rung that changes nothing measurable says "no measurable difference".

@@ -49,7 +49,8 @@ from .microscope import END, MAX_LEN, PROMPT, all_responses, exact_logps
 
 BETA = DPOConfig().beta      # both roads, every enumerable rung: the DPO stage's β
 N_PAIRS = 200                # pairs drawn from the reference per seed (those in the linked set are kept)
-EXACT_STEPS, FAST_EXACT_STEPS = 2000, 300   # full-batch Adam steps of the GPT rungs' exact solves
+EXACT_STEPS, FAST_EXACT_STEPS = 1000, 300   # full-batch Adam steps of the GPT rungs' exact solves (300 already
+                                            # reach DPO's tabular floor to 5 digits)
 EXACT_LR, OTHER_LR = 3e-3, 1e-2             # their step size, and rung 2's second DPO solve's
 CENTER_WEIGHT = RMConfig().center_weight    # the reward model's own term that pins its constant
 
@@ -176,6 +177,18 @@ def gpt_solve(world: World, objective, steps: int, lr: float = EXACT_LR):
         opt.step()
 
 
+_DPO_SOLVES: dict = {}
+
+
+def gpt_dpo(world: World, beta: float, steps: int) -> tuple:
+    """DPO over the GPT's weights (`gpt_solve`, deterministic): rungs 2 and 3 share this road, so one
+    process solves it once per (seed, β, steps). Returns (log π_DPO, its path)."""
+    key = (world.seed, len(world.pairs), beta, steps)
+    if key not in _DPO_SOLVES:
+        _DPO_SOLVES[key] = solved_logps(gpt_solve(world, lambda logp: dpo_pair_loss(logp, world, beta), steps))
+    return _DPO_SOLVES[key]
+
+
 def solved_logps(solved) -> tuple:
     """(exact log-probs of the solved model, its path)."""
     model, path = solved
@@ -223,11 +236,12 @@ def rung0_theorem(world: World, beta: float = BETA) -> Rung:
                 [], beta, {"dpo": [point(dpo, ref, gold)], "rlhf": [point(rlhf, ref, gold)]})
 
 
-def rung1_unlinked(world: World, beta: float = BETA, other_start_seed: int = 1) -> Rung:
+def rung1_unlinked(world: World, beta: float = BETA, other_start_seed: int = 1, start_noise: float = 1.0) -> Rung:
     """All 40 responses, the same pairs: some responses are in none. DPO's loss does not depend on
     their logits (log π(y_w) − log π(y_l) = θ_w − θ_l: the normaliser cancels), so its minimiser is
     whatever the start left there. Shown twice: the gradient on an unlinked logit, and DPO from a
-    second start (the reference's logits plus noise), which reaches the same loss with another policy."""
+    second start (the reference's logits plus Gaussian noise of scale `start_noise`), which reaches the
+    same loss with another policy."""
     ref = world.ref_logp
     pairs = (torch.zeros(len(world.pairs), dtype=torch.long), world.winners, world.losers)
     r_hat = tabular_reward(world)
@@ -235,7 +249,7 @@ def rung1_unlinked(world: World, beta: float = BETA, other_start_seed: int = 1) 
     theta = ref.clone().requires_grad_(True)
     dpo_pair_loss(F.log_softmax(theta, -1), world, beta).backward()
     g = torch.Generator().manual_seed(other_start_seed)
-    start = ref + torch.randn(len(ref), generator=g, dtype=B.DT)
+    start = ref + start_noise * torch.randn(len(ref), generator=g, dtype=B.DT)
     other = dpo_exactly(ref[None], pairs, beta, start=start[None])[0]
     extra = {"grad_unlinked_max": theta.grad[world.unlinked].abs().max().item() if world.unlinked else 0.0,
              "grad_linked_max": theta.grad[world.linked].abs().max().item(),
@@ -254,7 +268,7 @@ def rung2_gpt_policy(world: World, beta: float = BETA, steps: int = EXACT_STEPS)
     DPO is solved twice, at two step sizes: both reach the loss's floor (the tabular minimum), and
     where they leave the responses no pair mentions is the optimiser's choice, not the loss's."""
     r_hat = tabular_reward(world)
-    dpo, dpo_path = solved_logps(gpt_solve(world, lambda logp: dpo_pair_loss(logp, world, beta), steps))
+    dpo, dpo_path = gpt_dpo(world, beta, steps)
     rlhf, rlhf_path = solved_logps(gpt_solve(world, rl_objective(r_hat, world, beta), steps))
     other, _ = solved_logps(gpt_solve(world, lambda logp: dpo_pair_loss(logp, world, beta), steps, OTHER_LR))
     tabular_floor = dpo_pair_loss(B.optimal_logp(world.ref_logp, r_hat, beta), world, beta).item()
@@ -302,7 +316,7 @@ def rung3_gpt_reward(world: World, beta: float = BETA, steps: int = EXACT_STEPS)
     DPO's road is rung 2's. Two function classes fitted to the same pairs: which one guesses the
     unseen responses' rewards the way the gold reward has them?"""
     r_gpt = gpt_reward(world, steps)
-    dpo, dpo_path = solved_logps(gpt_solve(world, lambda logp: dpo_pair_loss(logp, world, beta), steps))
+    dpo, dpo_path = gpt_dpo(world, beta, steps)
     rlhf, rlhf_path = solved_logps(gpt_solve(world, rl_objective(r_gpt, world, beta), steps))
     unseen = world.unlinked
     extra = {"reward_gold_corr_unseen": _corr(r_gpt[unseen], world.gold[unseen]),

@@ -29,6 +29,7 @@ is another condition than the ones the bridge isolates, so its pairs are set asi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -114,11 +115,18 @@ class World:
         return torch.tensor([l for _, l in self.pairs])
 
 
+@lru_cache(maxsize=None)
+def reference(seed: int = 0, steps: int = 200) -> tuple:
+    """The microscope's reference GPT and its exact log-probs, built once per process (every seed's
+    world shares it; no rung trains it in place: each copies it)."""
+    ref = reference_model(seed, steps=steps)
+    return ref, exact_logps(ref).detach()
+
+
 def make_world(seed: int, n_pairs: int, reference_seed: int = 0, reference_steps: int = 200) -> World:
     """The reference is the same for every seed (the toy world's SFT model is too); the seed draws
     the pairs and their labels."""
-    ref = reference_model(reference_seed, steps=reference_steps)
-    ref_logp = exact_logps(ref).detach()
+    ref, ref_logp = reference(reference_seed, reference_steps)
     gold = gold_table()
     drawn = draw_pairs(ref_logp, gold, n_pairs, seed)
     linked = strongly_linked(drawn, len(gold))
