@@ -213,9 +213,9 @@ claim("rung 2: yet the two roads part: TV(DPO, RLHF) is more than 100 times rung
 # - **Rung 5**: the toy world, three seeds, each its own pairs and reward model: DPO at the stage's
 #   β 0.5; REINFORCE at the stage's settings (β 0.05 on the normalised reward model) with the Figure 2
 #   study's budget of 2,560 sampled responses; online DPO labelled by the same reward model beside
-#   them (lesson 17). No response set can be enumerated: gold and KL are estimates on 400 held-out
-#   samples; the distance is that of the default run's own pair (seed 0), estimated from samples,
-#   ± its standard error.
+#   them (lesson 17). No response set can be enumerated: gold and KL are estimates from samples on
+#   the held-out films (the evaluation of every stage); the distance is that of the default run's own
+#   pair (the run's seed), estimated from samples, ± its standard error.
 #
 # Comparing the two roads' gold: a road's final point sits at its own KL, and more KL buys more gold.
 # So, as lesson 13 does, each road's frontier (the upper concave hull of its points along training and
