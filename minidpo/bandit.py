@@ -110,10 +110,11 @@ def solve_rl_exact(ref_logp, reward, beta):
     return F.log_softmax(theta.detach(), -1)
 
 
-def solve_dpo(ref_logp, pairs, beta, loss_type: str = "sigmoid", iters: int = 20):
-    """Minimise the DPO loss (the library's own `dpo_loss`) over free logits."""
+def solve_dpo(ref_logp, pairs, beta, loss_type: str = "sigmoid", iters: int = 20, start=None):
+    """Minimise the DPO loss (the library's own `dpo_loss`) over free logits, from the reference's
+    (or from the logits `start`)."""
     x, w, l = pairs
-    theta = ref_logp.clone().requires_grad_(True)
+    theta = (ref_logp if start is None else start).clone().requires_grad_(True)
 
     def loss():
         logp = F.log_softmax(theta, -1)

@@ -458,3 +458,35 @@ def run_curves_figure(histories: dict[str, list[dict]], path=None,
     flat[5].legend(fontsize=6, ncol=2)
     fig.suptitle(title + " (held-out pairs: dots; training batch: faint)")
     return _save(fig, path)
+
+
+def bridge_figure(result: dict, path=None) -> Figure:
+    """The bridge rung by rung (`studies.bridge`; every number is bridge.json's): (a) the distance
+    between DPO's and RLHF's policies, TV, log scale — rungs 0–4 exact sums (mean ± std over seeds),
+    rung 5 the default run's own pair, sampled (± 2 standard errors); (b) the two roads' gold reward
+    at matched KL in the enumerable world; (c) the same in the toy world, online DPO beside them.
+    (b) and (c) are in different gold units: two worlds, two panels."""
+    rungs = result["rungs"]
+    exact, toy = [r for r in rungs if r["rung"] < 5], next(r for r in rungs if r["rung"] == 5)
+    fig, (a, b, c) = _subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [5, 5, 3]})
+    x = [r["rung"] for r in exact]
+    a.errorbar(x, [r["tv_dpo_rlhf"] for r in exact], yerr=[r["tv_dpo_rlhf_std"] for r in exact], fmt="o-",
+               capsize=3, label="enumerable world: exact (mean ± std over seeds)")
+    a.errorbar([5], [toy["tv_dpo_rlhf"]], yerr=[2 * toy["tv_dpo_rlhf_se"]], fmt="s", color="C3", capsize=3,
+               label="toy world: the default run's pair (sampled, ± 2 SE)")
+    a.set(yscale="log", xlabel="rung", ylabel="TV(π_DPO, π_RLHF)", xticks=range(6),
+          title="(a) the distance between the two roads")
+    a.legend(fontsize=7)
+    for road, style in (("dpo", "o-"), ("rlhf", "s--")):
+        b.errorbar(x, [r["matched"][f"gold_{road}"] for r in exact], yerr=[r["matched"][f"gold_{road}_std"] for r in exact],
+                   fmt=style, capsize=3, label=road.upper())
+    b.set(xlabel="rung (each read at its own matched KL)", ylabel="gold reward of the enumerable world",
+          xticks=x, title="(b) gold at matched KL: enumerable world")
+    b.legend(fontsize=7)
+    m = toy["matched"]
+    roads = [road for road in ("dpo", "rlhf", "online_dpo") if road in m["gold"]]
+    c.errorbar(range(len(roads)), [m[f"gold_{road}"] for road in roads], yerr=[m[f"gold_{road}_std"] for road in roads],
+               fmt="o", color="C3", capsize=3)
+    c.set(xticks=range(len(roads)), xticklabels=[r.replace("_", " ").upper() for r in roads],
+          ylabel="gold reward of the toy world", title=f"(c) rung 5 at KL {m['kl']:.2f}")
+    return _save(fig, path)

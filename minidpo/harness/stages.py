@@ -138,6 +138,12 @@ STAGES = _stages(
           "PPO against REINFORCE on equal samples, 3 seeds, read at matched KL (the PPO lesson; about five "
           "minutes)",
           study=True, long=True),
+    Stage("bridge", "studies.bridge:run_bridge", ("sft", "eval_sft", "prefs", "reward_model", "dpo", "rlhf"),
+          {**SFT, **PAIRS, **RM, **BASELINE, "dpo_policy": "dpo.pt", "rlhf_policy": "rlhf.pt"},
+          ("bridge/bridge.json", "bridge/bridge.png"),
+          "from the exact lab to the default run: the theorem's conditions broken one at a time, DPO and RLHF "
+          "measured at every rung (rung 5 reuses the frontier's, ppo-vs-reinforce's and online-dpo's units; "
+          "about five minutes beyond them)", study=True, long=True),
     Stage("losses", "studies.loss_bench:run_loss_bench", ("sft", "eval_sft", "prefs", "reward_model"),
           {**SFT, **PAIRS, **RM, **BASELINE}, ("frontier/losses.json", "frontier/losses.png"),
           "the loss bench: every registered loss on the same pairs, 3 seeds, sorted by gold reward at "
