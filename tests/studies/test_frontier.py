@@ -196,7 +196,7 @@ def test_the_full_studies_give_every_rl_method_one_budget_and_the_ablation_one_b
     assert all(len(A.ONE_BETA[m]) == 1 for m in A.ONE_BETA)
     pipeline = RLHFConfig()
     assert A.PIPELINE_BUDGET == pipeline.steps * pipeline.prompts_per_step * pipeline.k == 9600
-    assert [row.rl_samples for row in A.ROWS] == [2560] + [9600] * 5
+    assert [row.rl_samples for row in A.ROWS] == [2560] + [9600] * 3
     for row in A.ROWS:  # every RL unit of the row spends exactly the row's budget
         m = A.row_methods(row, fast=False)["rl"]
         cfg = U.unit_config(run, m, m.grid[0], 0)
