@@ -215,6 +215,21 @@ def _largest_tv(free):
     return max(0.5 * (p - q).abs().sum().item() for p in ps for q in ps)
 
 
+def check_12(g, out):
+    """The bridge: rungs 0-2 computed live; without a saved or shipped study, no reading of rungs 3-5."""
+    assert g["m0"]["tv_dpo_rlhf"] <= 1e-8 and g["grad_unlinked"] < 1e-15 < g["grad_linked"]
+    e1 = g["e1"]
+    assert abs(e1["dpo_loss"] - e1["dpo_loss_other_start"]) < 1e-12 and e1["tv_dpo_other_start"] > 0.005
+    assert f"TV between the two DPO solutions {e1['tv_dpo_other_start']:.4f}" in out  # the text's number is the run's
+    for text in ("rung 0: DPO, RLHF and π*(r̂) are one policy", "DPO's gradient on the logit",
+                 "rung 1: two DPO solutions", "rung 1: from the reference"):
+        assert [line for line in out.splitlines() if line[2:].startswith(text)][0].startswith("✓"), text
+    if g["result"] is None:  # no study: it says so, and no reading of rungs 3-5 is printed, let alone claimed
+        assert "rungs 3–5 below are left out" in out and "rung 3:" not in out and "rung 5:" not in out
+    else:
+        assert [r["rung"] for r in g["result"]["rungs"]] == [0, 1, 2, 3, 4, 5]
+
+
 def check_13(g, out):
     from minidpo.harness import compare as C
     hand, sft = g["hand"], g["sft"]  # the hull by hand: from SFT at KL 0, concave, climbing, then flat
@@ -513,6 +528,9 @@ def test_tutorial_runs_fast_and_shows_its_numbers(script, lesson):
 # Each check says how the number the Try's text names must move; `d` is the default run's globals,
 # `v` the variant's, `out` the variant's printed output.
 TRIES = [
+    # 12: a noisier second start: rung 1's two DPO solutions further apart, at the same loss
+    ("12", ("start_noise=3.0",), lambda d, v, out: v["e1"]["tv_dpo_other_start"] > d["e1"]["tv_dpo_other_start"]
+     and abs(v["e1"]["dpo_loss"] - v["e1"]["dpo_loss_other_start"]) < 1e-12),
     ("13", ("matched_kl=0.5",), _reading_falls),
     ("14", ("n=64",), lambda d, v, out: v["picked_proxy"] >= d["picked_proxy"] and v["bound"] > d["bound"]),
     ("15", ("temperature=0.5",), lambda d, v, out: all(v["hand"][k]["entropy"] < d["hand"][k]["entropy"] for k in d["hand"])),
