@@ -18,9 +18,10 @@
 # - **PPO-GT**: the same PPO, trained on the gold reward $r^*$ instead of the reward model — RL with
 #   a perfect reward model, the paper's strongest baseline.
 # - **GRPO** (DeepSeekMath): no value model; each prompt gets $K$ samples and sample $i$'s advantage is
-#   its reward against its group's, $A_i = (r_i - \mathrm{mean}_j r_j)/\mathrm{std}_j r_j$ (lesson 06's
-#   leave-one-out baseline, divided by the group's spread), with PPO's clipped surrogate and a
-#   β·KL term in the loss.
+#   its reward against its group's, $A_i = (r_i - \mathrm{mean}_j r_j)/\mathrm{std}_j r_j$ (the group
+#   mean includes sample $i$, so the numerator is lesson 06's leave-one-out advantage times
+#   $(K-1)/K$; then divided by the group's spread), with PPO's clipped surrogate and a β·KL term in
+#   the loss.
 # - **Preferred-FT**: supervised fine-tuning on the chosen responses only,
 #   $-\log\pi(y_w|x)/|y_w|$; the rejected response is ignored.
 # - **Unlikelihood** (Welleck et al. 2019): Preferred-FT plus a push on every token of the
@@ -264,7 +265,7 @@ def compare(what: str, a: str, a_values: list, b: str, b_values: list, expect: s
 
 
 # DPO against each method at KL 1, paired by seed: the reading this study supports (a claim each)
-EXPECT_KL1 = {("bt", "reinforce"): "=", ("bt", "ppo"): "=", ("bt", "grpo"): "=",
+EXPECT_KL1 = {("bt", "reinforce"): ">", ("bt", "ppo"): "=", ("bt", "grpo"): "=",
               ("deterministic", "reinforce"): "=", ("deterministic", "ppo"): "=", ("deterministic", "grpo"): "=",
               "ppo_gt": "="}
 if result:
@@ -280,8 +281,10 @@ if result:
 # ## Why a hull: a measured case
 # With deterministic labels, DPO at β = 0.5 alone, and DPO over β ∈ {0.1, 0.5} (the frontier's grid),
 # each read at KL 1, mean over the seeds. A frontier over more runs must be at least as high: every
-# run of the smaller set is still there. The running maximum breaks that rule on these very points;
-# the hull does not.
+# run of the smaller set is still there. The hull keeps that rule by construction (checked below);
+# a running maximum joined by straight lines does not in general — fed random points, adding one
+# point lowers its reading by up to 1.2 gold (the test suite's case) — though on these points the
+# two may well agree (printed below, whichever way it comes out).
 
 # %%
 if result:
@@ -294,9 +297,9 @@ if result:
             case[(name, how)] = C.mean_std([v[0] for v in values if v])[0] if all(values) else None
             print(f"  DPO {name:15s} {how:12s} at KL 1: " + (f"{case[(name, how)]:+.4f}" if case[(name, how)] is not None else "-"))
     if None not in case.values():
-        claim("the running maximum over both β reads below β = 0.5 alone: adding runs lowered it",
-              case[("β ∈ {0.1, 0.5}", "running max")] < case[("β 0.5 alone", "running max")],
-              both=case[("β ∈ {0.1, 0.5}", "running max")], alone=case[("β 0.5 alone", "running max")])
+        lower = case[("β ∈ {0.1, 0.5}", "running max")] < case[("β 0.5 alone", "running max")]
+        print("  here the running maximum over both β " + ("reads BELOW" if lower else "does not read below")
+              + " β = 0.5 alone")
         claim("the hull over both β reads at least β = 0.5 alone", case[("β ∈ {0.1, 0.5}", "hull")] >= case[("β 0.5 alone", "hull")],
               both=case[("β ∈ {0.1, 0.5}", "hull")], alone=case[("β 0.5 alone", "hull")])
 
@@ -329,8 +332,10 @@ if result and result.get("pipeline"):
 # Each row changes one thing from the row above, for both methods where it has a counterpart:
 # REINFORCE's budget (2,560 → the pipeline's 9,600 samples; DPO samples nothing and keeps its two
 # epochs), the labels (noisy → deterministic), the data (4× the pairs for DPO and for the reward
-# model, at the same number of optimisation steps for every learner), the RL algorithm
-# (REINFORCE → PPO), the RL reward (learned → gold). Each row gives DPO − RL at one matched KL,
+# model, at the same number of optimisation steps for every learner). (The algorithm, REINFORCE →
+# PPO, and the reward, learned → gold, would be two more rows; at 9,600 samples on 4× the pairs they
+# are six PPO runs more than this study spends — the frontier above compares PPO and PPO-GT with DPO
+# at matched KL instead.) Each row gives DPO − RL at one matched KL,
 # paired by seed, and the row's **step**: its DPO − RL minus the row above's, paired by seed — what
 # that one factor did to the gap.
 #
@@ -385,8 +390,8 @@ def row_gaps(row: dict, at: str) -> list:
 
 
 # 2. each row's gap and each row's step (its gap minus the row above's), paired by seed: the readings
-ROW_EXPECT = {0: "=", 1: "=", 2: "=", 3: "=", 4: "=", 5: "="}
-STEP_EXPECT = {1: "=", 2: "=", 3: "=", 4: "=", 5: "="}
+ROW_EXPECT = {0: "=", 1: "=", 2: "=", 3: "="}
+STEP_EXPECT = {1: "=", 2: "=", 3: "="}
 if ablation and ablation.get("primary_kl") is not None:
     at, rows = str(ablation["primary_kl"]), ablation["rows"]
     for i, row in enumerate(rows):

@@ -299,7 +299,8 @@ print(f"this lesson took {time.perf_counter() - started:.0f}s")
 # ## What to remember
 # - PPO = REINFORCE's rollouts + a value model (credit per token, through GAE) + a clipped ratio
 #   (several updates per batch of samples without running away from the sampling policy).
-# - The clip fraction counts the tokens whose gradient the clip cut, not every ratio outside 1 ± ε.
+# - The clip fraction here counts the tokens whose gradient the clip cut (as TRL counts it), not
+#   every ratio outside 1 ± ε (as OpenAI baselines count it).
 # - Compare RL algorithms on equal budgets and at the same KL: several updates per batch move a
 #   policy further on the same samples, which is not the same as a better trade of reward for KL.
 # - **Exercises**: write them yourself and have them graded — `python -m minidpo grade gae`, `python -m minidpo grade ppo-clipped-loss`

@@ -100,11 +100,13 @@ def difference(result: dict, name: str, kl) -> C.Difference | None:
 
 
 def bench_kl(rows: dict, n_seeds: int) -> float | None:
-    """The matched KL the table is sorted by: the largest target reached, in every seed, by at
-    least half of the losses (the others are listed after them)."""
+    """The matched KL the table is sorted by: the largest target reached, in every seed, by DPO (the
+    losses are paired with it there) and by at least half of the losses (the others are listed after
+    them)."""
     for kl in reversed(F.KL_TARGETS):
         reached = sum(1 for r in rows.values() if r["matched"].get(str(kl), {}).get("n", 0) == n_seeds)
-        if reached >= len(rows) / 2:
+        base = rows.get(BASE, {}).get("matched", {}).get(str(kl), {}).get("n", 0) == n_seeds if BASE in rows else True
+        if base and reached >= len(rows) / 2:
             return kl
     return None
 

@@ -96,3 +96,13 @@ def test_the_docs_tables_are_the_committed_studies(page, block, renderer, study)
     assert found, f"{page}: no <!-- study:{block} --> block"
     rendered = "\n".join(getattr(report, renderer)(read_json(root / "data" / "studies" / study)))
     assert found.group(1) == rendered, f"{page}: the '{block}' table differs from data/studies/{study}"
+
+
+def test_the_bench_is_read_at_a_kl_that_dpo_reaches_in_every_seed():
+    """Every loss is paired with DPO at the bench's matched KL, so DPO must reach it in every seed:
+    here most losses reach KL 1 on all 3 seeds but DPO on 2, and the bench falls back to KL 0.5."""
+    reach = lambda *kls: {"matched": {str(k): {"n": n} for k, n in kls}}  # noqa: E731
+    rows = {"sigmoid": reach((0.5, 3), (1.0, 2)), **{f"l{i}": reach((0.5, 3), (1.0, 3)) for i in range(4)}}
+    assert loss_bench.bench_kl(rows, 3) == 0.5
+    rows["sigmoid"] = reach((0.5, 3), (1.0, 3))
+    assert loss_bench.bench_kl(rows, 3) == 1.0
