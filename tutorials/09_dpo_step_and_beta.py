@@ -143,14 +143,16 @@ adam_ratio = steps[(BETAS[-1], "AdamW")]["update"] / steps[(BETAS[0], "AdamW")][
 print(f"update size at β = {BETAS[-1]} over β = {BETAS[0]}: SGD {sgd_ratio:.1f}× (β's ratio: "
       f"{BETAS[-1] / BETAS[0]:.0f}×), AdamW {adam_ratio:.4f}×")
 moved = [steps[(b, "AdamW")]["margin_moved"] for b in BETAS]
-claim("SGD's step grows with β in proportion (within 1 %)", abs(sgd_ratio / (BETAS[-1] / BETAS[0]) - 1) < 0.01,
-      sgd_ratio=round(sgd_ratio, 2))
+sgd_h_ratio = steps[(BETAS[-1], "SGD")]["margin_moved"] / steps[(BETAS[0], "SGD")]["margin_moved"]
+claim(f"SGD's step grows with β in proportion (within 1 %), and its change of h nearly so (within 3 %): "
+      f"{BETAS[-1] / BETAS[0]:.0f}-fold across the table", abs(sgd_ratio / (BETAS[-1] / BETAS[0]) - 1) < 0.01
+      and abs(sgd_h_ratio / (BETAS[-1] / BETAS[0]) - 1) < 0.03, sgd_ratio=round(sgd_ratio, 2), dh_ratio=round(sgd_h_ratio, 2))
 claim("AdamW's step is the same size whatever β (within 5 %), and so is its change of h",
       abs(adam_ratio - 1) < 0.05 and max(moved) / min(moved) < 1.05, adam_ratio=round(adam_ratio, 4))
 
 # %% [markdown]
-# Read the columns: SGD's |Δθ| and Δh grow with β, a hundredfold across the table; AdamW's |Δθ|
-# agrees across β to a few percent (Adam's ε, 1e-8, is not negligible beside the smallest
+# Read the columns: SGD's |Δθ| and Δh grow in proportion to β (the claim gives both ratios);
+# AdamW's |Δθ| agrees across β to a few percent (Adam's ε, 1e-8, is not negligible beside the smallest
 # gradients of a small β) and its Δh is the same. The loss after the step still differs,
 # because the loss reads β·h. So under AdamW β does not set the step size. It acts in two other
 # ways. **The saturation**: a pair's weight σ(−β·h) is ½ at h = 0, σ(−1) ≈ 0.27 at h = 1/β and
@@ -208,10 +210,10 @@ show(fig)
 
 # %% [markdown]
 # **Reading it.** At the largest β the weights collapse within a few steps — and the policy does not
-# stop: its median h keeps growing. The gradient shrank many times over, yet AdamW's update shrank
-# far less: the same normalisation that cancels β's scale rescales a gradient that has
-# become uniformly small, once its memory of the earlier, larger gradients fades (β₂ = 0.95: ~20
-# steps). So what does the saturation control, if not the step size?
+# stop: its median h keeps growing. The gradient shrank, yet AdamW's update shrank less (the
+# claim below compares the two): Adam divides each coordinate by a running average of its past
+# gradients' size, so a gradient that shrinks is partly rescaled back up. So what does the
+# saturation control, if not the step size?
 # - **Which pairs the step follows.** Adam rescales each *coordinate* (parameter), not each pair:
 #   within the gradient, a saturated pair keeps its tiny share. At a large β the step follows the
 #   few pairs still unsaturated (the effective number of pulling pairs collapses); at a small β all
@@ -219,10 +221,11 @@ show(fig)
 # - **How noisy the step is.** A gradient carried by a few pairs is an average over few examples:
 #   in training, a different few in every batch, so its direction varies more from step to step.
 #
-# *If Adam cancels β's scale, why not the saturation?* It does cancel its *uniform* part — a
-# gradient equally smaller everywhere, as β = 5's became — after a lag of its memory. It cannot
-# cancel the *relative* part: the weights differ from pair to pair, and rescaling coordinates
-# cannot give a saturated pair back its share.
+# *If Adam cancels β's scale, why not the saturation?* In principle it cancels a *uniform* part —
+# a gradient equally smaller in every coordinate — once its memory of the earlier, larger gradients
+# has faded (β₂ = 0.95: some 20 steps, longer than this experiment runs, which does not measure
+# it). It cannot cancel the *relative* part: the weights differ from pair to pair, and rescaling
+# coordinates cannot give a saturated pair back its share.
 
 # %%
 big, small = traces[BETAS[-1]], traces[BETAS[0]]
@@ -286,14 +289,20 @@ golds = [sweep_rows[b]["gold_reward"] for b in sweep_betas]
 margins = [sweep_rows[b]["margin"] for b in sweep_betas]
 hs = [sweep_rows[b]["margin"] / b for b in sweep_betas]
 print(f"held-out h = margin/β: {', '.join(f'β = {b}: {h:+.3f}' for b, h in zip(sweep_betas, hs))}")
+print(f"gold reward (one seed per β, each at its own KL: no comparison of β): "
+      f"{', '.join(f'β = {b}: {g:+.3f}' for b, g in zip(sweep_betas, golds))}")
 falls = lambda xs: all(a > b for a, b in zip(xs, xs[1:]))
 claim("in this sweep a small β let the policy go far from the reference and a large β kept it near: "
       "the KL falls at every step up in β", falls(kls), KL=" > ".join(f"{k:.2f}" for k in kls))
 claim("the held-out margin β·h rises with β", falls(margins[::-1]), margin=[round(m, 3) for m in margins])
-claim("and the β with the largest held-out margin has the least gold reward: a larger margin across β is not a "
-      "better policy", margins.index(max(margins)) == golds.index(min(golds)), gold=[round(g, 3) for g in golds])
 claim("the margin in nats, h = β·h / β, falls as β grows: β·h rises only because β multiplies it",
       falls(hs), h=[round(h, 3) for h in hs])
+
+# %% [markdown]
+# What this sweep can say is the order of the KL and of the margin with β (the claims above). It
+# cannot rank the β by gold reward: it is one seed per β, and each policy sits at a different KL,
+# so a gold difference mixes β with how far the policy went. Lesson 13 reads gold at matched KL,
+# over seeds. Nor does a larger margin β·h across β say a better policy: β sets its scale.
 
 
 # %% [markdown]
@@ -302,8 +311,9 @@ claim("the margin in nats, h = β·h / β, falls as β grows: β·h rises only b
 #   ½ — and the gradient is not zero.
 # - Under AdamW, β does not set the size of a step; it sets the scale of the implicit reward and
 #   each pair's weight σ(−β·h) (small past h ≈ 3/β). A small weight does not stop the policy — Adam
-#   rescales a uniformly small gradient — but it decides which pairs the step follows.
+#   partly rescales a shrinking gradient — but it decides which pairs the step follows.
 # - In this sweep a small β let the policy go far from the reference (large KL) and a large β kept
-#   it near, with less gold reward (the claims above check both).
-# - Compare runs of different β by gold reward and KL, never by the margin β·h: β sets its scale.
+#   it near (the claim above checks it); one seed per β at different KLs, it ranks no β by gold.
+# - Compare runs of different β by gold reward at matched KL, over seeds (lesson 13), never by the
+#   margin β·h: β sets its scale.
 # - Next: lesson 10 reads a whole run — which curves to watch, and what DPO's implicit reward is worth.

@@ -89,16 +89,17 @@ claim("the ranking improves mostly early: the accuracy gains more in the first h
       first_gain > second_gain, first_half=round(first_gain, 3), second_half=round(second_gain, 3))
 claim("yet in the second half the margin still grows", end["eval/rewards/margins"] > plateau["eval/rewards/margins"],
       margin_then=round(plateau["eval/rewards/margins"], 3), margin_end=round(end["eval/rewards/margins"], 3))
-claim("and both held-out log-probs still fall", end["eval/logps/chosen"] < plateau["eval/logps/chosen"]
-      and end["eval/logps/rejected"] < plateau["eval/logps/rejected"],
+claim("and both held-out log-probs still fall, the rejected more than the chosen",
+      end["eval/logps/chosen"] < plateau["eval/logps/chosen"] and end["eval/logps/rejected"] < plateau["eval/logps/rejected"]
+      and plateau["eval/logps/rejected"] - end["eval/logps/rejected"] > plateau["eval/logps/chosen"] - end["eval/logps/chosen"],
       chosen_fell=round(plateau["eval/logps/chosen"] - end["eval/logps/chosen"], 3),
       rejected_fell=round(plateau["eval/logps/rejected"] - end["eval/logps/rejected"], 3))
 
 # %% [markdown]
-# So late in the run the policy mostly widens the gap on the pairs it already ranks, by pushing
-# both log-probs down, the rejected faster. A growing margin says the loss is still falling, not
-# that the policy still improves at the task: a run can keep "improving" its margins while it only
-# moves probability away from the labelled responses. Read the accuracy for the ranking, the margin
+# So late in the run the accuracy gains less than it did early, while the margin still widens —
+# by pushing both log-probs down, the rejected further (the claims above). A growing margin says
+# the loss is still falling, not that the policy still improves at the task: a run can keep
+# "improving" its margins while it only moves probability away from the labelled responses. Read the accuracy for the ranking, the margin
 # for its confidence, and the log-probs for the price — then the samples, below.
 
 
@@ -118,9 +119,14 @@ claim("the DPO policy beats the SFT model under the gold reward (win rate above 
       ev["win_rate_vs_sft"] > 0.5 and ev["gold_reward"] > sft["gold_reward"], win_rate=round(ev["win_rate_vs_sft"], 3))
 fluency_se = (ev["fluency"] * (1 - ev["fluency"]) / len(ev["samples"])
               + sft["fluency"] * (1 - sft["fluency"]) / len(sft["samples"])) ** 0.5
-claim("and its fluency is below SFT's (one seed; the difference in standard errors is printed)",
-      ev["fluency"] < sft["fluency"], dpo=round(ev["fluency"], 3), sft=round(sft["fluency"], 3),
-      standard_errors=round((sft["fluency"] - ev["fluency"]) / fluency_se, 1))
+fluency_z = (sft["fluency"] - ev["fluency"]) / fluency_se if fluency_se > 0 else 0.0  # SFT minus DPO, in standard errors of the difference
+if abs(fluency_z) > 2:  # the wording follows the sign the run measured
+    claim(f"and its fluency is {'below' if fluency_z > 0 else 'above'} SFT's by more than 2 standard errors of "
+          f"the difference (one seed)", abs(fluency_z) > 2, dpo=round(ev["fluency"], 3), sft=round(sft["fluency"], 3),
+          standard_errors=round(fluency_z, 1))
+else:
+    print(f"fluency: no measurable difference from SFT's (DPO {ev['fluency']:.3f}, SFT {sft['fluency']:.3f}: "
+          f"{fluency_z:+.1f} standard errors of the difference, within 2; one seed)")
 for i in first_per_prompt(sft["samples"])[:6]:  # one sample each of six films
     a, b = sft["samples"][i], ev["samples"][i]
     print(f"{a['prompt']}\n   SFT: {a['response']} ({a['gold']:+.1f})\n   DPO: {b['response']} ({b['gold']:+.1f})")
