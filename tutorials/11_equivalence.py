@@ -9,15 +9,23 @@
 # last digits, solvers to their tolerance, and REINFORCE — a sampled estimator — closely too, for a
 # reason eq. 5 gives (below).
 #
-# **The conditions.** The DPO paper's equivalence (its Theorem 1 and Lemma 2: the reparameterisation
-# r = β·log π/π_ref loses no reward class, and DPO's optimum is RLHF's) holds when:
-# 1. the policy class can express π*(r_φ), the RL optimum of the fitted reward (here: a free softmax
-#    over every response of every prompt, so any policy);
-# 2. the pairs connect the responses of each prompt (lesson 07's "Up to what?": what no pair
-#    mentions, the loss leaves free);
-# 3. both roads are optimised to their optimum (here L-BFGS, to tolerance);
-# 4. both roads see the same data (here the same 2000 pairs fit r_φ and train DPO).
-# The lab below meets all four. A GPT trained for a few hundred steps meets none of them exactly, and
+# **The conditions.** The DPO paper's equivalence is its §5 argument, which combines two results.
+# Lemma 2: two rewards that differ by a function of the prompt alone give the same optimal policy.
+# Theorem 1: every such reward class can be written as r = β·log π/π_ref for some π, so the
+# reparameterisation loses no class (its proof, App. A, shows the representative is unique: that of
+# π*(r)). Together: minimising DPO's loss fits a reward class, and DPO's optimum is RLHF's. This
+# holds when (lesson 12 repeats the list, in this order, and breaks one condition per rung):
+# 1. the pairs link the responses: the comparison graph of each prompt's responses is connected
+#    (strongly connected, for Bradley–Terry's maximum likelihood to be finite); what no pair
+#    mentions, the loss leaves free (lesson 07's "Up to what?");
+# 2. the policy class can express π*(r_φ), the RL optimum of the fitted reward, for every r_φ;
+# 3. the reward model can be any function, and is fitted to its maximum;
+# 4. both objectives are solved: DPO's loss minimised, J maximised;
+# 5. both roads use the same data and the same objective (β, π_ref).
+# The lab below is built to meet all five: many pairs (2000) over few responses (4 per prompt), so
+# the pairs link every response; a free softmax over every response as the policy, and one free
+# number per response as the reward model; both roads solved by L-BFGS to tolerance; the same pairs,
+# β and π_ref for both. A GPT trained for a few hundred steps meets none of them exactly, and
 # there the two roads part (lessons 06 and 09 trained them): the bridge lesson (lesson 12) breaks
 # the conditions one at a time and measures how far the roads drift at each.
 #
@@ -115,11 +123,12 @@ print(f"max |r_φ − r| after centring (finite data): {res['reward_fit_max_erro
 print(f"Bradley–Terry with and without β·log Z: max difference {res['z_cancels_max_diff']:.1e} (Z cancels)")
 print(f"RL objective under the TRUE reward: π*(r_φ) {res['objective']['optimal_fitted']:.6f}, "
       f"DPO {res['objective']['dpo']:.6f}, the best possible β·E[log Z] = {res['optimal_value_beta_logZ']:.6f} "
-      f"(the gap is the price of learning r from {res['n_pairs']} noisy pairs)")
+      f"(only π*(r) of the true reward reaches it; DPO follows r_φ, fitted to {res['n_pairs']} noisy pairs)")
 claim("the implicit reward is the fitted reward up to a constant per prompt (under 1e-6 after centring)",
       res["implicit_reward_max_error"] < 1e-6, error=res["implicit_reward_max_error"])
 claim("Z cancels in Bradley–Terry", res["z_cancels_max_diff"] < 1e-12, difference=res["z_cancels_max_diff"])
-claim("under the true reward DPO's policy scores below the best possible value β·E[log Z]",
+claim("under the true reward DPO's policy scores below the best possible value β·E[log Z] (as any policy "
+      "other than π*(r) of the true reward does)",
       res["objective"]["dpo"] < res["optimal_value_beta_logZ"],
       gap=round(res["optimal_value_beta_logZ"] - res["objective"]["dpo"], 6))
 
@@ -189,8 +198,9 @@ claim("the fitted slope is within 0.1 of −0.5", abs(slope + 0.5) < 0.1, slope=
 
 # %% [markdown]
 # ## What to remember
-# - Under the theorem's conditions (a policy class that can express π*(r_φ), pairs that connect
-#   the responses, optimisation to the optimum, the same data for both roads), DPO, exact
+# - Under the theorem's five conditions (pairs that link the responses, a policy class that can
+#   express π*(r_φ), a reward model that can be any function fitted to its maximum, both objectives
+#   solved, the same data and objective for both roads), DPO, exact
 #   KL-regularised RL on the fitted reward r_φ, and the closed form π*(r_φ) are one policy (TV at
 #   the solver's tolerance). REINFORCE gets close too: at the optimum its advantages are exactly 0
 #   (eq. 5), so its noise vanishes there.

@@ -3,7 +3,7 @@
 # **You need** lessons 09 and 10 (a DPO run, read on held-out pairs). **You will see** why DPO costs
 # fluency here, and what four remedies buy back at the same distance from the reference. DPO trains
 # a *margin*: log π(y_w)/π_ref − log π(y_l)/π_ref. Nothing in the loss says log π(y_w) must go up,
-# and in practice both log-probs fall. The probability mass that leaves the labelled responses goes
+# and both log-probs can fall (this lesson measures whether they do, on one run and on three seeds). The probability mass that leaves the labelled responses goes
 # to text nobody labelled, and in this world we can see what that text is. Then the remedies: a
 # larger β, conservative DPO (label smoothing), IPO, and an NLL term on the chosen response (RPO).
 # Run: `python tutorials/16_dpo_failure_modes.py` after lesson 10 (`--fast`: a smoke run): the
@@ -125,7 +125,9 @@ show(fig)
 # training. First the end of training, mean ± standard deviation over the seeds — still each at its
 # own KL. Then each remedy against DPO at the same KL: both frontiers (the upper concave hull of
 # each run's checkpoints, from the SFT model at KL 0) read at the largest KL both reach in that
-# seed — in practice the remedy's own KL, where DPO is read between its earlier checkpoints.
+# seed. That is the smaller of the two runs' largest KL along training, which need not be where
+# either run ends: a run's KL need not grow steadily, so a remedy can be read at a KL above its
+# end-of-training one, and the run that moves further is read between its checkpoints.
 
 # %%
 full, shown = study_result(run, knobs.full_study, "failure_modes/failure_modes.json",
@@ -145,17 +147,27 @@ show(plots.remedies_figure(full))
 base = full["remedies"][FM.BASE]
 claim_paired("plain DPO's held-out log π(y_w) from start to end", "the end", base["logps_chosen_change"]["values"],
              "the start", [0.0] * n_seeds, "<")
+chosen_d, rejected_d = base["logps_chosen_change"]["values"], base["logps_rejected_change"]["values"]
+claim("plain DPO: both held-out log-probs fall, log π(y_w) and log π(y_l), in every seed, and log π(y_l) falls further",
+      all(w < 0 and l < w for w, l in zip(chosen_d, rejected_d)),
+      chosen=", ".join(f"{v:+.2f}" for v in chosen_d), rejected=", ".join(f"{v:+.2f}" for v in rejected_d))
+end_kl = {name: r["kl_to_ref"]["mean"] for name, r in full["remedies"].items()}
+nearest = min((k for k in end_kl if k != FM.BASE), key=end_kl.get)
+kl_ratio = end_kl[nearest] / end_kl[FM.BASE]
+claim(f"{nearest} ends far nearer the reference than DPO: at {kl_ratio:.2f} of DPO's KL (means over the seeds)",
+      kl_ratio < 0.5, remedy_kl=end_kl[nearest], dpo_kl=end_kl[FM.BASE])
 broken = [r.get("broken", 0) for r in full["failure_reasons"]["dpo"]]
 claim_paired("samples the grammar rejects as broken, of the same held-out prompts", "DPO", broken, "SFT",
              [full["failure_reasons"]["sft"].get("broken", 0)] * n_seeds, ">")
 
 # %% [markdown]
-# Each remedy against DPO at the same KL. *Predict* first: a remedy that ends at a tenth of DPO's
-# KL keeps most of the SFT model's fluency by moving less; does it keep more than DPO does at that KL?
+# Each remedy against DPO at the same KL. *Predict* first: a remedy that ends at a small fraction of
+# DPO's KL keeps most of the SFT model's fluency by moving less; does it keep more than DPO does at
+# that KL?
 
 # %%
 expect = {"larger β (2.0)": ("=", "="), "conservative DPO (ε = 0.2)": ("=", "="), "IPO (β = 0.1)": ("=", "="),
-          "RPO: + NLL on chosen (α = 1)": ("=", ">")}  # (gold, fluency) against DPO: what the committed study shows
+          "RPO: + NLL on chosen (α = 1)": (">", "=")}  # (gold, fluency) against DPO: what the committed study shows
 verdicts = {}
 for name, m in full["matched"].items():
     short = name.split(":")[0].split(" (")[0]
@@ -166,7 +178,8 @@ for name, m in full["matched"].items():
 # %% [markdown]
 # *Questions*
 # 1. Did DPO's log π(y_w) go up on the held-out pairs, while their margin grew?
-# 2. At the same KL as DPO, which remedy keeps the most fluency, and what does it cost in gold reward?
+# 2. At the same KL as DPO, which remedy keeps the most fluency, and what does it cost (or buy) in gold
+#    reward?
 
 # %% [markdown]
 # ## Answers
@@ -185,4 +198,6 @@ print(f"2. {best}: fluency − DPO's at the same KL {f.describe()} ({f.verdict})
 #   mass goes to text no pair labelled — here, broken sentences.
 # - A remedy that ends nearer the reference keeps fluency by moving less. Compare it with DPO at the
 #   same KL, on DPO's own checkpoints along training, before crediting the remedy.
+# - A remedy can change which way the policy moves as well as how far: at the same KL, read the gold
+#   reward beside the fluency, since a remedy may buy one without the other.
 # - Report fluency beside every win rate, and the KL beside both.

@@ -275,11 +275,34 @@ claim("DPO's implicit reward ranks more held-out pairs right than SFT's (its 95 
       gain.verdict == "above", dpo=acc[dpo_key], sft=acc[sft_key], pairs_only_dpo=only_dpo, pairs_only_sft=only_sft)
 claim("but fewer than the base's raw log-prob: the score DPO trained is not the best ranking of these pairs",
       behind.verdict == "below", dpo=acc[dpo_key], base=acc[base_key], pairs_only_base=only_base)
-kind_count = lambda name, kind: (sum(x for x, k in zip(right[name].tolist(), val_kinds) if k == kind), val_kinds.count(kind))
-(cut_right, cut_n), (cut_base, _) = kind_count(dpo_key, "title_cut"), kind_count(base_key, "title_cut")
-claim("one kind goes the wrong way: on the pairs whose rejected reply cuts the film's title, DPO's implicit reward "
-      "prefers the cut title more often than not", cut_right < cut_n / 2 and cut_right < cut_base,
-      right=cut_right, of=cut_n, base_right=cut_base)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The approximate 95 % (Wilson score) interval of a proportion k/n: unlike p ± 1.96·SE it stays
+    honest on a few dozen pairs and at 0 or 1."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+cut_idx = [i for i, k in enumerate(val_kinds) if k == "title_cut"]
+cut_n, cut_right, cut_base = len(cut_idx), int(right[dpo_key][cut_idx].sum()), int(right[base_key][cut_idx].sum())
+cut_low, cut_high = wilson(cut_right, cut_n)
+cut_reading = ("prefers the cut title: the whole 95 % interval of its accuracy is below 0.5 — one kind goes the wrong way"
+               if cut_high < 0.5 else "ranks the whole title above the cut one: the whole 95 % interval is above 0.5"
+               if cut_low > 0.5 else "shows no measurable preference either way: the 95 % interval of its accuracy covers 0.5")
+claim(f"on the {cut_n} pairs whose rejected reply cuts the film's title, DPO's implicit reward ranks {cut_right} right "
+      f"(ties count as wrong) and {cut_reading}", cut_n > 0,
+      right=cut_right, of=cut_n, low=cut_low, high=cut_high)
+if cut_n >= 2:
+    cut_vs_base = paired(right[dpo_key][cut_idx].tolist(), right[base_key][cut_idx].tolist())
+    claim(f"on those pairs DPO's implicit reward against the base's raw log-prob (pair by pair): "
+          f"{cut_vs_base.mean:+.3f} (95 % interval {cut_vs_base.low:+.3f} … {cut_vs_base.high:+.3f}): "
+          + {"below": "the base ranks more of them right", "above": "DPO's implicit reward ranks more of them right",
+             "no measurable difference": "no measurable difference"}[cut_vs_base.verdict],
+          cut_vs_base.n == cut_n, dpo_right=cut_right, base_right=cut_base)
 
 # %% [markdown]
 # How to read the table. A raw log-prob asks "is this likely text here?"; an implicit reward asks
@@ -287,10 +310,21 @@ claim("one kind goes the wrong way: on the pairs whose rejected reply cuts the f
 # talk finds a hedge, a brush-off or a loop unlikely whatever it is asked, so raw log-probs rank
 # most of these pairs without any preference training — the score to beat is the best of the rows,
 # never the weakest. An implicit reward sees only what its training changed, which is why it can be
-# near a coin flip for SFT (SFT on the chosen replies raises both sides alike) and still rank well
-# for DPO, which was trained on the contrast. A kind where DPO goes the wrong way is read as a
-# warning; one guess the table allows (a guess, not shown): the many wrong-film pairs teach DPO to
-# push down replies that name a film in full, and a cut title names less of one.
+# near a coin flip for a tuning that raises both replies alike (as SFT on the chosen replies may)
+# and still rank well for one trained on the contrast (DPO). A kind where DPO goes the wrong way, if
+# the claim above finds one, is read as a warning; one guess (a guess, not shown): the many
+# wrong-film pairs teach DPO to push down replies that name a film in full, and a cut title names
+# less of one.
+
+# %%
+sft_p, sft_k = acc[sft_key], int(right[sft_key].sum())
+sft_low, sft_high = wilson(sft_k, n_val)
+near_coin = sft_low <= 0.5 <= sft_high
+claim(f"this run: SFT's implicit reward ranks {sft_p:.3f} of the held-out pairs right (± {se(sft_p):.3f}; 95 % interval "
+      f"{sft_low:.3f} … {sft_high:.3f}): "
+      + ("indistinguishable from a coin flip" if near_coin else
+         f"measurably {'better' if sft_p > 0.5 else 'worse'} than a coin flip, so SFT did not raise both sides alike"),
+      n_val > 0, accuracy=sft_p, standard_error=se(sft_p))
 
 # %% [markdown]
 # The margin DPO trained (`rewards/margins`, β·h with h = log π/π_ref(chosen) − log π/π_ref(rejected))
@@ -370,10 +404,31 @@ for name, c in checks.items():
 named = checks["DPO"]["asked about a film"]
 whole = {k: round(c["film named whole"] * named) for k, c in checks.items()}
 cut = {k: round(c["title cut"] * named) for k, c in checks.items()}
-claim("DPO's greedy replies name the asked film whole less often than SFT's, and cut its title more often: the "
-      "kind of pair its implicit reward gets wrong shows in its own replies",
-      whole["DPO"] < whole["SFT"] and cut["DPO"] > cut["SFT"], questions_naming_a_film=named,
-      whole_sft=whole["SFT"], whole_dpo=whole["DPO"], cut_sft=cut["SFT"], cut_dpo=cut["DPO"])
+
+
+def title_marks(texts: list[str]) -> list[tuple[int, int]]:
+    """Per question that names a film (in the prompts' order): does the reply name it whole, does it cut a title?"""
+    marks = []
+    for p, t in zip(prompts_all, texts):
+        film = film_named(chat.parse_prompt(p)[-1]["content"])
+        if film is not None:
+            found = TITLE.findall(t)
+            marks.append((int(film in found), int(any(f not in world.TITLES for f in found))))
+    return marks
+
+
+marks = {k: title_marks(t) for k, t in greedy.items()}  # the same questions for both: paired question by question
+said = {"below": "less often than", "above": "more often than", "no measurable difference": "about as often as"}
+if named >= 2:
+    d_whole = paired([m[0] for m in marks["DPO"]], [m[0] for m in marks["SFT"]])
+    d_cut = paired([m[1] for m in marks["DPO"]], [m[1] for m in marks["SFT"]])
+    wrong_way = d_whole.verdict == "below" and d_cut.verdict == "above"
+    claim(f"on the {named} questions that name a film (greedy replies, paired question by question): DPO names the film "
+          f"whole {said[d_whole.verdict]} SFT ({whole['DPO']} against {whole['SFT']}; difference {d_whole.mean:+.3f}, 95 % "
+          f"interval {d_whole.low:+.3f} … {d_whole.high:+.3f}) and cuts a title {said[d_cut.verdict]} SFT ({cut['DPO']} "
+          f"against {cut['SFT']}; {d_cut.mean:+.3f}, {d_cut.low:+.3f} … {d_cut.high:+.3f})"
+          + ("; the kind of pair its implicit reward gets wrong shows in its own replies" if wrong_way and cut_high < 0.5 else ""),
+          d_whole.n == d_cut.n == named, questions_naming_a_film=named)
 for i in range(4):
     turns = chat.parse_prompt(prompts_all[i])
     print(f"[question {sum(t['role'] == 'user' for t in turns)}] Human: {turns[-1]['content']}\n   SFT:{greedy['SFT'][i]}"

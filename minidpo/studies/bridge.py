@@ -1,15 +1,18 @@
 """The bridge: from the exact lab, where DPO and RLHF reach one policy, to the default run, where they
 do not — the theorem's conditions broken one at a time, both roads measured at every rung.
 
-The theorem (DPO paper, Theorem 1 with Lemma 2). Bradley–Terry sees a reward only through differences
-r(x, y1) − r(x, y2) within a prompt, and only between responses that pairs connect: two rewards that
-differ by a constant per prompt are one "reward class". Every class holds exactly one reward of the
-form β·log π(y|x)/π_ref(y|x), provided the policy class is rich enough to express π*(r) =
-π_ref·exp(r/β)/Z for every r. Then minimising the DPO loss over the policy is maximising the
-Bradley–Terry likelihood over reward classes, and its minimiser is π*(r̂) for the Bradley–Terry fit
-r̂: the very policy RLHF's second step computes from r̂. Conditions the proof uses: (a) a tabular (or
-rich enough) policy, (b) a reward model that can be any function and is fitted to its maximum,
-(c) pairs that link every response, (d) both objectives optimised to their optimum, (e) the same data.
+The theorem (DPO paper §5, combining Lemma 2 with Theorem 1). Bradley–Terry sees a reward only through
+differences r(x, y1) − r(x, y2) within a prompt, and only between responses that pairs connect: two
+rewards that differ by a constant per prompt are one "reward class", and (Lemma 2) they give the same
+optimal policy. Every class can be represented by a reward of the form β·log π(y|x)/π_ref(y|x)
+(Theorem 1; its proof adds that the representative is unique), provided the policy class is rich
+enough to express π*(r) = π_ref·exp(r/β)/Z for every r. Then minimising the DPO loss over the policy
+is maximising the Bradley–Terry likelihood over reward classes, and its minimiser is π*(r_φ) for the
+Bradley–Terry fit r_φ: the very policy RLHF's second step computes from r_φ (r_φ the fitted reward,
+r̂ = β·log π/π_ref a policy's implicit one, as in the lessons). Conditions the proof uses, in the
+lessons' order: (1) pairs that link every response (a strongly connected comparison graph), (2) a
+tabular (or rich enough) policy, (3) a reward model that can be any function and is fitted to its
+maximum, (4) both objectives optimised to their optimum, (5) the same data and objective (β, π_ref).
 
 | rung | what changes from the rung above                                            | |
 |---|---|---|
@@ -63,7 +66,7 @@ class Rung:
     ref: torch.Tensor            # log π_ref
     dpo: torch.Tensor            # the DPO road's policy
     rlhf: torch.Tensor           # the RLHF road's policy
-    reward: torch.Tensor         # r̂, the reward the RLHF road maximised
+    reward: torch.Tensor         # r_φ, the reward the RLHF road maximised
     gold: torch.Tensor           # r* of the same responses
     unseen: list[int]            # responses no pair mentions
     beta: float = BETA
@@ -72,7 +75,7 @@ class Rung:
 
     @property
     def optimum(self) -> torch.Tensor:
-        """π*(r̂) = π_ref·exp(r̂/β)/Z: what both roads would reach under the theorem (DPO eq. 4)."""
+        """π*(r_φ) = π_ref·exp(r_φ/β)/Z: what both roads would reach under the theorem (DPO eq. 4)."""
         return B.optimal_logp(self.ref, self.reward, self.beta)
 
 
@@ -115,7 +118,7 @@ def newton(x: torch.Tensor, loss, steps: int = 4) -> torch.Tensor:
 
 
 def fit_reward_exactly(pairs, shape) -> torch.Tensor:
-    """The tabular Bradley–Terry fit r̂ to the last digits (`bandit.fit_reward`, then `newton`), centred."""
+    """The tabular Bradley–Terry fit r_φ to the last digits (`bandit.fit_reward`, then `newton`), centred."""
     x, w, l = pairs
     return B.centred(newton(B.fit_reward(pairs, shape), lambda r: bradley_terry_loss(r[x, w], r[x, l]).mean()))
 
@@ -197,7 +200,7 @@ def solved_logps(solved) -> tuple:
 
 
 def rl_objective(reward, world: World, beta: float = BETA):
-    """−J(π) = −(E_π[r̂] − β·KL(π ‖ π_ref)), exactly: the RLHF objective as a loss."""
+    """−J(π) = −(E_π[r_φ] − β·KL(π ‖ π_ref)), exactly: the RLHF objective as a loss."""
     return lambda logp: -B.rl_objective(logp, world.ref_logp, reward, beta)
 
 
@@ -421,8 +424,9 @@ def stage_reinforce(world: World, reward: torch.Tensor, beta: float, seed: int, 
 def rung4_budgets(world: World, beta: float = BETA, seed: int = 0, fast: bool = False) -> Rung:
     """The stages' own optimisers and step counts: DPO by `dpo.run_dpo`, the reward model by its
     stage's settings, then REINFORCE sampled with its stage's settings on that reward model. Same
-    pairs, same objective (β, the raw reward), finite budgets: how far is each road from the optimum
-    of its own objective, and from the other road?"""
+    pairs, same objective (β, the raw reward), finite budgets: how far is each road from π*(r_φ), the
+    optimum of J for the reward model this rung trained (RLHF's own target; for DPO the policy the
+    theorem would have it reach, not its own loss's minimiser), and from the other road?"""
     dpo, dpo_path, dpo_info = stage_dpo(world, beta, seed, fast)
     reward, rm_info = stage_reward_model(world, seed, fast)
     rlhf, rlhf_path, rl_info = stage_reinforce(world, reward, beta, seed, fast)
@@ -533,7 +537,7 @@ def summarise_toy(toy: dict) -> dict:
     for road in ("dpo", "rlhf", "ref"):
         out[f"unseen_mass_{road}"], out[f"unseen_mass_{road}_se"] = d["unseen_mass"][road]["mass"], d["unseen_mass"][road]["se"]
     for key in ("tv_dpo_opt", "tv_rlhf_opt", "kl_dpo_opt", "kl_rlhf_opt"):
-        out[key] = None  # π*(r̂) of a reward model over every text: no sum to take
+        out[key] = None  # π*(r_φ) of a reward model over every text: no sum to take
     out["matched"] = m = matched(toy["paths"], starts)  # DPO, RLHF and online DPO at one KL
     out["online"] = {"online_minus_dpo": C.paired(m["gold"]["online_dpo"], m["gold"]["dpo"]).as_dict(),
                      "rlhf_minus_online": C.paired(m["gold"]["rlhf"], m["gold"]["online_dpo"]).as_dict()}

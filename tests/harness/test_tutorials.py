@@ -221,7 +221,7 @@ def check_12(g, out):
     e1 = g["e1"]
     assert abs(e1["dpo_loss"] - e1["dpo_loss_other_start"]) < 1e-12 and e1["tv_dpo_other_start"] > 0.005
     assert f"TV between the two DPO solutions {e1['tv_dpo_other_start']:.4f}" in out  # the text's number is the run's
-    for text in ("rung 0: DPO, RLHF and π*(r̂) are one policy", "DPO's gradient on the logit",
+    for text in ("rung 0: DPO, RLHF and π*(r_φ) are one policy", "DPO's gradient on the logit",
                  "rung 1: two DPO solutions", "rung 1: from the reference"):
         assert [line for line in out.splitlines() if line[2:].startswith(text)][0].startswith("✓"), text
     if g["result"] is None:  # no study: it says so, and no reading of rungs 3-5 is printed, let alone claimed
