@@ -390,7 +390,7 @@ def row_gaps(row: dict, at: str) -> list:
 
 
 # 2. each row's gap and each row's step (its gap minus the row above's), paired by seed: the readings
-ROW_EXPECT = {0: "=", 1: "=", 2: "=", 3: "="}
+ROW_EXPECT = {0: ">", 1: ">", 2: ">", 3: ">"}
 STEP_EXPECT = {1: "=", 2: "=", 3: "="}
 if ablation and ablation.get("primary_kl") is not None:
     at, rows = str(ablation["primary_kl"]), ablation["rows"]
