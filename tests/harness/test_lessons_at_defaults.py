@@ -1,7 +1,10 @@
 """Every lesson at its defaults, in order, in one fresh folder, as a learner runs them: each exits 0
 and every sentence it states about its run's numbers holds (a `claim` printed ✓, none ✗). The
 lessons' own --fast runs (test_tutorials.py) check their mechanics; only the defaults carry the
-readings. The slow tier (about 17 minutes on 2 cores)."""
+readings. Its own tier, `python -m pytest -q -m defaults` (about 20 minutes on 2 cores): it is the
+run the notebooks record (`python -m minidpo.tools.notebooks --execute --fresh --all`), and the
+default tier checks every committed notebook for a claim that fails and for outputs made by other
+lesson text or library code (test_notebooks.py), so CI reads the defaults' verdicts from there."""
 import os
 import subprocess
 import sys
@@ -45,7 +48,7 @@ def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("lessons_at_defaults") / "run"
 
 
-@pytest.mark.slow
+@pytest.mark.defaults
 @pytest.mark.parametrize("script", LESSONS, ids=lambda p: p.stem)
 def test_the_lesson_at_its_defaults_holds_every_claim(script, folder):
     done = run_lesson(script, folder)
