@@ -202,6 +202,8 @@ for name, checks in verdicts.items():
 # the copy committed with minidpo (`python -m minidpo museum --out runs/tutorial` runs it here).
 
 # %%
+MUSEUM_EXPECT = {"pad-equals-eos": "<", "dropout-on": "=", "shared-reference": ">", "swap-labels": ">",
+                 "merge-boundary": "=", "truncate-to-empty": ">", "mean-logps-without-beta": "="}
 found = saved_study(run, "museum/museum.json")
 museum = read_json(found) if found else None
 if museum is None:
@@ -215,7 +217,9 @@ else:
     claim(f"the clean run's gold moves by a standard deviation of {spread['std']:.2f} across the "
           f"{len(museum['seeds'])} seeds: a one-seed cost of that size is noise", spread["std"] > 0.05,
           clean_std=spread["std"])
-    for name, verdict in {}.items():
+    # what the committed museum measured (clean − bug, paired over its seeds): ">" a cost, "<" a gain,
+    # "=" no measurable difference; a run of your own that reads otherwise prints ✗ beside the bug
+    for name, verdict in MUSEUM_EXPECT.items():
         d = costs[name]
         claim_paired("gold reward, clean run vs " + name, "clean", [x["gold_reward"] for x in museum["by_seed"]["clean"]],
                      name, [x["gold_reward"] for x in museum["by_seed"][name]], verdict)
