@@ -16,7 +16,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from minidpo.studies import frontier
+from minidpo.studies import frontier, units
 from minidpo.studies import loss_bench
 from minidpo.checkpoint import read_json
 from minidpo.harness import compare as C
@@ -108,9 +108,9 @@ repeats = run.settings(PrefsConfig).train_repeats
 seed_list = [run.seed + i for i in range(knobs.seeds)]
 points, rows, margins_at_end = [], {}, {}
 for seed in seed_list:
-    seed_data, _ = frontier.data_unit(run, "bt", repeats, seed)
+    seed_data, _ = units.data_unit(run, "bt", repeats, seed)
     for name in ("sigmoid", *NEW):
-        unit_points, seconds = frontier.method_unit(run, methods[name], {}, seed_data)
+        unit_points, seconds = units.method_unit(run, methods[name], {}, seed_data)
         points += [{"method": name, "seed": seed, "labels": "bt", **p} for p in unit_points]
         if seed != run.seed:
             continue

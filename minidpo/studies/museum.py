@@ -184,7 +184,7 @@ def seed_data(run, seed: int) -> tuple[Path, Path]:
     if seed == run.seed:
         return run.path("prefs_train.jsonl"), run.path("prefs_val.jsonl")
     from ..preferences import PrefsConfig
-    from .frontier import data_unit
+    from .units import data_unit
     data, _ = data_unit(run, "bt", run.settings(PrefsConfig).train_repeats, seed)
     return data.train, data.val
 

@@ -246,7 +246,7 @@ def check_13(g, out):
     assert f"{len(g['points'])} evaluated points" in out and set(g["per_unit"]) == {"dpo", "reinforce"}
     assert "Shown: the full study saved in" in out  # the test folder holds the --fast study and ablation
     assert set(g["result"]["matched"]) == {"bt", "deterministic"} and set(g["result"]["pipeline"]) == {"rlhf", "ppo", "dpo"}
-    assert [r["rl_method"] for r in g["ablation"]["rows"]][-1] == "ppo_gt"
+    assert [r["rl_method"] for r in g["ablation"]["rows"]] == ["reinforce"] * 4  # budget, labels, data
     # every comparison of two methods says its seeds: an interval names them, one seed says so
     lines = [line for line in out.splitlines() if " − " in line and ("interval" in line or "one seed" in line)]
     assert lines and all(re.search(r"\d+ seeds|one seed", line) for line in lines)
@@ -288,7 +288,8 @@ def check_15(g, out):
     assert len(div["seeds"]) >= 3 and all(len(mt[k]["dpo"]) == len(div["seeds"]) for k in ("entropy", "unique_frac"))
     assert g["entropy_at_kl"].n == len(div["seeds"]) and g["entropy_at_kl"].verdict in out
     assert g["cost_rows"]["ppo"]["models"][-1] == "value model" and "committed with minidpo" in out
-    _claims_hold(out, "gold reward at the end: β = 0 RL is below the SFT model", "DPO's unique fraction")
+    _claims_hold(out, "gold reward at the end: no measurable difference between β = 0 RL and the SFT model",
+                 "DPO's unique fraction")
 
 
 def check_16(g, out):
@@ -303,7 +304,7 @@ def check_16(g, out):
         for kl, a, b in zip(m["kl"], full["points"][name], full["points"]["DPO (default)"]):
             assert kl == pytest.approx(min(max(p["kl_to_ref"] for p in a), max(p["kl_to_ref"] for p in b)))
     assert all(v[0].n == len(full["seeds"]) for v in g["verdicts"].values())
-    _claims_hold(out, "plain DPO's held-out log π(y_w) from start to end", "fluency at the same KL: RPO")
+    _claims_hold(out, "plain DPO's held-out log π(y_w) from start to end", "gold reward at the same KL: RPO is above DPO")
 
 
 def check_17(g, out):
