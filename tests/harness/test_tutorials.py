@@ -248,7 +248,8 @@ def check_13(g, out):
     assert set(g["result"]["matched"]) == {"bt", "deterministic"} and set(g["result"]["pipeline"]) == {"rlhf", "ppo", "dpo"}
     assert [r["rl_method"] for r in g["ablation"]["rows"]] == ["reinforce"] * 4  # budget, labels, data
     # every comparison of two methods says its seeds: an interval names them, one seed says so
-    lines = [line for line in out.splitlines() if " − " in line and ("interval" in line or "one seed" in line)]
+    lines = [line for line in out.splitlines() if " − " in line and ("interval" in line or "one seed" in line)
+             and not line.rstrip().endswith(":")]  # a table's header names what follows, compares nothing
     assert lines and all(re.search(r"\d+ seeds|one seed", line) for line in lines)
     assert all("fewer than 3" in line for line in lines if re.search(r"\b2 seeds", line))
 
@@ -267,14 +268,14 @@ def check_14(g, out):
     assert g["kl_by_hand"] == pytest.approx(g["kl_library"], abs=1e-9) and 0 < g["kl_by_hand"] <= g["bound"] + 1e-9
     rows = g["curves"]["full"]
     assert [r["n"] for r in rows] == [2 ** i for i in range(len(rows))] and rows[-1]["proxy"] > rows[0]["proxy"]
-    assert all(0 <= r["kl_pool"] <= r["kl_bound"] + 1e-9 for r in rows) and rows[0]["pick_best_gold"] == 1.0
+    assert all(-1e-9 <= r["kl_pool"] <= r["kl_bound"] + 1e-9 for r in rows) and rows[0]["pick_best_gold"] == 1.0
     assert set(g["rl"]) == {"β=0, full RM", "β=0.01, full RM"}
     # the fast folder holds no full study: the committed one is read, three seeds, and its claims hold
     full = g["full"]
     assert len(full["seeds"]) >= 3 and "committed with minidpo" in out
     assert all(not s["best_of_n_summary"]["full"]["peaked"] for s in full["per_seed"])  # best-of-n never peaks
     assert len(full["penalty"]["a_gold"]) == len(full["seeds"]) and "(95 % interval" in out
-    _claims_hold(out, "best-of-n's gold at n = ", "gold reward at the same KL: β = 0.01 is above β = 0",
+    _claims_hold(out, "best-of-n's gold at n = ", "gold reward at the same KL: no measurable difference between β = 0.01",
                  "best-of-n with the full proxy has no observed peak")
 
 
