@@ -241,9 +241,10 @@ def _running_max(points, sft):
 
 def test_on_the_shipped_study_dpo_over_both_betas_reads_at_least_beta_half_alone():
     """Issue 32's measured case, on the full study's own points: deterministic labels, DPO at KL 1,
-    seeds 0–2. The running maximum over β ∈ {0.1, 0.5} read below β = 0.5 alone (the ablation's
-    deterministic row): adding runs lowered it. The hull over both reads at least β = 0.5 alone, in
-    every seed and at every matched KL."""
+    seeds 0–2 (the ablation's deterministic row reads β = 0.5 alone). With the old grid the running
+    maximum over β ∈ {0.1, 0.5} read below β = 0.5 alone; on this study's points it does not, so only
+    the hull's rule is asserted: over both it reads at least β = 0.5 alone, in every seed and at every
+    matched KL (a running maximum that falls: tests/harness/test_compare.py)."""
     frontier, ablation = _shipped()
     sft, points = frontier["sft"], frontier["points"]
     mean = lambda xs: sum(xs) / len(xs)
@@ -255,7 +256,6 @@ def test_on_the_shipped_study_dpo_over_both_betas_reads_at_least_beta_half_alone
             reading[(name, how)] = mean(per_seed)
     row = next(r for r in ablation["rows"] if r["labels"] == "deterministic" and r["pairs_multiplier"] == 1)
     assert reading[("alone", "hull")] == pytest.approx(row["by_kl"]["1.0"]["dpo"]["gold_mean"], abs=1e-12)
-    assert reading[("both", "running")] < reading[("alone", "running")]   # the envelope fell when runs were added
     assert reading[("both", "hull")] >= reading[("alone", "hull")]         # the hull cannot
     for seed in frontier["seeds"]:
         alone = F.hull([p for p in F.points_of(points, "dpo", "deterministic", seed) if p["beta"] == 0.5], sft)
@@ -286,23 +286,3 @@ def test_on_the_shipped_study_no_unit_lowers_its_methods_hull():
                             checked += 1
     assert checked > 100
 
-
-def test_on_the_measured_points_a_second_beta_never_lowers_the_frontier():
-    """The case the old envelope got wrong (deterministic labels, DPO, seeds 0–2: over β {0.1, 0.5} it
-    read +0.4955 at KL 1, below the +0.5172 of β = 0.5 alone): on the shipped study's own points, the
-    hull over both β reads at least what either β reads alone, at every matched KL and seed."""
-    import json
-    from minidpo.harness.tutorial import shipped_study
-    r = json.loads(shipped_study("frontier.json").read_text(encoding="utf-8"))
-    checked = 0
-    for seed in r["seeds"]:
-        pts = F.points_of(r["points"], "dpo", "deterministic", seed)
-        both = F.hull(pts, r["sft"])
-        for beta in (0.1, 0.5):
-            alone = F.hull([p for p in pts if p["beta"] == beta], r["sft"])
-            for kl in r["kl_targets"]:
-                one = F.at_kl(alone, kl)
-                if one is not None:
-                    assert F.at_kl(both, kl)[0] >= one[0] - 1e-12, (seed, beta, kl)
-                    checked += 1
-    assert checked >= 12  # 3 seeds × 2 β × the KLs both reach

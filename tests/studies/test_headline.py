@@ -129,7 +129,7 @@ def test_the_committed_studies_are_full_runs_a_lesson_can_read(capsys):
     frontier, ablation = read_json(found["frontier"]), read_json(found["ablation"])
     assert frontier["seeds"] == ablation["seeds"] == [0, 1, 2] and len(frontier["points"]) > 200
     assert frontier["budgets"]["reinforce"]["samples_per_unit"] == 2560 and set(frontier["pipeline"]) == {"rlhf", "ppo", "dpo"}
-    assert [r["rl_samples"] for r in ablation["rows"]] == [2560] + [9600] * 5
+    assert [r["rl_samples"] for r in ablation["rows"]] == [2560] + [9600] * 3
     print_matched(frontier)
     print_ablation(ablation)
     out = capsys.readouterr().out
